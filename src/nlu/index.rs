@@ -139,7 +139,8 @@ const EF_CONSTRUCTION: usize = 200;
 
 impl ExampleIndex {
     pub fn build(vectors: &[Vec<f32>], labels: Vec<usize>) -> Self {
-        let layers = 16.min((vectors.len().max(2) as f32).ln().ceil() as usize).max(1);
+        // hnsw_rs prints to stdout when dumping fewer than its 16 layers; 16 costs nothing.
+        let layers = 16;
         let hnsw = Hnsw::<f32, DistDot>::new(MAX_CONN, vectors.len().max(1), layers, EF_CONSTRUCTION, DistDot {});
         let data: Vec<(&Vec<f32>, usize)> = vectors.iter().zip(0..).collect();
         hnsw.parallel_insert(&data);
@@ -168,7 +169,10 @@ impl ExampleIndex {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
             // Dump under a temporary name, then rename: a crash leaves no half index.
             let tmp = format!("{basename}-tmp{}", unique_tmp_suffix());
-            if idx.hnsw.file_dump(dir, &tmp).is_ok() {
+            // hnsw_rs panics when it cannot create its files: a read-only cache
+            // folder must cost the cache, not the process.
+            let dumped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| idx.hnsw.file_dump(dir, &tmp)));
+            if matches!(dumped, Ok(Ok(_))) {
                 for ext in ["hnsw.data", "hnsw.graph"] {
                     let _ = std::fs::rename(dir.join(format!("{tmp}.{ext}")), dir.join(format!("{basename}.{ext}")));
                 }
