@@ -19,7 +19,12 @@ const QUERIES: &[&str] = &[
 
 fn rss_mb() -> f64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
 }
 
 fn config() -> Config {
@@ -51,17 +56,27 @@ fn benches(c: &mut Criterion) {
     g.finish();
 
     let enc = nlu.classifier.encoder().clone();
-    let kb_texts: Vec<String> = nlu.kb.intents.iter().flat_map(|i| i.examples.iter().map(|e| format!("query: {e}"))).take(128).collect();
+    let kb_texts: Vec<String> = nlu
+        .kb
+        .intents
+        .iter()
+        .flat_map(|i| i.examples.iter().map(|e| format!("query: {e}")))
+        .take(128)
+        .collect();
     let refs: Vec<&str> = kb_texts.iter().map(|s| s.as_str()).collect();
     let mut g = c.benchmark_group("embed");
     g.sample_size(10);
     g.throughput(Throughput::Elements(refs.len() as u64));
-    g.bench_with_input(BenchmarkId::new("batch", refs.len()), &refs, |b, refs| b.iter(|| enc.embed(refs).unwrap()));
+    g.bench_with_input(BenchmarkId::new("batch", refs.len()), &refs, |b, refs| {
+        b.iter(|| enc.embed(refs).unwrap())
+    });
     g.finish();
 
     let mut g = c.benchmark_group("load");
     g.sample_size(10);
-    g.bench_function("model_and_index_warm", |b| b.iter(|| Nlu::load(&cfg, nlu::load_encoder(&cfg).unwrap()).unwrap()));
+    g.bench_function("model_and_index_warm", |b| {
+        b.iter(|| Nlu::load(&cfg, nlu::load_encoder(&cfg).unwrap()).unwrap())
+    });
     g.finish();
     eprintln!("RSS at the end: {:.1} MB", rss_mb());
 }

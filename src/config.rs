@@ -124,7 +124,9 @@ impl Default for KbConfig {
         Self {
             intents_dir: "intents".into(),
             min_examples: 15,
-            segments: ["universal", "senior", "family", "disability", "jobseeker"].map(String::from).to_vec(),
+            segments: ["universal", "senior", "family", "disability", "jobseeker"]
+                .map(String::from)
+                .to_vec(),
             cache_dir: "cache".into(),
         }
     }
@@ -140,7 +142,7 @@ impl Default for ClassifierConfig {
             linear_weight: 0.5,
             knn_k: 10,
             knn_temperature: 0.02,
-            l2: 1e-4,
+            l2: 1e-3,
             epochs: 300,
         }
     }
@@ -148,7 +150,10 @@ impl Default for ClassifierConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { addr: "127.0.0.1:8080".into(), max_body_bytes: 64 * 1024 }
+        Self {
+            addr: "127.0.0.1:8080".into(),
+            max_body_bytes: 64 * 1024,
+        }
     }
 }
 
@@ -157,19 +162,28 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self> {
         let mut merged = toml::Value::try_from(Config::default())?;
         if path.exists() {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let file: toml::Value = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let file: toml::Value = toml::from_str(&text)
+                .with_context(|| format!("{} is not valid TOML", path.display()))?;
             merge(&mut merged, file);
         }
         apply_env(&mut merged, "OTKLIK", &|k| std::env::var(k).ok())?;
-        let cfg: Config = merged.try_into().with_context(|| format!("invalid settings in {} or OTKLIK_* variables", path.display()))?;
+        let cfg: Config = merged.try_into().with_context(|| {
+            format!(
+                "invalid settings in {} or OTKLIK_* variables",
+                path.display()
+            )
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     fn validate(&self) -> Result<()> {
         let c = &self.classifier;
-        if !(c.alternatives_threshold <= c.confirm_threshold && c.confirm_threshold <= c.answer_threshold) {
+        if !(c.alternatives_threshold <= c.confirm_threshold
+            && c.confirm_threshold <= c.answer_threshold)
+        {
             bail!("classifier thresholds must satisfy alternatives_threshold ≤ confirm_threshold ≤ answer_threshold");
         }
         if !(0.0..=1.0).contains(&c.linear_weight) {
@@ -222,10 +236,20 @@ fn apply_env(v: &mut toml::Value, name: &str, get: &dyn Fn(&str) -> Option<Strin
     let Some(raw) = get(name) else { return Ok(()) };
     let bad = |what: &str| anyhow::anyhow!("{name}={raw:?} is not {what}");
     *v = match v {
-        toml::Value::Integer(_) => toml::Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?),
-        toml::Value::Float(_) => toml::Value::Float(raw.trim().parse().map_err(|_| bad("a number"))?),
-        toml::Value::Boolean(_) => toml::Value::Boolean(raw.trim().parse().map_err(|_| bad("true or false"))?),
-        toml::Value::Array(_) => toml::Value::Array(raw.split(',').map(|s| toml::Value::String(s.trim().to_string())).collect()),
+        toml::Value::Integer(_) => {
+            toml::Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?)
+        }
+        toml::Value::Float(_) => {
+            toml::Value::Float(raw.trim().parse().map_err(|_| bad("a number"))?)
+        }
+        toml::Value::Boolean(_) => {
+            toml::Value::Boolean(raw.trim().parse().map_err(|_| bad("true or false"))?)
+        }
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',')
+                .map(|s| toml::Value::String(s.trim().to_string()))
+                .collect(),
+        ),
         _ => toml::Value::String(raw),
     };
     Ok(())

@@ -27,7 +27,11 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -36,14 +40,28 @@ struct ClassifyRequest {
     text: String,
 }
 
-async fn classify(State(state): State<Arc<AppState>>, body: Result<Json<ClassifyRequest>, JsonRejection>) -> Response {
+async fn classify(
+    State(state): State<Arc<AppState>>,
+    body: Result<Json<ClassifyRequest>, JsonRejection>,
+) -> Response {
     let req = match body {
         Ok(Json(r)) => r,
         Err(JsonRejection::BytesRejection(_)) => {
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "Сообщение слишком длинное. Сократите его, пожалуйста.");
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "Сообщение слишком длинное. Сократите его, пожалуйста.",
+            );
         }
         Err(e) => {
-            return error(StatusCode::BAD_REQUEST, "bad_request", &format!("Неверный запрос: ожидается JSON вида {{\"text\": \"…\"}} ({})", e.body_text()));
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!(
+                    "Неверный запрос: ожидается JSON вида {{\"text\": \"…\"}} ({})",
+                    e.body_text()
+                ),
+            );
         }
     };
     let st = state.clone();
@@ -54,21 +72,33 @@ async fn classify(State(state): State<Arc<AppState>>, body: Result<Json<Classify
             Some(ie) => error(StatusCode::UNPROCESSABLE_ENTITY, ie.code(), &ie.to_string()),
             None => {
                 tracing::error!("classify failed: {e:#}");
-                error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Внутренняя ошибка. Попробуйте ещё раз позже.")
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Внутренняя ошибка. Попробуйте ещё раз позже.",
+                )
             }
         },
         Err(e) => {
             tracing::error!("classify task failed: {e}");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Внутренняя ошибка. Попробуйте ещё раз позже.")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Внутренняя ошибка. Попробуйте ещё раз позже.",
+            )
         }
     }
 }
 
 /// Serves until SIGTERM or Ctrl-C; requests in flight are finished first.
 pub async fn serve(state: Arc<AppState>, addr: &str, max_body_bytes: usize) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, router(state, max_body_bytes)).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, router(state, max_body_bytes))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     Ok(())
 }
 
@@ -78,7 +108,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -12,10 +12,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Parser)]
-#[command(name = "otklik", version, about = "Otklik: an engine for citizen-facing chat bots and voice robots")]
+#[command(
+    name = "otklik",
+    version,
+    about = "Otklik: an engine for citizen-facing chat bots and voice robots"
+)]
 struct Cli {
     /// Settings file (missing = built-in defaults); every setting can also be set by an OTKLIK_… variable.
-    #[arg(long, global = true, default_value = "otklik.toml", env = "OTKLIK_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "otklik.toml",
+        env = "OTKLIK_CONFIG"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
@@ -63,7 +72,10 @@ enum Cmd {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,hnsw_rs=warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,hnsw_rs=warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = run(Cli::parse()) {
@@ -78,16 +90,31 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Check => {
             let kb = nlu::load_kb(&cfg)?;
             let n: usize = kb.intents.iter().map(|i| i.examples.len()).sum();
-            println!("knowledge base ok: {} intents, {} examples, {} out-of-scope examples", kb.intents.len(), n, kb.out_of_scope.len());
+            println!(
+                "knowledge base ok: {} intents, {} examples, {} out-of-scope examples",
+                kb.intents.len(),
+                n,
+                kb.out_of_scope.len()
+            );
             Ok(())
         }
         Cmd::Serve => {
             let start = Instant::now();
             let nlu = Nlu::load(&cfg, nlu::load_encoder(&cfg)?)?;
-            tracing::info!("loaded {} intents in {:.2} s", nlu.kb.intents.len(), start.elapsed().as_secs_f64());
+            tracing::info!(
+                "loaded {} intents in {:.2} s",
+                nlu.kb.intents.len(),
+                start.elapsed().as_secs_f64()
+            );
             let state = Arc::new(otklik::http::AppState { nlu });
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            rt.block_on(otklik::http::serve(state, &cfg.http.addr, cfg.http.max_body_bytes))
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(otklik::http::serve(
+                state,
+                &cfg.http.addr,
+                cfg.http.max_body_bytes,
+            ))
         }
         Cmd::Classify { text, json } => {
             let text = match text.as_deref() {
@@ -103,15 +130,32 @@ fn run(cli: Cli) -> Result<()> {
                 for s in &c.top {
                     println!("  {:5.3}  {:<28} {}", s.score, s.intent, s.title);
                 }
-                println!("  out of scope: {:.3}, nearest example similarity: {:.3}", c.out_of_scope_score, c.nearest_similarity);
+                println!(
+                    "  out of scope: {:.3}, nearest example similarity: {:.3}",
+                    c.out_of_scope_score, c.nearest_similarity
+                );
             }
             Ok(())
         }
-        Cmd::Eval { folds, test, train, data, calibrate, method, json } => {
+        Cmd::Eval {
+            folds,
+            test,
+            train,
+            data,
+            calibrate,
+            method,
+            json,
+        } => {
             let encoder = nlu::load_encoder(&cfg)?;
             let cache_dir = cfg.in_data_dir(&cfg.kb.cache_dir);
-            let setup = EvalSetup { encoder, cfg: cfg.classifier.clone(), prefix: cfg.model.query_prefix.clone(), cache_dir: Some(&cache_dir) };
-            let kb_items = || -> Result<Vec<(String, String)>> { Ok(eval::kb_items(&nlu::load_kb(&cfg)?)) };
+            let setup = EvalSetup {
+                encoder,
+                cfg: cfg.classifier.clone(),
+                prefix: cfg.model.query_prefix.clone(),
+                cache_dir: Some(&cache_dir),
+            };
+            let kb_items =
+                || -> Result<Vec<(String, String)>> { Ok(eval::kb_items(&nlu::load_kb(&cfg)?)) };
             let (preds, clf, latency_texts) = match (&test, &train, &data) {
                 (Some(_), _, Some(_)) => bail!("use either --data (cross-validation) or --test"),
                 (None, Some(_), _) => bail!("--train needs --test"),
@@ -129,18 +173,33 @@ fn run(cli: Cli) -> Result<()> {
                         Some(p) => eval::read_labelled(p)?,
                         None => kb_items()?,
                     };
-                    setup.cross_validate(&items, folds, &method)?
+                    let cv = setup.cross_validate(&items, folds, &method)?;
+                    (cv.predictions, cv.last_classifier, cv.last_test)
                 }
             };
             let latency = eval::measure_latency(&clf, &latency_texts);
-            let reports: Vec<eval::Report> = method.iter().zip(&preds).map(|(m, p)| eval::report(*m, &clf, p, latency.clone())).collect();
+            let reports: Vec<eval::Report> = method
+                .iter()
+                .zip(&preds)
+                .map(|(m, p)| eval::report(*m, &clf, p, latency.clone()))
+                .collect();
             let cal = calibrate.then(|| eval::calibrate(&clf, &preds[0]));
             if json {
-                let mut v: Vec<serde_json::Value> = reports.iter().map(|r| serde_json::to_value(r).unwrap()).collect();
+                let mut v: Vec<serde_json::Value> = reports
+                    .iter()
+                    .map(|r| serde_json::to_value(r).unwrap())
+                    .collect();
                 if let (Some(c), Some(first)) = (&cal, v.first_mut()) {
                     first["calibration"] = serde_json::to_value(c)?;
                 }
-                println!("{}", if v.len() == 1 { v.remove(0) } else { serde_json::Value::Array(v) });
+                println!(
+                    "{}",
+                    if v.len() == 1 {
+                        v.remove(0)
+                    } else {
+                        serde_json::Value::Array(v)
+                    }
+                );
             } else {
                 for r in &reports {
                     r.print();
@@ -156,6 +215,13 @@ fn run(cli: Cli) -> Result<()> {
 
 fn read_stdin() -> Result<String> {
     let mut buf = Vec::new();
-    std::io::stdin().read_to_end(&mut buf).context("cannot read stdin")?;
-    String::from_utf8(buf).map_err(|e| anyhow::anyhow!("the input is not valid UTF-8 (first bad byte at offset {}): send text in UTF-8", e.utf8_error().valid_up_to()))
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .context("cannot read stdin")?;
+    String::from_utf8(buf).map_err(|e| {
+        anyhow::anyhow!(
+            "the input is not valid UTF-8 (first bad byte at offset {}): send text in UTF-8",
+            e.utf8_error().valid_up_to()
+        )
+    })
 }

@@ -26,26 +26,44 @@ fn otklik(args: &[&str], stdin: Option<&[u8]>) -> Output {
 
 #[test]
 fn classify_json_has_the_decision_and_top_intents() {
-    let out = otklik(&["classify", "--json", "как встать на учёт по безработице"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = otklik(
+        &["classify", "--json", "как встать на учёт по безработице"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["intent"], "unemployment_registration");
-    assert!(["answer", "confirm", "alternatives", "out_of_scope"].contains(&v["decision"].as_str().unwrap()));
+    assert!(["answer", "confirm", "alternatives", "out_of_scope"]
+        .contains(&v["decision"].as_str().unwrap()));
     assert!(v["top"].as_array().unwrap().len() >= 3);
     assert!(v["top"][0]["score"].as_f64().unwrap() > v["top"][1]["score"].as_f64().unwrap());
 }
 
 #[test]
 fn classify_reads_stdin_and_rejects_invalid_utf8() {
-    let out = otklik(&["classify", "--json"], Some("хочу записаться на приём".as_bytes()));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = otklik(
+        &["classify", "--json"],
+        Some("хочу записаться на приём".as_bytes()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["intent"], "appointment_booking");
 
     let out = otklik(&["classify"], Some(&[0xd0, 0x9f, 0xff, 0xfe, b'a']));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not valid UTF-8") && err.contains("offset 2"), "{err}");
+    assert!(
+        err.contains("not valid UTF-8") && err.contains("offset 2"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -60,14 +78,44 @@ fn eval_json_report_has_the_documented_keys() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data.tsv");
     let mut s = String::new();
-    for (i, t) in ["как оформить пенсию", "пенсия по старости", "когда выходить на пенсию", "пенсию назначить", "оформление пенсии"].iter().enumerate() {
+    for (i, t) in [
+        "как оформить пенсию",
+        "пенсия по старости",
+        "когда выходить на пенсию",
+        "пенсию назначить",
+        "оформление пенсии",
+    ]
+    .iter()
+    .enumerate()
+    {
         s += &format!("pension\t{t}\npassport\tзамена паспорта номер {i}\nout_of_scope\tпогода на завтра {i}\n");
     }
     std::fs::write(&data, s).unwrap();
-    let out = otklik(&["eval", "--data", data.to_str().unwrap(), "--folds", "2", "--json"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = otklik(
+        &[
+            "eval",
+            "--data",
+            data.to_str().unwrap(),
+            "--folds",
+            "2",
+            "--json",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for k in ["top1", "top3", "macro_f1", "oos_rejected", "in_scope_rejected", "decisions"] {
+    for k in [
+        "top1",
+        "top3",
+        "macro_f1",
+        "oos_rejected",
+        "in_scope_rejected",
+        "decisions",
+    ] {
         assert!(v.get(k).is_some(), "missing {k} in {v}");
     }
     assert!(v["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
@@ -86,9 +134,19 @@ fn a_broken_knowledge_base_is_reported_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("x.yaml"), "intents:\n  - id: a\n    title: A\n    examples: [раз, два]\n    answer:\n      senior: x\n").unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_otklik"));
-    let out = cmd.args(["check"]).env("OTKLIK_KB_INTENTS_DIR", dir.path()).output().unwrap();
+    let out = cmd
+        .args(["check"])
+        .env("OTKLIK_KB_INTENTS_DIR", dir.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("x.yaml:2: intent `a` has no `answer.universal`"), "{err}");
-    assert!(err.contains("x.yaml:2: intent `a` has 2 example(s); add at least 15"), "{err}");
+    assert!(
+        err.contains("x.yaml:2: intent `a` has no `answer.universal`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("x.yaml:2: intent `a` has 2 example(s); add at least 15"),
+        "{err}"
+    );
 }

@@ -19,7 +19,11 @@ impl Drop for Server {
 }
 
 fn start() -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(env!("CARGO_BIN_EXE_otklik"))
         .arg("serve")
         .env("OTKLIK_HTTP_ADDR", format!("127.0.0.1:{port}"))
@@ -29,7 +33,10 @@ fn start() -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    Server { child, base: format!("http://127.0.0.1:{port}") }
+    Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    }
 }
 
 async fn wait_ready(client: &reqwest::Client, base: &str) {
@@ -52,30 +59,64 @@ async fn serve_answers_health_and_classify() {
     wait_ready(&client, &server.base).await;
     let url = format!("{}/api/v1/classify", server.base);
 
-    let r = client.post(&url).json(&serde_json::json!({"text": "подскажите часы работы мфц"})).send().await.unwrap();
+    let r = client
+        .post(&url)
+        .json(&serde_json::json!({"text": "подскажите часы работы мфц"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["intent"], "working_hours");
     assert!(v["decision"].is_string() && v["top"].is_array());
 
-    let r = client.post(&url).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let r = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "bad_request");
-    assert!(v["error"]["message"].as_str().unwrap().starts_with("Неверный запрос"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Неверный запрос"));
 
-    let r = client.post(&url).json(&serde_json::json!({"text": "пенсия", "extra": 1})).send().await.unwrap();
+    let r = client
+        .post(&url)
+        .json(&serde_json::json!({"text": "пенсия", "extra": 1}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 
-    let r = client.post(&url).json(&serde_json::json!({"text": "  "})).send().await.unwrap();
+    let r = client
+        .post(&url)
+        .json(&serde_json::json!({"text": "  "}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 422);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "empty_text");
 
-    let r = client.post(&url).json(&serde_json::json!({"text": "а".repeat(10_000)})).send().await.unwrap();
+    let r = client
+        .post(&url)
+        .json(&serde_json::json!({"text": "а".repeat(10_000)}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
 
     // Still serving after bad requests.
-    let r = client.post(&url).json(&serde_json::json!({"text": "спасибо до свидания"})).send().await.unwrap();
+    let r = client
+        .post(&url)
+        .json(&serde_json::json!({"text": "спасибо до свидания"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }

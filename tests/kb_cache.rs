@@ -18,21 +18,50 @@ fn restart_reuses_cache_and_a_change_re_embeds_only_itself() {
         )
     };
     let segs = cfg.kb.segments.clone();
-    let load = |text: String| KnowledgeBase::from_sources(&[("a.yaml".into(), text.into_bytes())], 2, &segs).unwrap();
+    let load = |text: String| {
+        KnowledgeBase::from_sources(&[("a.yaml".into(), text.into_bytes())], 2, &segs).unwrap()
+    };
     let cache = dir.path().join("cache");
-    let opts = BuildOptions { cache_dir: Some(&cache), prefix: "query: ", cache_entries: 10 };
+    let opts = BuildOptions {
+        cache_dir: Some(&cache),
+        prefix: "query: ",
+        cache_entries: 10,
+    };
 
     let first = Classifier::build(enc.clone(), &load(yaml("")), &cfg.classifier, &opts).unwrap();
     assert_eq!(first.embedded_at_build, 4);
-    let graphs = || std::fs::read_dir(&cache).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".hnsw.graph")).count();
+    let graphs = || {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".hnsw.graph")
+            })
+            .count()
+    };
     assert_eq!(graphs(), 1, "the index is dumped to disk");
 
     let again = Classifier::build(enc.clone(), &load(yaml("")), &cfg.classifier, &opts).unwrap();
     assert_eq!(again.embedded_at_build, 0, "a restart must not re-embed");
     assert_eq!(graphs(), 1, "the same index is reloaded, not rebuilt");
-    assert_eq!(again.classify("как оформить пенсию").unwrap().top[0].intent, "pension");
+    assert_eq!(
+        again.classify("как оформить пенсию").unwrap().top[0].intent,
+        "pension"
+    );
 
-    let changed = Classifier::build(enc, &load(yaml("\n      - пенсия досрочно")), &cfg.classifier, &opts).unwrap();
-    assert_eq!(changed.embedded_at_build, 1, "only the new example is embedded");
+    let changed = Classifier::build(
+        enc,
+        &load(yaml("\n      - пенсия досрочно")),
+        &cfg.classifier,
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(
+        changed.embedded_at_build, 1,
+        "only the new example is embedded"
+    );
     assert_eq!(graphs(), 2, "a new knowledge-base hash gets its own index");
 }

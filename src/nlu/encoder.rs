@@ -91,46 +91,88 @@ impl Encoder {
         let dev = Device::Cpu;
         let q4 = |name: &str, rows: usize, cols: usize| -> Result<QTensor> {
             let e = f.entry(name)?;
-            ensure!(e.dtype == FileDType::Q4_0 && e.elems == rows * cols, "tensor {name}: unexpected layout");
-            Ok(qtensor_from_ggml(GgmlDType::Q4_0, f.bytes(name)?, vec![rows, cols], &dev)?)
+            ensure!(
+                e.dtype == FileDType::Q4_0 && e.elems == rows * cols,
+                "tensor {name}: unexpected layout"
+            );
+            Ok(qtensor_from_ggml(
+                GgmlDType::Q4_0,
+                f.bytes(name)?,
+                vec![rows, cols],
+                &dev,
+            )?)
         };
         let lin_from = |qt: QTensor, bias: Vec<f32>| -> Result<Linear> {
             let w = match mode {
                 WeightMode::Q4 => QMatMul::from_qtensor(qt)?,
                 WeightMode::F32 => QMatMul::Tensor(qt.dequantize(&dev)?),
             };
-            Ok(Linear { w, b: vec_tensor(bias)? })
+            Ok(Linear {
+                w,
+                b: vec_tensor(bias)?,
+            })
         };
-        let lin = |p: &str, rows: usize, cols: usize| lin_from(q4(&format!("{p}.w"), rows, cols)?, f.f32s(&format!("{p}.b"))?);
+        let lin = |p: &str, rows: usize, cols: usize| {
+            lin_from(
+                q4(&format!("{p}.w"), rows, cols)?,
+                f.f32s(&format!("{p}.b"))?,
+            )
+        };
         let ln = |p: &str| -> Result<LayerNorm> {
-            Ok(LayerNorm::new(vec_tensor(f.f32s(&format!("{p}.w"))?)?, vec_tensor(f.f32s(&format!("{p}.b"))?)?, hp.eps))
+            Ok(LayerNorm::new(
+                vec_tensor(f.f32s(&format!("{p}.w"))?)?,
+                vec_tensor(f.f32s(&format!("{p}.b"))?)?,
+                hp.eps,
+            ))
         };
 
         // Word embeddings: keep only the rows the tokenizer can produce, still 4-bit.
         let word_all = f.bytes("emb.word")?;
         let row_bytes = h / 32 * 18;
-        ensure!(word_all.len() == hp.vocab_size * row_bytes, "emb.word has an unexpected size");
+        ensure!(
+            word_all.len() == hp.vocab_size * row_bytes,
+            "emb.word has an unexpected size"
+        );
         let (word, remap) = match &tokenizer {
             TextTokenizer::E5 { model_ids, .. } => {
                 let mut raw = Vec::with_capacity(model_ids.len() * row_bytes);
                 for &id in model_ids {
                     let id = id as usize;
-                    ensure!(id < hp.vocab_size, "piece id {id} beyond the embedding table");
+                    ensure!(
+                        id < hp.vocab_size,
+                        "piece id {id} beyond the embedding table"
+                    );
                     raw.extend_from_slice(&word_all[id * row_bytes..(id + 1) * row_bytes]);
                 }
-                (qtensor_from_ggml(GgmlDType::Q4_0, &raw, vec![model_ids.len(), h], &dev)?, model_ids.clone())
+                (
+                    qtensor_from_ggml(GgmlDType::Q4_0, &raw, vec![model_ids.len(), h], &dev)?,
+                    model_ids.clone(),
+                )
             }
             TextTokenizer::Hf { .. } => bail!("internal: e5 file with a foreign tokenizer"),
         };
         // The tokenizer now emits compact row ids directly.
         let tokenizer = match tokenizer {
             TextTokenizer::E5 { tok, bos, eos, .. } => {
-                let compact = |id: u32| remap.binary_search(&id).map(|i| i as u32).map_err(|_| anyhow::anyhow!("special id {id} not kept"));
-                TextTokenizer::E5 { tok, model_ids: (0..remap.len() as u32).collect(), bos: compact(bos)?, eos: compact(eos)? }
+                let compact = |id: u32| {
+                    remap
+                        .binary_search(&id)
+                        .map(|i| i as u32)
+                        .map_err(|_| anyhow::anyhow!("special id {id} not kept"))
+                };
+                TextTokenizer::E5 {
+                    tok,
+                    model_ids: (0..remap.len() as u32).collect(),
+                    bos: compact(bos)?,
+                    eos: compact(eos)?,
+                }
             }
             other => other,
         };
-        let pad_id = remap.binary_search(&f.vocab.pad).map(|i| i as u32).unwrap_or(0);
+        let pad_id = remap
+            .binary_search(&f.vocab.pad)
+            .map(|i| i as u32)
+            .unwrap_or(0);
 
         let mut layers = Vec::with_capacity(hp.layers);
         for l in 0..hp.layers {
@@ -155,7 +197,9 @@ impl Encoder {
         let token_type = vec_tensor(f.f32s("emb.type")?[..h].to_vec())?;
         let identity = format!(
             "e5file:{}:{}:{:?}:{:?}",
-            path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            path.file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             f.data.len(),
             mode,
             scope
@@ -192,11 +236,15 @@ impl Encoder {
         fn default_eps() -> f64 {
             1e-12
         }
-        let cfg: Cfg = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).with_context(|| format!("cannot read {}/config.json", dir.display()))?)
-            .context("config.json")?;
+        let cfg: Cfg = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("config.json"))
+                .with_context(|| format!("cannot read {}/config.json", dir.display()))?,
+        )
+        .context("config.json")?;
         let dev = Device::Cpu;
         let st_path = dir.join("model.safetensors");
-        let raw = candle_core::safetensors::load(&st_path, &dev).with_context(|| format!("cannot load {}", st_path.display()))?;
+        let raw = candle_core::safetensors::load(&st_path, &dev)
+            .with_context(|| format!("cannot load {}", st_path.display()))?;
         // Checkpoints name tensors with or without a `bert.` / `roberta.` prefix,
         // and old ones call LayerNorm parameters gamma/beta.
         let get = |name: &str| -> Result<Tensor> {
@@ -205,22 +253,52 @@ impl Encoder {
                 if let Some(t) = raw.get(&full) {
                     return Ok(t.to_dtype(DType::F32)?);
                 }
-                let alt = full.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta");
+                let alt = full
+                    .replace("LayerNorm.weight", "LayerNorm.gamma")
+                    .replace("LayerNorm.bias", "LayerNorm.beta");
                 if let Some(t) = raw.get(&alt) {
                     return Ok(t.to_dtype(DType::F32)?);
                 }
             }
             bail!("{} lacks tensor {name}", st_path.display())
         };
-        let lin = |p: &str| -> Result<Linear> { Ok(Linear { w: QMatMul::Tensor(get(&format!("{p}.weight"))?), b: get(&format!("{p}.bias"))? }) };
-        let ln = |p: &str| -> Result<LayerNorm> { Ok(LayerNorm::new(get(&format!("{p}.weight"))?, get(&format!("{p}.bias"))?, cfg.layer_norm_eps)) };
+        let lin = |p: &str| -> Result<Linear> {
+            Ok(Linear {
+                w: QMatMul::Tensor(get(&format!("{p}.weight"))?),
+                b: get(&format!("{p}.bias"))?,
+            })
+        };
+        let ln = |p: &str| -> Result<LayerNorm> {
+            Ok(LayerNorm::new(
+                get(&format!("{p}.weight"))?,
+                get(&format!("{p}.bias"))?,
+                cfg.layer_norm_eps,
+            ))
+        };
         let mut layers = Vec::new();
         for l in 0..cfg.num_hidden_layers {
             let p = format!("encoder.layer.{l}");
-            let w = Tensor::cat(&[get(&format!("{p}.attention.self.query.weight"))?, get(&format!("{p}.attention.self.key.weight"))?, get(&format!("{p}.attention.self.value.weight"))?], 0)?;
-            let b = Tensor::cat(&[get(&format!("{p}.attention.self.query.bias"))?, get(&format!("{p}.attention.self.key.bias"))?, get(&format!("{p}.attention.self.value.bias"))?], 0)?;
+            let w = Tensor::cat(
+                &[
+                    get(&format!("{p}.attention.self.query.weight"))?,
+                    get(&format!("{p}.attention.self.key.weight"))?,
+                    get(&format!("{p}.attention.self.value.weight"))?,
+                ],
+                0,
+            )?;
+            let b = Tensor::cat(
+                &[
+                    get(&format!("{p}.attention.self.query.bias"))?,
+                    get(&format!("{p}.attention.self.key.bias"))?,
+                    get(&format!("{p}.attention.self.value.bias"))?,
+                ],
+                0,
+            )?;
             layers.push(Layer {
-                qkv: Linear { w: QMatMul::Tensor(w), b },
+                qkv: Linear {
+                    w: QMatMul::Tensor(w),
+                    b,
+                },
                 out: lin(&format!("{p}.attention.output.dense"))?,
                 ln_attn: ln(&format!("{p}.attention.output.LayerNorm"))?,
                 ffn_in: lin(&format!("{p}.intermediate.dense"))?,
@@ -228,7 +306,10 @@ impl Encoder {
                 ln_ffn: ln(&format!("{p}.output.LayerNorm"))?,
             });
         }
-        let is_roberta = cfg.model_type.as_deref().is_some_and(|t| t.contains("roberta"));
+        let is_roberta = cfg
+            .model_type
+            .as_deref()
+            .is_some_and(|t| t.contains("roberta"));
         let pad_id = cfg.pad_token_id.unwrap_or(if is_roberta { 1 } else { 0 });
         let pos_all = get("embeddings.position_embeddings.weight")?;
         // RoBERTa-style checkpoints number positions from pad_id + 1.
@@ -243,7 +324,8 @@ impl Encoder {
         let mut tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
         if let TextTokenizer::Hf { tok } = &mut tokenizer {
             tok.with_padding(None);
-            tok.with_truncation(None).map_err(|e| anyhow::anyhow!("{e}"))?;
+            tok.with_truncation(None)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         let size = std::fs::metadata(&st_path)?.len();
         Ok(Self {
@@ -270,7 +352,12 @@ impl Encoder {
     pub fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
         let (b, e) = self.tokenizer.specials();
         let mut ids = vec![b];
-        ids.extend(self.tokenizer.content_ids(text)?.into_iter().take(self.max_tokens - 2));
+        ids.extend(
+            self.tokenizer
+                .content_ids(text)?
+                .into_iter()
+                .take(self.max_tokens - 2),
+        );
         ids.push(e);
         Ok(ids)
     }
@@ -306,7 +393,10 @@ impl Encoder {
             while end < order.len() && (end - start + 1) * windows[order[end]].2.len() <= budget {
                 end += 1;
             }
-            let batch: Vec<&[u32]> = order[start..end].iter().map(|&w| windows[w].2.as_slice()).collect();
+            let batch: Vec<&[u32]> = order[start..end]
+                .iter()
+                .map(|&w| windows[w].2.as_slice())
+                .collect();
             let pooled = self.forward(&batch)?;
             for (row, &w) in pooled.iter().zip(&order[start..end]) {
                 let (ti, wt, _) = &windows[w];
@@ -347,16 +437,27 @@ impl Encoder {
             WordEmbeddings::Quantized(q) => q.embedding(&ids_t)?,
             WordEmbeddings::Float(t) => t.index_select(&ids_t, 0)?,
         };
-        let pos = self.pos.index_select(&Tensor::from_vec(positions, b * l, &dev)?, 0)?;
+        let pos = self
+            .pos
+            .index_select(&Tensor::from_vec(positions, b * l, &dev)?, 0)?;
         let x = (word + pos)?.broadcast_add(&self.token_type)?;
         let mut x = self.ln_emb.forward(&x)?;
         let padded = seqs.iter().any(|s| s.len() < l);
         let mask_t = Tensor::from_vec(mask, (b, l), &dev)?;
         // Additive attention bias: 0 for real keys, -1e4 for padding.
-        let bias = if padded { Some(((mask_t.clone() - 1.0)? * 1e4)?.reshape((b, 1, 1, l))?) } else { None };
+        let bias = if padded {
+            Some(((mask_t.clone() - 1.0)? * 1e4)?.reshape((b, 1, 1, l))?)
+        } else {
+            None
+        };
         let scale = 1.0 / (hd as f64).sqrt();
         for layer in &self.layers {
-            let qkv = layer.qkv.forward(&x)?.reshape((b, l, 3, nh, hd))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
+            let qkv = layer
+                .qkv
+                .forward(&x)?
+                .reshape((b, l, 3, nh, hd))?
+                .permute((2, 0, 3, 1, 4))?
+                .contiguous()?;
             let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
             let mut att = (q.matmul(&k.t()?)? * scale)?;
             if let Some(bias) = &bias {
@@ -366,7 +467,9 @@ impl Encoder {
             let ctx = att.matmul(&v)?.transpose(1, 2)?.reshape((b * l, h))?;
             x = layer.ln_attn.forward(&(layer.out.forward(&ctx)? + &x)?)?;
             let mid = layer.ffn_in.forward(&x)?.gelu_erf()?;
-            x = layer.ln_ffn.forward(&(layer.ffn_out.forward(&mid)? + &x)?)?;
+            x = layer
+                .ln_ffn
+                .forward(&(layer.ffn_out.forward(&mid)? + &x)?)?;
         }
         let x = x.reshape((b, l, h))?;
         let pooled = match self.pooling {
@@ -386,9 +489,16 @@ fn read_pooling(dir: &Path) -> Result<Pooling> {
     if !p.exists() {
         return Ok(Pooling::Mean);
     }
-    let v: HashMap<String, serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&p)?)?;
+    let v: HashMap<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&p)?)?;
     let on = |k: &str| v.get(k).and_then(|x| x.as_bool()).unwrap_or(false);
-    Ok(if on("pooling_mode_cls_token") && !on("pooling_mode_mean_tokens") { Pooling::Cls } else { Pooling::Mean })
+    Ok(
+        if on("pooling_mode_cls_token") && !on("pooling_mode_mean_tokens") {
+            Pooling::Cls
+        } else {
+            Pooling::Mean
+        },
+    )
 }
 
 pub fn normalize(v: &mut [f32]) {
@@ -405,4 +515,3 @@ fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Encoder>();
 }
-

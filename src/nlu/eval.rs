@@ -20,8 +20,16 @@ pub const OOS: &str = "out_of_scope";
 /// Reads a labelled file; every bad line is reported with its number.
 pub fn read_labelled(path: &Path) -> Result<Vec<(String, String)>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let text = String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("{} is not valid UTF-8 (byte {})", path.display(), e.utf8_error().valid_up_to()))?;
-    let jsonl = path.extension().is_some_and(|e| e == "jsonl" || e == "json");
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not valid UTF-8 (byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    let jsonl = path
+        .extension()
+        .is_some_and(|e| e == "jsonl" || e == "json");
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -37,12 +45,20 @@ pub fn read_labelled(path: &Path) -> Result<Vec<(String, String)>> {
             }
             match serde_json::from_str::<Row>(line) {
                 Ok(r) => out.push((r.intent, r.text)),
-                Err(e) => errors.push(format!("{}:{n}: {e}; expected {{\"intent\": …, \"text\": …}}", path.display())),
+                Err(e) => errors.push(format!(
+                    "{}:{n}: {e}; expected {{\"intent\": …, \"text\": …}}",
+                    path.display()
+                )),
             }
         } else {
             match line.split_once('\t') {
-                Some((l, t)) if !l.trim().is_empty() && !t.trim().is_empty() => out.push((l.trim().to_string(), t.trim().to_string())),
-                _ => errors.push(format!("{}:{n}: expected `intent<TAB>text`", path.display())),
+                Some((l, t)) if !l.trim().is_empty() && !t.trim().is_empty() => {
+                    out.push((l.trim().to_string(), t.trim().to_string()))
+                }
+                _ => errors.push(format!(
+                    "{}:{n}: expected `intent<TAB>text`",
+                    path.display()
+                )),
             }
         }
     }
@@ -57,7 +73,11 @@ pub fn read_labelled(path: &Path) -> Result<Vec<(String, String)>> {
 
 /// The labelled items of a knowledge base: its examples and its negatives.
 pub fn kb_items(kb: &KnowledgeBase) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = kb.intents.iter().flat_map(|i| i.examples.iter().map(|e| (i.id.clone(), e.clone()))).collect();
+    let mut v: Vec<(String, String)> = kb
+        .intents
+        .iter()
+        .flat_map(|i| i.examples.iter().map(|e| (i.id.clone(), e.clone())))
+        .collect();
     v.extend(kb.out_of_scope.iter().map(|e| (OOS.to_string(), e.clone())));
     v
 }
@@ -97,7 +117,12 @@ struct Embedded {
     vectors: HashMap<String, Vec<f32>>,
 }
 
-fn embed_items(enc: &Encoder, prefix: &str, texts: &[&String], cache_dir: Option<&Path>) -> Result<Embedded> {
+fn embed_items(
+    enc: &Encoder,
+    prefix: &str,
+    texts: &[&String],
+    cache_dir: Option<&Path>,
+) -> Result<Embedded> {
     let mut cache = EmbeddingCache::open(cache_dir, &format!("{}|{}", enc.identity, prefix));
     let uniq: Vec<String> = {
         let mut s: Vec<String> = texts.iter().map(|t| format!("{prefix}{t}")).collect();
@@ -107,7 +132,17 @@ fn embed_items(enc: &Encoder, prefix: &str, texts: &[&String], cache_dir: Option
     };
     let vecs = cache.embed_all(enc, &uniq, "embedding")?;
     let _ = cache.save();
-    Ok(Embedded { vectors: uniq.into_iter().zip(vecs).collect() })
+    Ok(Embedded {
+        vectors: uniq.into_iter().zip(vecs).collect(),
+    })
+}
+
+/// What cross-validation yields: predictions per method, and the last fold's
+/// classifier with its test texts (for latency measurement).
+pub struct CrossValidation {
+    pub predictions: Vec<Vec<Prediction>>,
+    pub last_classifier: Classifier,
+    pub last_test: Vec<(String, String)>,
 }
 
 pub struct EvalSetup<'a> {
@@ -120,19 +155,46 @@ pub struct EvalSetup<'a> {
 impl EvalSetup<'_> {
     fn classifier(&self, train: &[(String, String)], emb: &Embedded) -> Result<Classifier> {
         let kb = KnowledgeBase::from_labelled(train);
-        let index: HashMap<&str, usize> = kb.intents.iter().enumerate().map(|(i, it)| (it.id.as_str(), i)).collect();
+        let index: HashMap<&str, usize> = kb
+            .intents
+            .iter()
+            .enumerate()
+            .map(|(i, it)| (it.id.as_str(), i))
+            .collect();
         let mut vectors = Vec::new();
         let mut labels = Vec::new();
         for (l, t) in train {
             vectors.push(emb.vectors[&format!("{}{t}", self.prefix)].clone());
-            labels.push(if l == OOS { kb.intents.len() } else { index[l.as_str()] });
+            labels.push(if l == OOS {
+                kb.intents.len()
+            } else {
+                index[l.as_str()]
+            });
         }
         let oos = (!kb.out_of_scope.is_empty()).then_some(kb.intents.len());
-        let opts = BuildOptions { cache_dir: None, prefix: &self.prefix, cache_entries: 1 };
-        Classifier::from_vectors(self.encoder.clone(), &kb, &vectors, labels, oos, &self.cfg, &opts)
+        let opts = BuildOptions {
+            cache_dir: None,
+            prefix: &self.prefix,
+            cache_entries: 1,
+        };
+        Classifier::from_vectors(
+            self.encoder.clone(),
+            &kb,
+            &vectors,
+            labels,
+            oos,
+            &self.cfg,
+            &opts,
+        )
     }
 
-    fn predict(&self, clf: &Classifier, test: &[(String, String)], emb: &Embedded, methods: &[Method]) -> Vec<Vec<Prediction>> {
+    fn predict(
+        &self,
+        clf: &Classifier,
+        test: &[(String, String)],
+        emb: &Embedded,
+        methods: &[Method],
+    ) -> Vec<Vec<Prediction>> {
         methods
             .iter()
             .map(|&m| {
@@ -140,7 +202,11 @@ impl EvalSetup<'_> {
                     .map(|(l, t)| {
                         let s = clf.scores(&emb.vectors[&format!("{}{t}", self.prefix)], m);
                         let c = clf.decide(&s);
-                        Prediction { label: l.clone(), ranked: c.top.iter().map(|x| x.intent.clone()).collect(), scores: s }
+                        Prediction {
+                            label: l.clone(),
+                            ranked: c.top.iter().map(|x| x.intent.clone()).collect(),
+                            scores: s,
+                        }
                     })
                     .collect()
             })
@@ -148,7 +214,12 @@ impl EvalSetup<'_> {
     }
 
     /// Stratified K-fold cross-validation; one prediction list per method.
-    pub fn cross_validate(&self, items: &[(String, String)], folds: usize, methods: &[Method]) -> Result<(Vec<Vec<Prediction>>, Classifier, Vec<(String, String)>)> {
+    pub fn cross_validate(
+        &self,
+        items: &[(String, String)],
+        folds: usize,
+        methods: &[Method],
+    ) -> Result<CrossValidation> {
         if folds < 2 {
             bail!("--folds must be at least 2");
         }
@@ -178,8 +249,18 @@ impl EvalSetup<'_> {
         let mut last = None;
         let mut last_test = Vec::new();
         for f in 0..folds {
-            let train: Vec<(String, String)> = items.iter().zip(&fold_of).filter(|(_, &k)| k != f).map(|(x, _)| x.clone()).collect();
-            let test: Vec<(String, String)> = items.iter().zip(&fold_of).filter(|(_, &k)| k == f).map(|(x, _)| x.clone()).collect();
+            let train: Vec<(String, String)> = items
+                .iter()
+                .zip(&fold_of)
+                .filter(|(_, &k)| k != f)
+                .map(|(x, _)| x.clone())
+                .collect();
+            let test: Vec<(String, String)> = items
+                .iter()
+                .zip(&fold_of)
+                .filter(|(_, &k)| k == f)
+                .map(|(x, _)| x.clone())
+                .collect();
             let clf = self.classifier(&train, &emb)?;
             for (acc, preds) in out.iter_mut().zip(self.predict(&clf, &test, &emb, methods)) {
                 acc.extend(preds);
@@ -189,11 +270,20 @@ impl EvalSetup<'_> {
             last_test = test;
         }
         bar.finish_and_clear();
-        Ok((out, last.unwrap(), last_test))
+        Ok(CrossValidation {
+            predictions: out,
+            last_classifier: last.unwrap(),
+            last_test,
+        })
     }
 
     /// Trains on `train`, scores `test`.
-    pub fn train_test(&self, train: &[(String, String)], test: &[(String, String)], methods: &[Method]) -> Result<(Vec<Vec<Prediction>>, Classifier)> {
+    pub fn train_test(
+        &self,
+        train: &[(String, String)],
+        test: &[(String, String)],
+        methods: &[Method],
+    ) -> Result<(Vec<Vec<Prediction>>, Classifier)> {
         let texts: Vec<&String> = train.iter().chain(test).map(|(_, t)| t).collect();
         let emb = embed_items(&self.encoder, &self.prefix, &texts, self.cache_dir)?;
         let clf = self.classifier(train, &emb)?;
@@ -213,13 +303,31 @@ pub fn measure_latency(clf: &Classifier, texts: &[(String, String)]) -> Latency 
         })
         .collect();
     ms.sort_by(f64::total_cmp);
-    let pick = |q: f64| if ms.is_empty() { 0.0 } else { ms[((ms.len() - 1) as f64 * q).round() as usize] };
-    Latency { p50: pick(0.5), p95: pick(0.95) }
+    let pick = |q: f64| {
+        if ms.is_empty() {
+            0.0
+        } else {
+            ms[((ms.len() - 1) as f64 * q).round() as usize]
+        }
+    };
+    Latency {
+        p50: pick(0.5),
+        p95: pick(0.95),
+    }
 }
 
 pub fn report(method: Method, clf: &Classifier, preds: &[Prediction], latency: Latency) -> Report {
     let mut decisions: BTreeMap<String, f64> = BTreeMap::new();
-    let (mut in_scope, mut oos, mut top1, mut top3, mut oos_rej, mut in_rej, mut answered, mut answered_ok) = (0, 0, 0, 0, 0, 0, 0, 0);
+    let (
+        mut in_scope,
+        mut oos,
+        mut top1,
+        mut top3,
+        mut oos_rej,
+        mut in_rej,
+        mut answered,
+        mut answered_ok,
+    ) = (0, 0, 0, 0, 0, 0, 0, 0);
     let mut tp: HashMap<&str, usize> = HashMap::new();
     let mut fp: HashMap<&str, usize> = HashMap::new();
     let mut fneg: HashMap<&str, usize> = HashMap::new();
@@ -251,18 +359,25 @@ pub fn report(method: Method, clf: &Classifier, preds: &[Prediction], latency: L
         } else {
             *fneg.entry(&p.label).or_default() += 1;
             *fp.entry(first).or_default() += 1;
-            *confused.entry((p.label.clone(), first.to_string())).or_default() += 1;
+            *confused
+                .entry((p.label.clone(), first.to_string()))
+                .or_default() += 1;
         }
         if p.ranked.iter().take(3).any(|r| *r == p.label) {
             top3 += 1;
         }
     }
-    let labels: std::collections::BTreeSet<&str> = preds.iter().filter(|p| p.label != OOS).map(|p| p.label.as_str()).collect();
+    let labels: std::collections::BTreeSet<&str> = preds
+        .iter()
+        .filter(|p| p.label != OOS)
+        .map(|p| p.label.as_str())
+        .collect();
     let f1s: Vec<f64> = labels
         .iter()
         .map(|l| {
             let t = *tp.get(l).unwrap_or(&0) as f64;
-            let denom = 2.0 * t + *fp.get(l).unwrap_or(&0) as f64 + *fneg.get(l).unwrap_or(&0) as f64;
+            let denom =
+                2.0 * t + *fp.get(l).unwrap_or(&0) as f64 + *fneg.get(l).unwrap_or(&0) as f64;
             if denom == 0.0 {
                 0.0
             } else {
@@ -272,7 +387,8 @@ pub fn report(method: Method, clf: &Classifier, preds: &[Prediction], latency: L
         .collect();
     let total = preds.len().max(1) as f64;
     decisions.values_mut().for_each(|v| *v /= total);
-    let mut confused: Vec<(String, String, usize)> = confused.into_iter().map(|((a, b), n)| (a, b, n)).collect();
+    let mut confused: Vec<(String, String, usize)> =
+        confused.into_iter().map(|((a, b), n)| (a, b, n)).collect();
     confused.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
     confused.truncate(10);
     let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
@@ -283,7 +399,11 @@ pub fn report(method: Method, clf: &Classifier, preds: &[Prediction], latency: L
         out_of_scope: oos,
         top1: ratio(top1, in_scope),
         top3: ratio(top3, in_scope),
-        macro_f1: if f1s.is_empty() { 0.0 } else { f1s.iter().sum::<f64>() / f1s.len() as f64 },
+        macro_f1: if f1s.is_empty() {
+            0.0
+        } else {
+            f1s.iter().sum::<f64>() / f1s.len() as f64
+        },
         oos_rejected: ratio(oos_rej, oos),
         in_scope_rejected: ratio(in_rej, in_scope),
         decisions,
@@ -295,19 +415,38 @@ pub fn report(method: Method, clf: &Classifier, preds: &[Prediction], latency: L
 
 impl Report {
     pub fn print(&self) {
-        println!("method {:?}: {} texts ({} in scope, {} out of scope)", self.method, self.items, self.in_scope, self.out_of_scope);
+        println!(
+            "method {:?}: {} texts ({} in scope, {} out of scope)",
+            self.method, self.items, self.in_scope, self.out_of_scope
+        );
         println!("  top-1 accuracy       {:6.2} %", self.top1 * 100.0);
         println!("  top-3 accuracy       {:6.2} %", self.top3 * 100.0);
         println!("  macro-F1             {:6.3}", self.macro_f1);
-        println!("  answer precision     {:6.2} %", self.answer_precision * 100.0);
+        println!(
+            "  answer precision     {:6.2} %",
+            self.answer_precision * 100.0
+        );
         if self.out_of_scope > 0 {
-            println!("  out of scope not answered {:6.2} %", self.oos_rejected * 100.0);
+            println!(
+                "  out of scope not answered {:6.2} %",
+                self.oos_rejected * 100.0
+            );
         }
-        println!("  in scope rejected    {:6.2} %", self.in_scope_rejected * 100.0);
-        let d: Vec<String> = self.decisions.iter().map(|(k, v)| format!("{k} {:.1} %", v * 100.0)).collect();
+        println!(
+            "  in scope rejected    {:6.2} %",
+            self.in_scope_rejected * 100.0
+        );
+        let d: Vec<String> = self
+            .decisions
+            .iter()
+            .map(|(k, v)| format!("{k} {:.1} %", v * 100.0))
+            .collect();
         println!("  decisions            {}", d.join(", "));
         if self.latency_ms.p50 > 0.0 {
-            println!("  classify latency     p50 {:.2} ms, p95 {:.2} ms", self.latency_ms.p50, self.latency_ms.p95);
+            println!(
+                "  classify latency     p50 {:.2} ms, p95 {:.2} ms",
+                self.latency_ms.p50, self.latency_ms.p95
+            );
         }
         if !self.confused.is_empty() {
             println!("  most confused (true → predicted):");
@@ -334,8 +473,19 @@ pub struct Calibration {
 /// out-of-scope text admitted as such +0.5; wrong answer −3, out-of-scope
 /// text answered −2, in-scope text rejected −0.5.
 pub fn calibrate(clf: &Classifier, preds: &[Prediction]) -> Calibration {
-    let grid = |lo: f32, hi: f32, step: f32| -> Vec<f32> { (0..).map(|i| lo + step * i as f32).take_while(|v| *v <= hi + 1e-6).collect() };
-    let mut best = Calibration { answer_threshold: 0.0, answer_margin: 0.0, confirm_threshold: 0.0, alternatives_threshold: 0.0, utility: f64::NEG_INFINITY };
+    let grid = |lo: f32, hi: f32, step: f32| -> Vec<f32> {
+        (0..)
+            .map(|i| lo + step * i as f32)
+            .take_while(|v| *v <= hi + 1e-6)
+            .collect()
+    };
+    let mut best = Calibration {
+        answer_threshold: 0.0,
+        answer_margin: 0.0,
+        confirm_threshold: 0.0,
+        alternatives_threshold: 0.0,
+        utility: f64::NEG_INFINITY,
+    };
     let ranked: Vec<(f32, f32, f32, bool, bool, bool)> = preds
         .iter()
         .map(|p| {
@@ -344,7 +494,14 @@ pub fn calibrate(clf: &Classifier, preds: &[Prediction]) -> Calibration {
             let p2 = c.top.get(1).map(|s| s.score).unwrap_or(0.0);
             let first_ok = p.ranked.first() == Some(&p.label);
             let top3_ok = p.ranked.iter().take(3).any(|r| *r == p.label);
-            (p1, p2, c.out_of_scope_score, p.label == OOS, first_ok, top3_ok)
+            (
+                p1,
+                p2,
+                c.out_of_scope_score,
+                p.label == OOS,
+                first_ok,
+                top3_ok,
+            )
         })
         .collect();
     let mut trial = clf.cfg.clone();
@@ -388,7 +545,13 @@ pub fn calibrate(clf: &Classifier, preds: &[Prediction]) -> Calibration {
                         };
                     }
                     if u > best.utility {
-                        best = Calibration { answer_threshold: a, answer_margin: m, confirm_threshold: c, alternatives_threshold: alt, utility: u };
+                        best = Calibration {
+                            answer_threshold: a,
+                            answer_margin: m,
+                            confirm_threshold: c,
+                            alternatives_threshold: alt,
+                            utility: u,
+                        };
                     }
                 }
             }

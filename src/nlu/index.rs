@@ -17,7 +17,11 @@ use std::time::{Duration, Instant};
 /// A file name suffix no other writer (process or thread) uses at the same time.
 pub fn unique_tmp_suffix() -> String {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 pub fn short_hash(parts: &[&[u8]]) -> String {
@@ -53,14 +57,27 @@ impl EmbeddingCache {
             .and_then(|b| bincode::deserialize::<Vec<([u8; 16], Vec<f32>)>>(&b).ok())
             .map(|v| v.into_iter().collect())
             .unwrap_or_default();
-        Self { path, map, dirty: false, computed: 0 }
+        Self {
+            path,
+            map,
+            dirty: false,
+            computed: 0,
+        }
     }
 
     /// Embeddings of `texts`, computing only the ones not cached yet.
-    pub fn embed_all(&mut self, enc: &Encoder, texts: &[String], what: &str) -> Result<Vec<Vec<f32>>> {
+    pub fn embed_all(
+        &mut self,
+        enc: &Encoder,
+        texts: &[String],
+        what: &str,
+    ) -> Result<Vec<Vec<f32>>> {
         let missing: Vec<&String> = {
             let mut seen = std::collections::HashSet::new();
-            texts.iter().filter(|t| !self.map.contains_key(&key(t)) && seen.insert(key(t))).collect()
+            texts
+                .iter()
+                .filter(|t| !self.map.contains_key(&key(t)) && seen.insert(key(t)))
+                .collect()
         };
         if !missing.is_empty() {
             let bar = progress(missing.len() as u64, what);
@@ -80,16 +97,20 @@ impl EmbeddingCache {
 
     /// Writes the cache atomically (temp file + rename) when it changed.
     pub fn save(&mut self) -> Result<()> {
-        let Some(path) = &self.path else { return Ok(()) };
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
         if !self.dirty {
             return Ok(());
         }
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let entries: Vec<(&[u8; 16], &Vec<f32>)> = self.map.iter().collect();
         let tmp = path.with_extension(format!("tmp{}", unique_tmp_suffix()));
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         f.write_all(&bincode::serialize(&entries)?)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -109,7 +130,11 @@ impl EmbeddingCache {
 /// A progress bar on stderr that only appears after a second of work.
 pub fn progress(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
-    bar.set_style(ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({eta})").unwrap().progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({eta})")
+            .unwrap()
+            .progress_chars("=> "),
+    );
     bar.set_message(what.to_string());
     // Hide it for short jobs: draw only once a second has passed.
     let b = bar.clone();
@@ -141,7 +166,13 @@ impl ExampleIndex {
     pub fn build(vectors: &[Vec<f32>], labels: Vec<usize>) -> Self {
         // hnsw_rs prints to stdout when dumping fewer than its 16 layers; 16 costs nothing.
         let layers = 16;
-        let hnsw = Hnsw::<f32, DistDot>::new(MAX_CONN, vectors.len().max(1), layers, EF_CONSTRUCTION, DistDot {});
+        let hnsw = Hnsw::<f32, DistDot>::new(
+            MAX_CONN,
+            vectors.len().max(1),
+            layers,
+            EF_CONSTRUCTION,
+            DistDot {},
+        );
         let data: Vec<(&Vec<f32>, usize)> = vectors.iter().zip(0..).collect();
         hnsw.parallel_insert(&data);
         let mut hnsw = hnsw;
@@ -150,7 +181,12 @@ impl ExampleIndex {
     }
 
     /// Reloads `dir/basename` if it was dumped, else builds and dumps it.
-    pub fn load_or_build(dir: Option<&Path>, basename: &str, vectors: &[Vec<f32>], labels: Vec<usize>) -> Result<Self> {
+    pub fn load_or_build(
+        dir: Option<&Path>,
+        basename: &str,
+        vectors: &[Vec<f32>],
+        labels: Vec<usize>,
+    ) -> Result<Self> {
         if let Some(dir) = dir {
             let graph = dir.join(format!("{basename}.hnsw.graph"));
             if graph.exists() {
@@ -166,15 +202,21 @@ impl ExampleIndex {
                 }
             }
             let idx = Self::build(vectors, labels);
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
             // Dump under a temporary name, then rename: a crash leaves no half index.
             let tmp = format!("{basename}-tmp{}", unique_tmp_suffix());
             // hnsw_rs panics when it cannot create its files: a read-only cache
             // folder must cost the cache, not the process.
-            let dumped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| idx.hnsw.file_dump(dir, &tmp)));
+            let dumped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                idx.hnsw.file_dump(dir, &tmp)
+            }));
             if matches!(dumped, Ok(Ok(_))) {
                 for ext in ["hnsw.data", "hnsw.graph"] {
-                    let _ = std::fs::rename(dir.join(format!("{tmp}.{ext}")), dir.join(format!("{basename}.{ext}")));
+                    let _ = std::fs::rename(
+                        dir.join(format!("{tmp}.{ext}")),
+                        dir.join(format!("{basename}.{ext}")),
+                    );
                 }
             }
             return Ok(idx);
@@ -188,7 +230,12 @@ impl ExampleIndex {
         if k == 0 {
             return Vec::new();
         }
-        let mut out: Vec<(usize, f32)> = self.hnsw.search(v, k, (k * 4).max(48)).into_iter().map(|n| (self.labels[n.d_id], 1.0 - n.distance)).collect();
+        let mut out: Vec<(usize, f32)> = self
+            .hnsw
+            .search(v, k, (k * 4).max(48))
+            .into_iter()
+            .map(|n| (self.labels[n.d_id], 1.0 - n.distance))
+            .collect();
         out.sort_by(|a, b| b.1.total_cmp(&a.1));
         out
     }

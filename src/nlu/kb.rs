@@ -34,7 +34,11 @@ pub struct Intent {
 impl Intent {
     /// The answer for a segment, the universal one when it has no variant.
     pub fn answer_for(&self, segment: &str) -> &str {
-        self.answer.get(segment).or_else(|| self.answer.get("universal")).map(String::as_str).unwrap_or("")
+        self.answer
+            .get(segment)
+            .or_else(|| self.answer.get("universal"))
+            .map(String::as_str)
+            .unwrap_or("")
     }
 }
 
@@ -113,32 +117,52 @@ pub fn normalize_text(s: &str) -> String {
 
 /// 1-based line of the first line at or after `from` containing `needle`.
 fn find_line(lines: &[&str], from: usize, needle: &str) -> usize {
-    lines.iter().enumerate().skip(from.saturating_sub(1)).find(|(_, l)| l.contains(needle)).map(|(i, _)| i + 1).unwrap_or(from.max(1))
+    lines
+        .iter()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find(|(_, l)| l.contains(needle))
+        .map(|(i, _)| i + 1)
+        .unwrap_or(from.max(1))
 }
 
 fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') && id.starts_with(|c: char| c.is_ascii_lowercase())
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
 }
 
 impl KnowledgeBase {
     /// Loads every `*.yaml` / `*.yml` file of `dir`.
     pub fn load_dir(dir: &Path, min_examples: usize, segments: &[String]) -> Result<Self> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| anyhow::anyhow!("cannot read the knowledge base folder {}: {e}", dir.display()))?
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read the knowledge base folder {}: {e}",
+                    dir.display()
+                )
+            })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
             .collect();
         files.sort();
         let mut sources = Vec::new();
         for f in files {
-            let bytes = std::fs::read(&f).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
+            let bytes = std::fs::read(&f)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
             sources.push((f, bytes));
         }
         Ok(Self::from_sources(&sources, min_examples, segments)?)
     }
 
     /// Parses and validates (file name, content) pairs.
-    pub fn from_sources(sources: &[(PathBuf, Vec<u8>)], min_examples: usize, segments: &[String]) -> Result<Self, KbErrors> {
+    pub fn from_sources(
+        sources: &[(PathBuf, Vec<u8>)],
+        min_examples: usize,
+        segments: &[String],
+    ) -> Result<Self, KbErrors> {
         let mut problems = Vec::new();
         let mut hasher = Sha256::new();
         let mut kb = KnowledgeBase::default();
@@ -146,17 +170,36 @@ impl KnowledgeBase {
         let mut seen: HashMap<String, (String, PathBuf, usize)> = HashMap::new();
         let mut ids: HashMap<String, (PathBuf, usize)> = HashMap::new();
         if sources.is_empty() {
-            problems.push(Problem { file: "intents".into(), line: 0, message: "no *.yaml files: add intent files to the knowledge base folder".into() });
+            problems.push(Problem {
+                file: "intents".into(),
+                line: 0,
+                message: "no *.yaml files: add intent files to the knowledge base folder".into(),
+            });
         }
         for (file, bytes) in sources {
-            hasher.update(file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default().as_bytes());
+            hasher.update(
+                file.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+                    .as_bytes(),
+            );
             hasher.update((bytes.len() as u64).to_le_bytes());
             hasher.update(bytes);
-            let problem = |line: usize, message: String| Problem { file: file.clone(), line, message };
+            let problem = |line: usize, message: String| Problem {
+                file: file.clone(),
+                line,
+                message,
+            };
             let text = match std::str::from_utf8(bytes) {
                 Ok(t) => t,
                 Err(e) => {
-                    problems.push(problem(0, format!("not valid UTF-8 (byte {}): save the file as UTF-8", e.valid_up_to())));
+                    problems.push(problem(
+                        0,
+                        format!(
+                            "not valid UTF-8 (byte {}): save the file as UTF-8",
+                            e.valid_up_to()
+                        ),
+                    ));
                     continue;
                 }
             };
@@ -172,10 +215,21 @@ impl KnowledgeBase {
             for raw in doc.intents {
                 let line = find_line(&lines, 1, &format!("id: {}", raw.id));
                 if !valid_id(&raw.id) {
-                    problems.push(problem(line, format!("intent id `{}` must be snake_case (a-z, 0-9, _)", raw.id)));
+                    problems.push(problem(
+                        line,
+                        format!("intent id `{}` must be snake_case (a-z, 0-9, _)", raw.id),
+                    ));
                 }
                 if let Some((f0, l0)) = ids.get(&raw.id) {
-                    problems.push(problem(line, format!("intent `{}` is defined twice (also at {}:{}): keep one", raw.id, f0.display(), l0)));
+                    problems.push(problem(
+                        line,
+                        format!(
+                            "intent `{}` is defined twice (also at {}:{}): keep one",
+                            raw.id,
+                            f0.display(),
+                            l0
+                        ),
+                    ));
                     continue;
                 }
                 ids.insert(raw.id.clone(), (file.clone(), line));
@@ -186,14 +240,21 @@ impl KnowledgeBase {
                         raw.id.clone()
                     }
                 };
-                if raw.answer.get("universal").is_none_or(|a| a.trim().is_empty()) {
+                if raw
+                    .answer
+                    .get("universal")
+                    .is_none_or(|a| a.trim().is_empty())
+                {
                     problems.push(problem(line, format!("intent `{}` has no `answer.universal`: every intent needs the universal answer", raw.id)));
                 }
                 for (seg, a) in &raw.answer {
                     if !segments.contains(seg) {
                         problems.push(problem(find_line(&lines, line, &format!("{seg}:")), format!("intent `{}`: unknown segment `{seg}` in `answer`; known segments: {}", raw.id, segments.join(", "))));
                     } else if a.trim().is_empty() {
-                        problems.push(problem(find_line(&lines, line, &format!("{seg}:")), format!("intent `{}`: answer for `{seg}` is empty", raw.id)));
+                        problems.push(problem(
+                            find_line(&lines, line, &format!("{seg}:")),
+                            format!("intent `{}`: answer for `{seg}` is empty", raw.id),
+                        ));
                     }
                 }
                 let mut examples = Vec::new();
@@ -201,11 +262,18 @@ impl KnowledgeBase {
                     let ex_line = find_line(&lines, line, ex.trim());
                     let norm = normalize_text(&ex);
                     if norm.is_empty() {
-                        problems.push(problem(ex_line, format!("intent `{}`: an example has no words", raw.id)));
+                        problems.push(problem(
+                            ex_line,
+                            format!("intent `{}`: an example has no words", raw.id),
+                        ));
                         continue;
                     }
                     if let Some((other, f0, l0)) = seen.get(&norm) {
-                        let where_ = if *other == raw.id { "this intent".to_string() } else { format!("intent `{other}`") };
+                        let where_ = if *other == raw.id {
+                            "this intent".to_string()
+                        } else {
+                            format!("intent `{other}`")
+                        };
                         problems.push(problem(ex_line, format!("duplicate example {:?} (already in {where_} at {}:{}): remove or rephrase it", ex.trim(), f0.display(), l0)));
                         continue;
                     }
@@ -213,14 +281,37 @@ impl KnowledgeBase {
                     examples.push(ex.trim().to_string());
                 }
                 if examples.len() < min_examples {
-                    problems.push(problem(line, format!("intent `{}` has {} example(s); add at least {} (kb.min_examples)", raw.id, examples.len(), min_examples)));
+                    problems.push(problem(
+                        line,
+                        format!(
+                            "intent `{}` has {} example(s); add at least {} (kb.min_examples)",
+                            raw.id,
+                            examples.len(),
+                            min_examples
+                        ),
+                    ));
                 }
                 for l in &raw.links {
                     if !(l.url.starts_with("https://") || l.url.starts_with("http://")) {
-                        problems.push(problem(find_line(&lines, line, &l.url), format!("intent `{}`: link {:?} must start with https://", raw.id, l.url)));
+                        problems.push(problem(
+                            find_line(&lines, line, &l.url),
+                            format!(
+                                "intent `{}`: link {:?} must start with https://",
+                                raw.id, l.url
+                            ),
+                        ));
                     }
                 }
-                kb.intents.push(Intent { id: raw.id, title, situation: raw.situation, examples, answer: raw.answer, links: raw.links, file: file.clone(), line });
+                kb.intents.push(Intent {
+                    id: raw.id,
+                    title,
+                    situation: raw.situation,
+                    examples,
+                    answer: raw.answer,
+                    links: raw.links,
+                    file: file.clone(),
+                    line,
+                });
             }
             for ex in doc.out_of_scope {
                 let ex_line = find_line(&lines, 1, ex.trim());
@@ -237,7 +328,11 @@ impl KnowledgeBase {
             }
         }
         if !sources.is_empty() && kb.intents.is_empty() && problems.is_empty() {
-            problems.push(Problem { file: sources[0].0.clone(), line: 1, message: "no intents defined: add a list under `intents:`".into() });
+            problems.push(Problem {
+                file: sources[0].0.clone(),
+                line: 1,
+                message: "no intents defined: add a list under `intents:`".into(),
+            });
         }
         if !problems.is_empty() {
             return Err(KbErrors(problems));
@@ -294,7 +389,10 @@ mod tests {
     }
 
     fn load(files: &[(&str, &str)], min: usize) -> Result<KnowledgeBase, KbErrors> {
-        let src: Vec<(PathBuf, Vec<u8>)> = files.iter().map(|(n, t)| (PathBuf::from(n), t.as_bytes().to_vec())).collect();
+        let src: Vec<(PathBuf, Vec<u8>)> = files
+            .iter()
+            .map(|(n, t)| (PathBuf::from(n), t.as_bytes().to_vec()))
+            .collect();
         KnowledgeBase::from_sources(&src, min, &segs())
     }
 
@@ -315,9 +413,18 @@ mod tests {
         let err = load(&[("b.yaml", bad)], 3).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("b.yaml:6: duplicate example"), "{text}");
-        assert!(text.contains("b.yaml:2: intent `pension` has no `answer.universal`"), "{text}");
-        assert!(text.contains("b.yaml:2: intent `pension` has 1 example(s); add at least 3"), "{text}");
-        assert!(text.contains("b.yaml:9: intent `pension`: unknown segment `alien`"), "{text}");
+        assert!(
+            text.contains("b.yaml:2: intent `pension` has no `answer.universal`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("b.yaml:2: intent `pension` has 1 example(s); add at least 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("b.yaml:9: intent `pension`: unknown segment `alien`"),
+            "{text}"
+        );
         assert_eq!(err.0.len(), 4, "{text}");
     }
 
@@ -332,7 +439,11 @@ mod tests {
     fn duplicates_across_intents_and_files_are_errors() {
         let other = GOOD.replace("id: pension", "id: pension2");
         let err = load(&[("a.yaml", GOOD), ("b.yaml", &other)], 1).unwrap_err();
-        assert!(err.to_string().contains("already in intent `pension` at a.yaml:5"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("already in intent `pension` at a.yaml:5"),
+            "{err}"
+        );
     }
 
     #[test]

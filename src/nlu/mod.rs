@@ -29,7 +29,10 @@ pub fn load_encoder(cfg: &Config) -> Result<Arc<Encoder>> {
     let enc = match m.kind {
         ModelKind::E5File => {
             if !m.path.exists() {
-                anyhow::bail!("model file {} is missing: run `make models` (or models/fetch) first", m.path.display());
+                anyhow::bail!(
+                    "model file {} is missing: run `make models` (or models/fetch) first",
+                    m.path.display()
+                );
             }
             Encoder::from_e5_file(&m.path, m.weights, m.vocab)?
         }
@@ -47,8 +50,13 @@ impl Nlu {
     pub fn load(cfg: &Config, encoder: Arc<Encoder>) -> Result<Self> {
         let kb = load_kb(cfg)?;
         let cache_dir = cfg.in_data_dir(&cfg.kb.cache_dir);
-        let opts = BuildOptions { cache_dir: Some(&cache_dir), prefix: &cfg.model.query_prefix, cache_entries: cfg.model.cache_entries };
-        let classifier = Classifier::build(encoder, &kb, &cfg.classifier, &opts).context("building the classifier")?;
+        let opts = BuildOptions {
+            cache_dir: Some(&cache_dir),
+            prefix: &cfg.model.query_prefix,
+            cache_entries: cfg.model.cache_entries,
+        };
+        let classifier = Classifier::build(encoder, &kb, &cfg.classifier, &opts)
+            .context("building the classifier")?;
         Ok(Self { kb, classifier })
     }
 }

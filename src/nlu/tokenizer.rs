@@ -61,13 +61,25 @@ impl Normalizer for CharMap {
 type E5Impl = TokenizerImpl<Unigram, CharMap, Metaspace, PostProcessorWrapper, DecoderWrapper>;
 
 pub enum TextTokenizer {
-    E5 { tok: Box<E5Impl>, model_ids: Vec<u32>, bos: u32, eos: u32 },
-    Hf { tok: Box<Tokenizer> },
+    E5 {
+        tok: Box<E5Impl>,
+        model_ids: Vec<u32>,
+        bos: u32,
+        eos: u32,
+    },
+    Hf {
+        tok: Box<Tokenizer>,
+    },
 }
 
 fn in_ru_en_scope(c: char) -> bool {
     let o = c as u32;
-    o < 0x100 || (0x400..0x530).contains(&o) || (0x2000..0x2070).contains(&o) || c == '№' || c == '₽' || c == '▁'
+    o < 0x100
+        || (0x400..0x530).contains(&o)
+        || (0x2000..0x2070).contains(&o)
+        || c == '№'
+        || c == '₽'
+        || c == '▁'
 }
 
 impl TextTokenizer {
@@ -88,15 +100,26 @@ impl TextTokenizer {
                 model_ids.push(i as u32);
             }
         }
-        let model = Unigram::from(pieces, unk, false).map_err(|e| anyhow!("unigram vocabulary: {e}"))?;
+        let model =
+            Unigram::from(pieces, unk, false).map_err(|e| anyhow!("unigram vocabulary: {e}"))?;
         let mut tok = E5Impl::new(model);
-        tok.with_normalizer(Some(CharMap { map: v.norm.clone() })).map_err(|e| anyhow!("{e}"))?;
+        tok.with_normalizer(Some(CharMap {
+            map: v.norm.clone(),
+        }))
+        .map_err(|e| anyhow!("{e}"))?;
         tok.with_pre_tokenizer(Some(Metaspace::new('▁', PrependScheme::Always, false)));
-        Ok(TextTokenizer::E5 { tok: Box::new(tok), model_ids, bos: v.bos, eos: v.eos })
+        Ok(TextTokenizer::E5 {
+            tok: Box::new(tok),
+            model_ids,
+            bos: v.bos,
+            eos: v.eos,
+        })
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
-        let tok = Tokenizer::from_file(path).map_err(|e| anyhow!("{e}")).with_context(|| format!("cannot load {}", path.display()))?;
+        let tok = Tokenizer::from_file(path)
+            .map_err(|e| anyhow!("{e}"))
+            .with_context(|| format!("cannot load {}", path.display()))?;
         Ok(TextTokenizer::Hf { tok: Box::new(tok) })
     }
 
@@ -104,11 +127,19 @@ impl TextTokenizer {
     pub fn content_ids(&self, text: &str) -> Result<Vec<u32>> {
         match self {
             TextTokenizer::E5 { tok, model_ids, .. } => {
-                let enc = tok.encode_fast(text, false).map_err(|e| anyhow!("tokenizer: {e}"))?;
-                Ok(enc.get_ids().iter().map(|&i| model_ids[i as usize]).collect())
+                let enc = tok
+                    .encode_fast(text, false)
+                    .map_err(|e| anyhow!("tokenizer: {e}"))?;
+                Ok(enc
+                    .get_ids()
+                    .iter()
+                    .map(|&i| model_ids[i as usize])
+                    .collect())
             }
             TextTokenizer::Hf { tok } => {
-                let enc = tok.encode_fast(text, false).map_err(|e| anyhow!("tokenizer: {e}"))?;
+                let enc = tok
+                    .encode_fast(text, false)
+                    .map_err(|e| anyhow!("tokenizer: {e}"))?;
                 Ok(enc.get_ids().to_vec())
             }
         }
@@ -119,7 +150,8 @@ impl TextTokenizer {
         match self {
             TextTokenizer::E5 { bos, eos, .. } => (*bos, *eos),
             TextTokenizer::Hf { tok } => {
-                let id = |names: &[&str]| names.iter().find_map(|n| tok.token_to_id(n)).unwrap_or(0);
+                let id =
+                    |names: &[&str]| names.iter().find_map(|n| tok.token_to_id(n)).unwrap_or(0);
                 (id(&["[CLS]", "<s>"]), id(&["[SEP]", "</s>"]))
             }
         }
