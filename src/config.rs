@@ -110,7 +110,7 @@ impl Default for ModelConfig {
         Self {
             kind: ModelKind::E5File,
             path: "models/e5-small-q4.bin".into(),
-            weights: WeightMode::F32,
+            weights: WeightMode::Q4,
             vocab: VocabScope::RuEn,
             pooling: Pooling::Auto,
             query_prefix: "query: ".into(),

@@ -6,6 +6,7 @@
 //! length and averaged by token count, as the reference engine does.
 
 use super::e5file::{DType as FileDType, E5File};
+use super::q4::{gelu_erf_in_place, quantize, Q4Linear};
 use super::tokenizer::{TextTokenizer, VocabScope};
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
@@ -19,9 +20,9 @@ use std::path::Path;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WeightMode {
-    /// Dequantise to f32 at load: faster on CPUs without int8 dot products.
+    /// Dequantise to f32 at load; candle's (gemm) matmul.
     F32,
-    /// Keep Q4_0 (4× less memory), candle's quantised matmul.
+    /// Keep Q4_0 and multiply with int8 activations (the `q4` kernel).
     Q4,
 }
 
@@ -34,14 +35,38 @@ pub enum Pooling {
     Cls,
 }
 
-struct Linear {
-    w: QMatMul,
-    b: Tensor,
+/// A dense layer: f32 weights through candle's matmul, or 4-bit weights
+/// through the int8 kernel of `q4` (bias included there).
+enum Linear {
+    F32 { w: QMatMul, b: Tensor },
+    Q4(Q4Linear),
 }
 
 impl Linear {
+    /// `gelu(self(x))`: fused in plain Rust on the 4-bit path.
+    fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Linear::F32 { .. } => Ok(self.forward(x)?.gelu_erf()?),
+            Linear::Q4(q) => {
+                let (m, k) = x.dims2()?;
+                let xs = x.flatten_all()?.to_vec1::<f32>()?;
+                let mut y = q.forward(&quantize(&xs, m, k));
+                gelu_erf_in_place(&mut y);
+                Ok(Tensor::from_vec(y, (m, q.rows()), x.device())?)
+            }
+        }
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.w.forward(x)?.broadcast_add(&self.b)?)
+        match self {
+            Linear::F32 { w, b } => Ok(w.forward(x)?.broadcast_add(b)?),
+            Linear::Q4(q) => {
+                let (m, k) = x.dims2()?;
+                let xs = x.flatten_all()?.to_vec1::<f32>()?;
+                let y = q.forward(&quantize(&xs, m, k));
+                Ok(Tensor::from_vec(y, (m, q.rows()), x.device())?)
+            }
+        }
     }
 }
 
@@ -89,34 +114,30 @@ impl Encoder {
         let tokenizer = TextTokenizer::from_vocab(&f.vocab, scope)?;
         let (h, ff) = (hp.hidden, hp.ffn);
         let dev = Device::Cpu;
-        let q4 = |name: &str, rows: usize, cols: usize| -> Result<QTensor> {
+        // Raw Q4_0 bytes of a `rows × cols` weight, checked against the directory.
+        let q4_bytes = |name: &str, rows: usize, cols: usize| -> Result<&[u8]> {
             let e = f.entry(name)?;
             ensure!(
                 e.dtype == FileDType::Q4_0 && e.elems == rows * cols,
                 "tensor {name}: unexpected layout"
             );
-            Ok(qtensor_from_ggml(
-                GgmlDType::Q4_0,
-                f.bytes(name)?,
-                vec![rows, cols],
-                &dev,
-            )?)
+            f.bytes(name)
         };
-        let lin_from = |qt: QTensor, bias: Vec<f32>| -> Result<Linear> {
-            let w = match mode {
-                WeightMode::Q4 => QMatMul::from_qtensor(qt)?,
-                WeightMode::F32 => QMatMul::Tensor(qt.dequantize(&dev)?),
-            };
-            Ok(Linear {
-                w,
-                b: vec_tensor(bias)?,
+        let lin_from = |raw: &[u8], rows: usize, cols: usize, bias: Vec<f32>| -> Result<Linear> {
+            Ok(match mode {
+                WeightMode::Q4 => Linear::Q4(Q4Linear::from_q4_0(raw, rows, cols, bias)?),
+                WeightMode::F32 => {
+                    let qt = qtensor_from_ggml(GgmlDType::Q4_0, raw, vec![rows, cols], &dev)?;
+                    Linear::F32 {
+                        w: QMatMul::Tensor(qt.dequantize(&dev)?),
+                        b: vec_tensor(bias)?,
+                    }
+                }
             })
         };
         let lin = |p: &str, rows: usize, cols: usize| {
-            lin_from(
-                q4(&format!("{p}.w"), rows, cols)?,
-                f.f32s(&format!("{p}.b"))?,
-            )
+            let raw = q4_bytes(&format!("{p}.w"), rows, cols)?;
+            lin_from(raw, rows, cols, f.f32s(&format!("{p}.b"))?)
         };
         let ln = |p: &str| -> Result<LayerNorm> {
             Ok(LayerNorm::new(
@@ -183,9 +204,8 @@ impl Encoder {
                 qkv_raw.extend_from_slice(f.bytes(&format!("l{l}.{part}.w"))?);
                 qkv_b.extend(f.f32s(&format!("l{l}.{part}.b"))?);
             }
-            let qkv_q = qtensor_from_ggml(GgmlDType::Q4_0, &qkv_raw, vec![3 * h, h], &dev)?;
             layers.push(Layer {
-                qkv: lin_from(qkv_q, qkv_b)?,
+                qkv: lin_from(&qkv_raw, 3 * h, h, qkv_b)?,
                 out: lin(&format!("l{l}.ao"), h, h)?,
                 ln_attn: ln(&format!("l{l}.aln"))?,
                 ffn_in: lin(&format!("l{l}.fi"), ff, h)?,
@@ -263,7 +283,7 @@ impl Encoder {
             bail!("{} lacks tensor {name}", st_path.display())
         };
         let lin = |p: &str| -> Result<Linear> {
-            Ok(Linear {
+            Ok(Linear::F32 {
                 w: QMatMul::Tensor(get(&format!("{p}.weight"))?),
                 b: get(&format!("{p}.bias"))?,
             })
@@ -295,7 +315,7 @@ impl Encoder {
                 0,
             )?;
             layers.push(Layer {
-                qkv: Linear {
+                qkv: Linear::F32 {
                     w: QMatMul::Tensor(w),
                     b,
                 },
@@ -466,7 +486,7 @@ impl Encoder {
             let att = candle_nn::ops::softmax_last_dim(&att)?;
             let ctx = att.matmul(&v)?.transpose(1, 2)?.reshape((b * l, h))?;
             x = layer.ln_attn.forward(&(layer.out.forward(&ctx)? + &x)?)?;
-            let mid = layer.ffn_in.forward(&x)?.gelu_erf()?;
+            let mid = layer.ffn_in.forward_gelu(&x)?;
             x = layer
                 .ln_ffn
                 .forward(&(layer.ffn_out.forward(&mid)? + &x)?)?;
