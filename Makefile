@@ -23,7 +23,8 @@ $(TEST_MODEL):
 	models/fetch minilm
 
 test: models test-models
-	$(CARGO) test --all-targets -- --test-threads=2
+	$(CARGO) test --benches   # each criterion benchmark once, as a smoke test
+	$(CARGO) test --lib --bins --tests -- --test-threads=2
 
 bench: models
 	$(CARGO) bench --bench nlu
