@@ -50,6 +50,19 @@ fn nlu() -> &'static Nlu {
     })
 }
 
+/// Runs `f` with an evaluation set-up over the shared encoder and test cache.
+fn with_setup<T>(f: impl FnOnce(&EvalSetup) -> T) -> T {
+    let cfg = common::config();
+    let cache = cfg.in_data_dir(&cfg.kb.cache_dir);
+    let setup = EvalSetup {
+        encoder: nlu().classifier.encoder().clone(),
+        cfg: cfg.classifier.clone(),
+        prefix: cfg.model.query_prefix.clone(),
+        cache_dir: Some(&cache),
+    };
+    f(&setup)
+}
+
 #[test]
 fn demo_kb_has_exactly_the_taxonomy() {
     let kb = &nlu().kb;
@@ -145,73 +158,61 @@ fn bad_input_gives_a_message_or_a_sensible_decision() {
 
 #[test]
 fn cross_validated_accuracy_holds_on_the_demo_kb() {
-    let cfg = common::config();
     let n = nlu();
-    let cache = cfg.in_data_dir(&cfg.kb.cache_dir);
-    let setup = EvalSetup {
-        encoder: n.classifier.encoder().clone(),
-        cfg: cfg.classifier.clone(),
-        prefix: cfg.model.query_prefix.clone(),
-        cache_dir: Some(&cache),
-    };
-    let items = eval::kb_items(&n.kb);
-    let methods = [Method::Blend, Method::Linear];
-    let cv = setup.cross_validate(&items, 5, &methods).unwrap();
-    let (preds, clf) = (cv.predictions, cv.last_classifier);
-    let blend = eval::report(
-        Method::Blend,
-        &clf,
-        &preds[0],
-        eval::Latency { p50: 0.0, p95: 0.0 },
-    );
-    let linear = eval::report(
-        Method::Linear,
-        &clf,
-        &preds[1],
-        eval::Latency { p50: 0.0, p95: 0.0 },
-    );
-    eprintln!(
-        "cv blend top1 {:.3} top3 {:.3}; linear top1 {:.3}",
-        blend.top1, blend.top3, linear.top1
-    );
-    assert!(blend.top1 >= 0.90, "top-1 {}", blend.top1);
-    assert!(blend.top3 >= 0.98, "top-3 {}", blend.top3);
-    assert!(
-        blend.top1 + 0.005 >= linear.top1,
-        "blend {} below logistic regression {}",
-        blend.top1,
-        linear.top1
-    );
-    assert!(blend.oos_rejected >= 0.85, "oos {}", blend.oos_rejected);
+    with_setup(|setup| {
+        let items = eval::kb_items(&n.kb);
+        let methods = [Method::Blend, Method::Linear];
+        let cv = setup.cross_validate(&items, 5, &methods).unwrap();
+        let (preds, clf) = (cv.predictions, cv.last_classifier);
+        let blend = eval::report(
+            Method::Blend,
+            &clf,
+            &preds[0],
+            eval::Latency { p50: 0.0, p95: 0.0 },
+        );
+        let linear = eval::report(
+            Method::Linear,
+            &clf,
+            &preds[1],
+            eval::Latency { p50: 0.0, p95: 0.0 },
+        );
+        eprintln!(
+            "cv blend top1 {:.3} top3 {:.3}; linear top1 {:.3}",
+            blend.top1, blend.top3, linear.top1
+        );
+        assert!(blend.top1 >= 0.90, "top-1 {}", blend.top1);
+        assert!(blend.top3 >= 0.98, "top-3 {}", blend.top3);
+        assert!(
+            blend.top1 + 0.005 >= linear.top1,
+            "blend {} below logistic regression {}",
+            blend.top1,
+            linear.top1
+        );
+        assert!(blend.oos_rejected >= 0.85, "oos {}", blend.oos_rejected);
+    });
 }
 
 #[test]
 fn held_out_set_is_recognised() {
-    let cfg = common::config();
     let n = nlu();
-    let cache = cfg.in_data_dir(&cfg.kb.cache_dir);
-    let setup = EvalSetup {
-        encoder: n.classifier.encoder().clone(),
-        cfg: cfg.classifier.clone(),
-        prefix: cfg.model.query_prefix.clone(),
-        cache_dir: Some(&cache),
-    };
-    let test = eval::read_labelled(std::path::Path::new("tests/data/heldout.tsv")).unwrap();
-    let (preds, clf) = setup
-        .train_test(&eval::kb_items(&n.kb), &test, &[Method::Blend])
-        .unwrap();
-    let r = eval::report(
-        Method::Blend,
-        &clf,
-        &preds[0],
-        eval::Latency { p50: 0.0, p95: 0.0 },
-    );
-    eprintln!(
-        "held-out top1 {:.3} top3 {:.3} oos {:.3}",
-        r.top1, r.top3, r.oos_rejected
-    );
-    assert!(r.in_scope >= 300 && r.out_of_scope >= 50);
-    assert!(r.top1 >= 0.88, "top-1 {}", r.top1);
-    assert!(r.top3 >= 0.95, "top-3 {}", r.top3);
-    assert!(r.oos_rejected >= 0.85, "oos {}", r.oos_rejected);
+    with_setup(|setup| {
+        let test = eval::read_labelled(std::path::Path::new("tests/data/heldout.tsv")).unwrap();
+        let (preds, clf) = setup
+            .train_test(&eval::kb_items(&n.kb), &test, &[Method::Blend])
+            .unwrap();
+        let r = eval::report(
+            Method::Blend,
+            &clf,
+            &preds[0],
+            eval::Latency { p50: 0.0, p95: 0.0 },
+        );
+        eprintln!(
+            "held-out top1 {:.3} top3 {:.3} oos {:.3}",
+            r.top1, r.top3, r.oos_rejected
+        );
+        assert!(r.in_scope >= 300 && r.out_of_scope >= 50);
+        assert!(r.top1 >= 0.88, "top-1 {}", r.top1);
+        assert!(r.top3 >= 0.95, "top-3 {}", r.top3);
+        assert!(r.oos_rejected >= 0.85, "oos {}", r.oos_rejected);
+    });
 }

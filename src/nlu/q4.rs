@@ -188,10 +188,9 @@ impl Q4Linear {
             let mut corr = 0f32;
             for b in 0..nb {
                 let av = _mm256_loadu_si256(qp.add(b * QK) as *const __m256i);
-                let wv = _mm256_loadu_si256(wp.add(row * k + b * QK) as *const __m256i);
-                let prod = _mm256_madd_epi16(_mm256_maddubs_epi16(wv, av), ones);
+                let prod = block_dot(wp.add(row * k + b * QK), av, ones);
                 let scale = *dp.add(row * nb + b) * a.d[t * nb + b];
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(prod), _mm256_set1_ps(scale), acc);
+                acc = _mm256_fmadd_ps(prod, _mm256_set1_ps(scale), acc);
                 corr += scale * a.s[t * nb + b] as f32;
             }
             self.bias[row] + hsum(acc) - 8.0 * corr
@@ -229,34 +228,10 @@ impl Q4Linear {
                         let av = _mm256_loadu_si256(qp.add(b * QK) as *const __m256i);
                         let (da, sa) = (ad[b], asum[b] as f32);
                         let off = b * QK;
-                        let p0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(
-                            _mm256_maddubs_epi16(
-                                _mm256_loadu_si256(w0.add(off) as *const __m256i),
-                                av,
-                            ),
-                            ones,
-                        ));
-                        let p1 = _mm256_cvtepi32_ps(_mm256_madd_epi16(
-                            _mm256_maddubs_epi16(
-                                _mm256_loadu_si256(w1.add(off) as *const __m256i),
-                                av,
-                            ),
-                            ones,
-                        ));
-                        let p2 = _mm256_cvtepi32_ps(_mm256_madd_epi16(
-                            _mm256_maddubs_epi16(
-                                _mm256_loadu_si256(w2.add(off) as *const __m256i),
-                                av,
-                            ),
-                            ones,
-                        ));
-                        let p3 = _mm256_cvtepi32_ps(_mm256_madd_epi16(
-                            _mm256_maddubs_epi16(
-                                _mm256_loadu_si256(w3.add(off) as *const __m256i),
-                                av,
-                            ),
-                            ones,
-                        ));
+                        let p0 = block_dot(w0.add(off), av, ones);
+                        let p1 = block_dot(w1.add(off), av, ones);
+                        let p2 = block_dot(w2.add(off), av, ones);
+                        let p3 = block_dot(w3.add(off), av, ones);
                         let (s0, s1, s2, s3) = (
                             *d0.add(b) * da,
                             *d1.add(b) * da,
@@ -288,6 +263,21 @@ impl Q4Linear {
             }
         }
     }
+}
+
+/// One block's integer dot product of 32 weight nibbles (as bytes) with 32
+/// int8 activations, as eight f32 partial sums.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn block_dot(
+    w: *const u8,
+    av: std::arch::x86_64::__m256i,
+    ones: std::arch::x86_64::__m256i,
+) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    let wv = _mm256_loadu_si256(w as *const __m256i);
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(wv, av), ones))
 }
 
 /// GELU with the exact (erf) form the model was trained with; erf by
