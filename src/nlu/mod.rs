@@ -24,6 +24,17 @@ pub struct Nlu {
     pub classifier: Classifier,
 }
 
+/// Hands memory freed after loading back to the OS. Building the tokenizer
+/// and the index allocates and frees hundreds of thousands of small strings;
+/// glibc keeps those pages otherwise, ~60 MB of resident memory for nothing.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Loads the configured encoder.
 pub fn load_encoder(cfg: &Config) -> Result<Arc<Encoder>> {
     let m = &cfg.model;
@@ -39,6 +50,7 @@ pub fn load_encoder(cfg: &Config) -> Result<Arc<Encoder>> {
         }
         ModelKind::Hf => Encoder::from_hf_dir(&m.path, m.pooling)?,
     };
+    release_freed_memory();
     Ok(Arc::new(enc))
 }
 
