@@ -417,7 +417,9 @@ impl Encoder {
                 .iter()
                 .map(|&w| windows[w].2.as_slice())
                 .collect();
-            let pooled = self.forward(&batch)?;
+            // Run the pass on a rayon worker: the kernels' parallel loops then
+            // split work locally instead of handing it across threads each time.
+            let pooled = rayon::scope(|_| self.forward(&batch))?;
             for (row, &w) in pooled.iter().zip(&order[start..end]) {
                 let (ti, wt, _) = &windows[w];
                 for (s, v) in sums[*ti].iter_mut().zip(row) {

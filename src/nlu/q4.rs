@@ -142,6 +142,15 @@ impl Q4Linear {
     fn rows_into(&self, r0: usize, r1: usize, a: &QuantizedActs, buf: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         {
+            if (self.cols / QK) % 2 == 0
+                && std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+            {
+                // SAFETY: the CPU has the features the function is compiled for.
+                unsafe { self.rows_avx512vnni(r0, r1, a, buf) };
+                return;
+            }
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
@@ -162,6 +171,60 @@ impl Q4Linear {
                         self.d[r * nb + b] * a.d[t * nb + b] * (isum - 8 * a.s[t * nb + b]) as f32;
                 }
                 buf[(r - r0) * m + t] = self.bias[r] + acc;
+            }
+        }
+    }
+
+    /// AVX-512 VNNI body of `rows_into`: two blocks per 512-bit vector, one
+    /// `vpdpbusd` per row and block pair, the nibble offset folded into the
+    /// lanes, four rows at a time.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn rows_avx512vnni(&self, r0: usize, r1: usize, a: &QuantizedActs, buf: &mut [f32]) {
+        use std::arch::x86_64::*;
+        let (k, nb, m) = (self.cols, self.cols / QK, a.m);
+        // Lanes 0..8 take element 0 of a pair, lanes 8..16 element 1.
+        let pair_idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+        let pair = |p: *const f32| -> __m512 {
+            let two = _mm_castsi128_ps(_mm_loadl_epi64(p as *const __m128i));
+            _mm512_permutexvar_ps(pair_idx, _mm512_castps128_ps512(two))
+        };
+        let wp = self.w.as_ptr();
+        let dp = self.d.as_ptr();
+        // Per token: activation scales and block sums, expanded per lane.
+        let mut da_exp = vec![_mm512_setzero_ps(); nb / 2];
+        let mut s_exp = vec![_mm512_setzero_ps(); nb / 2];
+        for t in 0..m {
+            let qp = a.q.as_ptr().add(t * k);
+            let sums: Vec<f32> = a.s[t * nb..(t + 1) * nb]
+                .iter()
+                .map(|&v| v as f32)
+                .collect();
+            for bp in 0..nb / 2 {
+                da_exp[bp] = pair(a.d.as_ptr().add(t * nb + 2 * bp));
+                s_exp[bp] = pair(sums.as_ptr().add(2 * bp));
+            }
+            let mut r = r0;
+            while r < r1 {
+                let g = (r1 - r).min(4);
+                let mut acc = [_mm512_setzero_ps(); 4];
+                for bp in 0..nb / 2 {
+                    let av = _mm512_loadu_si512(qp.add(bp * 64) as *const _);
+                    for (j, acc_j) in acc.iter_mut().enumerate().take(g) {
+                        let row = r + j;
+                        let wv = _mm512_loadu_si512(wp.add(row * k + bp * 64) as *const _);
+                        let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, av);
+                        // Weights are stored as w + 8: each of a block's 8 lanes
+                        // subtracts the block's activation sum, 8·sum in all.
+                        let v = _mm512_sub_ps(_mm512_cvtepi32_ps(dot), s_exp[bp]);
+                        let scale = _mm512_mul_ps(pair(dp.add(row * nb + 2 * bp)), da_exp[bp]);
+                        *acc_j = _mm512_fmadd_ps(v, scale, *acc_j);
+                    }
+                }
+                for (j, acc_j) in acc.iter().enumerate().take(g) {
+                    buf[(r + j - r0) * m + t] = self.bias[r + j] + _mm512_reduce_add_ps(*acc_j);
+                }
+                r += g;
             }
         }
     }
