@@ -129,7 +129,10 @@ impl E5File {
         let qk = c.i32()?;
         ensure!(qk == 32, "unsupported quantisation block size {qk}");
         ensure!(
-            hp.heads > 0 && hp.hidden % hp.heads == 0 && hp.hidden % 32 == 0 && hp.ffn % 32 == 0,
+            hp.heads > 0
+                && hp.hidden.is_multiple_of(hp.heads)
+                && hp.hidden.is_multiple_of(32)
+                && hp.ffn.is_multiple_of(32),
             "inconsistent hyper-parameters {hp:?}"
         );
 

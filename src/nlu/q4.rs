@@ -87,7 +87,7 @@ impl Q4Linear {
     /// weight j in its low and weight j+16 in its high nibble), `rows × cols`.
     pub fn from_q4_0(raw: &[u8], rows: usize, cols: usize, bias: Vec<f32>) -> Result<Self> {
         ensure!(
-            cols % QK == 0 && raw.len() == rows * cols / QK * 18 && bias.len() == rows,
+            cols.is_multiple_of(QK) && raw.len() == rows * cols / QK * 18 && bias.len() == rows,
             "Q4_0 matrix {rows}×{cols} has a wrong size"
         );
         let mut w = vec![0u8; rows * cols];
@@ -142,7 +142,7 @@ impl Q4Linear {
     fn rows_into(&self, r0: usize, r1: usize, a: &QuantizedActs, buf: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         {
-            if (self.cols / QK) % 2 == 0
+            if (self.cols / QK).is_multiple_of(2)
                 && std::arch::is_x86_feature_detected!("avx512f")
                 && std::arch::is_x86_feature_detected!("avx512bw")
                 && std::arch::is_x86_feature_detected!("avx512vnni")
