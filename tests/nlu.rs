@@ -105,6 +105,19 @@ fn clear_questions_are_answered_with_their_intent() {
 }
 
 #[test]
+fn a_message_equal_to_an_example_is_answered() {
+    // Its embedding equals the example's: similarity 1 must not trip the index.
+    for intent in &nlu().kb.intents {
+        let c = nlu().classifier.classify(&intent.examples[0]).unwrap();
+        assert!(
+            c.nearest_similarity > 0.99 && c.nearest_similarity < 1.01,
+            "{c:?}"
+        );
+        assert_eq!(c.top[0].intent, intent.id, "{:?}", intent.examples[0]);
+    }
+}
+
+#[test]
 fn out_of_scope_messages_are_not_answered() {
     for text in [
         "какая погода будет в выходные",

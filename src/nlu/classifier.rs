@@ -198,6 +198,9 @@ pub struct Scores {
     pub nearest_similarity: f32,
 }
 
+/// Bumped when the dumped index or head changes meaning, so old dumps are ignored.
+const INDEX_FORMAT: &str = "index-v2";
+
 pub struct Classifier {
     encoder: Arc<Encoder>,
     ids: Vec<String>,
@@ -286,6 +289,7 @@ impl Classifier {
         anyhow::ensure!(!kb.intents.is_empty(), "the knowledge base has no intents");
         let classes = kb.intents.len() + usize::from(oos_class.is_some());
         let key = short_hash(&[
+            INDEX_FORMAT.as_bytes(),
             encoder.identity.as_bytes(),
             opts.prefix.as_bytes(),
             kb.hash.as_bytes(),

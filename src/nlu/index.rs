@@ -160,6 +160,14 @@ pub struct ExampleIndex {
 }
 
 const MAX_CONN: usize = 24;
+/// hnsw_rs's dot distance asserts `1 − a·b ≥ 0`, which rounding breaks for a
+/// query equal to an example (a·b = 1.0000001): vectors are stored and
+/// searched at this fraction of unit length, and similarities scaled back.
+const SHRINK: f32 = 0.999;
+
+fn shrink(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|x| x * SHRINK).collect()
+}
 const EF_CONSTRUCTION: usize = 200;
 
 impl ExampleIndex {
@@ -173,7 +181,8 @@ impl ExampleIndex {
             EF_CONSTRUCTION,
             DistDot {},
         );
-        let data: Vec<(&Vec<f32>, usize)> = vectors.iter().zip(0..).collect();
+        let shrunk: Vec<Vec<f32>> = vectors.iter().map(|v| shrink(v)).collect();
+        let data: Vec<(&Vec<f32>, usize)> = shrunk.iter().zip(0..).collect();
         hnsw.parallel_insert(&data);
         let mut hnsw = hnsw;
         hnsw.set_searching_mode(true);
@@ -232,9 +241,9 @@ impl ExampleIndex {
         }
         let mut out: Vec<(usize, f32)> = self
             .hnsw
-            .search(v, k, (k * 4).max(48))
+            .search(&shrink(v), k, (k * 4).max(48))
             .into_iter()
-            .map(|n| (self.labels[n.d_id], 1.0 - n.distance))
+            .map(|n| (self.labels[n.d_id], (1.0 - n.distance) / (SHRINK * SHRINK)))
             .collect();
         out.sort_by(|a, b| b.1.total_cmp(&a.1));
         out
