@@ -82,6 +82,8 @@ pub struct ClassifierConfig {
     pub l2: f32,
     /// Training epochs of the linear head.
     pub epochs: usize,
+    /// Also train on each intent's title and the first sentence of its answers.
+    pub derived_examples: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,6 +146,7 @@ impl Default for ClassifierConfig {
             knn_temperature: 0.02,
             l2: 1e-3,
             epochs: 300,
+            derived_examples: true,
         }
     }
 }

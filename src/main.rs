@@ -148,11 +148,19 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let encoder = nlu::load_encoder(&cfg)?;
             let cache_dir = cfg.in_data_dir(&cfg.kb.cache_dir);
+            // The knowledge base's derived examples train whenever it is the training set.
+            let on_kb = train.is_none() && data.is_none();
+            let extra_train = if on_kb && cfg.classifier.derived_examples {
+                nlu::load_kb(&cfg)?.derived_items()
+            } else {
+                Vec::new()
+            };
             let setup = EvalSetup {
                 encoder,
                 cfg: cfg.classifier.clone(),
                 prefix: cfg.model.query_prefix.clone(),
                 cache_dir: Some(&cache_dir),
+                extra_train,
             };
             let kb_items =
                 || -> Result<Vec<(String, String)>> { Ok(eval::kb_items(&nlu::load_kb(&cfg)?)) };

@@ -59,6 +59,7 @@ fn with_setup<T>(f: impl FnOnce(&EvalSetup) -> T) -> T {
         cfg: cfg.classifier.clone(),
         prefix: cfg.model.query_prefix.clone(),
         cache_dir: Some(&cache),
+        extra_train: nlu().kb.derived_items(),
     };
     f(&setup)
 }

@@ -256,7 +256,12 @@ impl Classifier {
         let mut texts = Vec::new();
         let mut labels = Vec::new();
         for (c, intent) in kb.intents.iter().enumerate() {
-            for ex in &intent.examples {
+            let derived = if cfg.derived_examples {
+                intent.derived_examples()
+            } else {
+                Vec::new()
+            };
+            for ex in intent.examples.iter().chain(&derived) {
                 texts.push(format!("{}{}", opts.prefix, ex));
                 labels.push(c);
             }

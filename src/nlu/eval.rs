@@ -150,6 +150,9 @@ pub struct EvalSetup<'a> {
     pub cfg: ClassifierConfig,
     pub prefix: String,
     pub cache_dir: Option<&'a Path>,
+    /// Always in the training part, never tested: the knowledge base's derived
+    /// examples when evaluating it (empty for labelled files).
+    pub extra_train: Vec<(String, String)>,
 }
 
 impl EvalSetup<'_> {
@@ -223,7 +226,11 @@ impl EvalSetup<'_> {
         if folds < 2 {
             bail!("--folds must be at least 2");
         }
-        let texts: Vec<&String> = items.iter().map(|(_, t)| t).collect();
+        let texts: Vec<&String> = items
+            .iter()
+            .chain(&self.extra_train)
+            .map(|(_, t)| t)
+            .collect();
         let emb = embed_items(&self.encoder, &self.prefix, &texts, self.cache_dir)?;
         // Deterministic stratified assignment: the i-th item of a label (in a
         // seeded shuffle) goes to fold i mod K.
@@ -254,6 +261,7 @@ impl EvalSetup<'_> {
                 .zip(&fold_of)
                 .filter(|(_, &k)| k != f)
                 .map(|(x, _)| x.clone())
+                .chain(self.extra_train.iter().cloned())
                 .collect();
             let test: Vec<(String, String)> = items
                 .iter()
@@ -284,9 +292,10 @@ impl EvalSetup<'_> {
         test: &[(String, String)],
         methods: &[Method],
     ) -> Result<(Vec<Vec<Prediction>>, Classifier)> {
+        let train: Vec<(String, String)> = train.iter().chain(&self.extra_train).cloned().collect();
         let texts: Vec<&String> = train.iter().chain(test).map(|(_, t)| t).collect();
         let emb = embed_items(&self.encoder, &self.prefix, &texts, self.cache_dir)?;
-        let clf = self.classifier(train, &emb)?;
+        let clf = self.classifier(&train, &emb)?;
         Ok((self.predict(&clf, test, &emb, methods), clf))
     }
 }

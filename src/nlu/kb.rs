@@ -40,6 +40,22 @@ impl Intent {
             .map(String::as_str)
             .unwrap_or("")
     }
+
+    /// How the knowledge base itself words the topic: the title and the first
+    /// sentence of every answer variant. With `classifier.derived_examples`
+    /// they train the classifier beside the examples (never tested on in eval).
+    pub fn derived_examples(&self) -> Vec<String> {
+        let mut out = vec![self.title.clone()];
+        for a in self.answer.values() {
+            let a = a.trim();
+            let end = a.find(['.', '!', '?']).map(|i| i + 1).unwrap_or(a.len());
+            let first = a[..end].trim();
+            if !first.is_empty() && !out.iter().any(|o| o == first) {
+                out.push(first.to_string());
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -373,6 +389,14 @@ impl KnowledgeBase {
         }
         kb.hash = hex::encode(hasher.finalize());
         kb
+    }
+
+    /// Every intent's derived examples, labelled.
+    pub fn derived_items(&self) -> Vec<(String, String)> {
+        self.intents
+            .iter()
+            .flat_map(|i| i.derived_examples().into_iter().map(|t| (i.id.clone(), t)))
+            .collect()
     }
 
     pub fn intent(&self, id: &str) -> Option<&Intent> {
