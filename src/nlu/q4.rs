@@ -129,16 +129,15 @@ impl Q4Linear {
             .collect();
         let mut y = vec![0f32; m * n];
         for (r0, buf) in parts {
-            for (i, row) in buf.chunks_exact(m.max(1)).enumerate() {
-                for (t, v) in row.iter().enumerate() {
-                    y[t * n + r0 + i] = *v;
-                }
+            let w = buf.len() / m.max(1);
+            for (t, seg) in buf.chunks_exact(w.max(1)).enumerate() {
+                y[t * n + r0..t * n + r0 + w].copy_from_slice(seg);
             }
         }
         y
     }
 
-    /// Rows `r0..r1` for every token into `buf[(r - r0) * m + t]`.
+    /// Rows `r0..r1` for every token into `buf[t * (r1 - r0) + (r - r0)]`.
     fn rows_into(&self, r0: usize, r1: usize, a: &QuantizedActs, buf: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         {
@@ -159,6 +158,11 @@ impl Q4Linear {
                 return;
             }
         }
+        self.rows_scalar(r0, r1, a, buf);
+    }
+
+    /// Portable body of `rows_into`.
+    fn rows_scalar(&self, r0: usize, r1: usize, a: &QuantizedActs, buf: &mut [f32]) {
         let (k, nb, m) = (self.cols, self.cols / QK, a.m);
         for r in r0..r1 {
             for t in 0..m {
@@ -170,7 +174,7 @@ impl Q4Linear {
                     acc +=
                         self.d[r * nb + b] * a.d[t * nb + b] * (isum - 8 * a.s[t * nb + b]) as f32;
                 }
-                buf[(r - r0) * m + t] = self.bias[r] + acc;
+                buf[t * (r1 - r0) + (r - r0)] = self.bias[r] + acc;
             }
         }
     }
@@ -222,7 +226,8 @@ impl Q4Linear {
                     }
                 }
                 for (j, acc_j) in acc.iter().enumerate().take(g) {
-                    buf[(r + j - r0) * m + t] = self.bias[r + j] + _mm512_reduce_add_ps(*acc_j);
+                    buf[t * (r1 - r0) + (r + j - r0)] =
+                        self.bias[r + j] + _mm512_reduce_add_ps(*acc_j);
                 }
                 r += g;
             }
@@ -310,17 +315,17 @@ impl Q4Linear {
                         c2 += s2 * sa;
                         c3 += s3 * sa;
                     }
-                    let base = (r - r0) * m + t;
+                    let base = t * (r1 - r0) + (r - r0);
                     buf[base] = self.bias[r] + hsum(a0) - 8.0 * c0;
-                    buf[base + m] = self.bias[r + 1] + hsum(a1) - 8.0 * c1;
-                    buf[base + 2 * m] = self.bias[r + 2] + hsum(a2) - 8.0 * c2;
-                    buf[base + 3 * m] = self.bias[r + 3] + hsum(a3) - 8.0 * c3;
+                    buf[base + 1] = self.bias[r + 1] + hsum(a1) - 8.0 * c1;
+                    buf[base + 2] = self.bias[r + 2] + hsum(a2) - 8.0 * c2;
+                    buf[base + 3] = self.bias[r + 3] + hsum(a3) - 8.0 * c3;
                 }
                 r += 4;
             }
             while r < r1 {
                 for t in t0..t1 {
-                    buf[(r - r0) * m + t] = one(r, t);
+                    buf[t * (r1 - r0) + (r - r0)] = one(r, t);
                 }
                 r += 1;
             }
@@ -394,6 +399,56 @@ mod tests {
             }
         }
         sum * 2.0 / std::f64::consts::PI.sqrt()
+    }
+
+    #[test]
+    fn every_cpu_path_gives_the_same_outputs() {
+        let (rows, cols, m) = (37, 128, 5);
+        let raw: Vec<u8> = (0..rows * cols / QK * 18)
+            .map(|i| {
+                if i % 18 == 1 {
+                    0x1c
+                } else {
+                    (i * 29 % 251) as u8
+                }
+            })
+            .collect();
+        let lin =
+            Q4Linear::from_q4_0(&raw, rows, cols, (0..rows).map(|r| r as f32).collect()).unwrap();
+        let x: Vec<f32> = (0..m * cols)
+            .map(|i| ((i * 31) % 23) as f32 * 0.2 - 2.0)
+            .collect();
+        let a = quantize(&x, m, cols);
+        let (r0, r1) = (3, 33);
+        let mut want = vec![0f32; (r1 - r0) * m];
+        lin.rows_scalar(r0, r1, &a, &mut want);
+        let mut paths = 0;
+        #[cfg(target_arch = "x86_64")]
+        {
+            let close = |got: &[f32]| {
+                got.iter()
+                    .zip(&want)
+                    .all(|(g, w)| (g - w).abs() <= 1e-3 * w.abs().max(1.0))
+            };
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                let mut got = vec![0f32; want.len()];
+                unsafe { lin.rows_avx2(r0, r1, &a, &mut got) };
+                assert!(close(&got), "avx2 {got:?} vs {want:?}");
+                paths += 1;
+            }
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+            {
+                let mut got = vec![0f32; want.len()];
+                unsafe { lin.rows_avx512vnni(r0, r1, &a, &mut got) };
+                assert!(close(&got), "vnni {got:?} vs {want:?}");
+                paths += 1;
+            }
+        }
+        eprintln!("{paths} SIMD path(s) checked against the portable one");
     }
 
     #[test]
