@@ -43,6 +43,13 @@ enum Linear {
 }
 
 impl Linear {
+    fn q4(&self) -> Option<&Q4Linear> {
+        match self {
+            Linear::Q4(q) => Some(q),
+            Linear::F32 { .. } => None,
+        }
+    }
+
     /// `gelu(self(x))`: fused in plain Rust on the 4-bit path.
     fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
         match self {
@@ -97,6 +104,7 @@ pub struct Encoder {
     max_tokens: usize,
     pad_id: u32,
     pooling: Pooling,
+    eps: f64,
     /// Identity of weights + tokenizer settings, for caches keyed by model.
     pub identity: String,
 }
@@ -236,6 +244,7 @@ impl Encoder {
             max_tokens: hp.max_positions,
             pad_id,
             pooling: Pooling::Mean,
+            eps: hp.eps,
             identity,
         })
     }
@@ -360,6 +369,7 @@ impl Encoder {
             max_tokens,
             pad_id,
             pooling,
+            eps: cfg.layer_norm_eps,
             identity: format!("hf:{}:{size}:{pooling:?}", dir.display()),
         })
     }
@@ -439,6 +449,9 @@ impl Encoder {
 
     /// One forward pass over sequences (with specials); pooled, not normalised.
     fn forward(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        if self.layers.iter().all(|l| l.qkv.q4().is_some()) {
+            return self.forward_packed(seqs);
+        }
         let dev = Device::Cpu;
         let b = seqs.len();
         let l = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
@@ -503,6 +516,92 @@ impl Encoder {
             }
         };
         Ok(pooled.to_dtype(DType::F32)?.to_vec2::<f32>()?)
+    }
+}
+
+impl Encoder {
+    /// The 4-bit forward pass over packed tokens (see `packed`): candle only
+    /// looks up the word embeddings; pooled, not normalised.
+    fn forward_packed(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        use super::packed::{add_layer_norm, attention};
+        let (h, heads) = (self.hidden, self.heads);
+        let mut spans = vec![0usize];
+        let mut ids = Vec::new();
+        for s in seqs {
+            ids.extend_from_slice(s);
+            spans.push(ids.len());
+        }
+        let t = ids.len();
+        let ids_t = Tensor::from_vec(ids, t, &Device::Cpu)?;
+        let word = match &self.word {
+            WordEmbeddings::Quantized(q) => q.embedding(&ids_t)?,
+            WordEmbeddings::Float(w) => w.index_select(&ids_t, 0)?,
+        };
+        let mut x = word.flatten_all()?.to_vec1::<f32>()?;
+        let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        let pos = self
+            .pos
+            .narrow(0, 0, longest)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let tt = self.token_type.to_vec1::<f32>()?;
+        for w in spans.windows(2) {
+            for (p, i) in (w[0]..w[1]).enumerate() {
+                let row = &mut x[i * h..(i + 1) * h];
+                row.iter_mut()
+                    .zip(&pos[p * h..(p + 1) * h])
+                    .zip(&tt)
+                    .for_each(|((x, p), t)| *x += p + t);
+            }
+        }
+        let plain = |ln: &LayerNorm| -> Result<(Vec<f32>, Vec<f32>)> {
+            Ok((
+                ln.weight().to_vec1::<f32>()?,
+                ln.bias()
+                    .map(|b| b.to_vec1::<f32>())
+                    .transpose()?
+                    .unwrap_or_else(|| vec![0.0; h]),
+            ))
+        };
+        let eps = self.eps as f32;
+        let (w, b) = plain(&self.ln_emb)?;
+        add_layer_norm(&mut x, None, h, &w, &b, eps);
+        fn q4(l: &Linear) -> Result<&Q4Linear> {
+            l.q4()
+                .ok_or_else(|| anyhow::anyhow!("internal: packed pass needs 4-bit layers"))
+        }
+        for layer in &self.layers {
+            let qkv = q4(&layer.qkv)?.forward(&quantize(&x, t, h));
+            let ctx = attention(&qkv, &spans, h, heads);
+            let mut y = q4(&layer.out)?.forward(&quantize(&ctx, t, h));
+            let (w, b) = plain(&layer.ln_attn)?;
+            add_layer_norm(&mut y, Some(&x), h, &w, &b, eps);
+            x = y;
+            let ffn_in = q4(&layer.ffn_in)?;
+            let mut mid = ffn_in.forward(&quantize(&x, t, h));
+            gelu_erf_in_place(&mut mid);
+            let mut y = q4(&layer.ffn_out)?.forward(&quantize(&mid, t, ffn_in.rows()));
+            let (w, b) = plain(&layer.ln_ffn)?;
+            add_layer_norm(&mut y, Some(&x), h, &w, &b, eps);
+            x = y;
+        }
+        Ok(spans
+            .windows(2)
+            .map(|w| match self.pooling {
+                Pooling::Cls => x[w[0] * h..(w[0] + 1) * h].to_vec(),
+                Pooling::Mean | Pooling::Auto => {
+                    let mut m = vec![0f32; h];
+                    for i in w[0]..w[1] {
+                        m.iter_mut()
+                            .zip(&x[i * h..(i + 1) * h])
+                            .for_each(|(m, v)| *m += v);
+                    }
+                    let n = (w[1] - w[0]).max(1) as f32;
+                    m.iter_mut().for_each(|v| *v /= n);
+                    m
+                }
+            })
+            .collect())
     }
 }
 

@@ -8,6 +8,7 @@ pub mod encoder;
 pub mod eval;
 pub mod index;
 pub mod kb;
+pub mod packed;
 pub mod q4;
 pub mod tokenizer;
 
