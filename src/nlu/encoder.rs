@@ -224,7 +224,7 @@ impl Encoder {
         let pos = Tensor::from_vec(f.f32s("emb.pos")?, (hp.max_positions, h), &dev)?;
         let token_type = vec_tensor(f.f32s("emb.type")?[..h].to_vec())?;
         let identity = format!(
-            "e5file:{}:{}:{:?}:{:?}",
+            "e5file-v2:{}:{}:{:?}:{:?}",
             path.file_name()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default(),
