@@ -36,7 +36,7 @@ pub enum Pooling {
 }
 
 /// A dense layer: f32 weights through candle's matmul, or 4-bit weights
-/// through the int8 kernel of `q4` (bias included there).
+/// through the int8 kernel of `q4` (bias included there, used by `forward_packed`).
 enum Linear {
     F32 { w: QMatMul, b: Tensor },
     Q4(Q4Linear),
@@ -50,29 +50,11 @@ impl Linear {
         }
     }
 
-    /// `gelu(self(x))`: fused in plain Rust on the 4-bit path.
-    fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Linear::F32 { .. } => Ok(self.forward(x)?.gelu_erf()?),
-            Linear::Q4(q) => {
-                let (m, k) = x.dims2()?;
-                let xs = x.flatten_all()?.to_vec1::<f32>()?;
-                let mut y = q.forward(&quantize(&xs, m, k));
-                gelu_erf_in_place(&mut y);
-                Ok(Tensor::from_vec(y, (m, q.rows()), x.device())?)
-            }
-        }
-    }
-
+    /// The candle path (f32 weights); 4-bit layers run in `forward_packed`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Linear::F32 { w, b } => Ok(w.forward(x)?.broadcast_add(b)?),
-            Linear::Q4(q) => {
-                let (m, k) = x.dims2()?;
-                let xs = x.flatten_all()?.to_vec1::<f32>()?;
-                let y = q.forward(&quantize(&xs, m, k));
-                Ok(Tensor::from_vec(y, (m, q.rows()), x.device())?)
-            }
+            Linear::Q4(_) => anyhow::bail!("internal: 4-bit layers run in the packed pass"),
         }
     }
 }
@@ -501,7 +483,7 @@ impl Encoder {
             let att = candle_nn::ops::softmax_last_dim(&att)?;
             let ctx = att.matmul(&v)?.transpose(1, 2)?.reshape((b * l, h))?;
             x = layer.ln_attn.forward(&(layer.out.forward(&ctx)? + &x)?)?;
-            let mid = layer.ffn_in.forward_gelu(&x)?;
+            let mid = layer.ffn_in.forward(&x)?.gelu_erf()?;
             x = layer
                 .ln_ffn
                 .forward(&(layer.ffn_out.forward(&mid)? + &x)?)?;
