@@ -64,6 +64,15 @@ fn with_setup<T>(f: impl FnOnce(&EvalSetup) -> T) -> T {
     f(&setup)
 }
 
+/// The evaluation report of `preds`, latency not measured.
+fn report(
+    m: Method,
+    clf: &otklik::nlu::classifier::Classifier,
+    preds: &[eval::Prediction],
+) -> eval::Report {
+    eval::report(m, clf, preds, eval::Latency { p50: 0.0, p95: 0.0 })
+}
+
 #[test]
 fn demo_kb_has_exactly_the_taxonomy() {
     let kb = &nlu().kb;
@@ -178,18 +187,8 @@ fn cross_validated_accuracy_holds_on_the_demo_kb() {
         let methods = [Method::Blend, Method::Linear];
         let cv = setup.cross_validate(&items, 5, &methods).unwrap();
         let (preds, clf) = (cv.predictions, cv.last_classifier);
-        let blend = eval::report(
-            Method::Blend,
-            &clf,
-            &preds[0],
-            eval::Latency { p50: 0.0, p95: 0.0 },
-        );
-        let linear = eval::report(
-            Method::Linear,
-            &clf,
-            &preds[1],
-            eval::Latency { p50: 0.0, p95: 0.0 },
-        );
+        let blend = report(Method::Blend, &clf, &preds[0]);
+        let linear = report(Method::Linear, &clf, &preds[1]);
         eprintln!(
             "cv blend top1 {:.3} top3 {:.3}; linear top1 {:.3}",
             blend.top1, blend.top3, linear.top1
@@ -214,12 +213,7 @@ fn held_out_set_is_recognised() {
         let (preds, clf) = setup
             .train_test(&eval::kb_items(&n.kb), &test, &[Method::Blend])
             .unwrap();
-        let r = eval::report(
-            Method::Blend,
-            &clf,
-            &preds[0],
-            eval::Latency { p50: 0.0, p95: 0.0 },
-        );
+        let r = report(Method::Blend, &clf, &preds[0]);
         eprintln!(
             "held-out top1 {:.3} top3 {:.3} oos {:.3}",
             r.top1, r.top3, r.oos_rejected
