@@ -6,6 +6,9 @@
 
 use crate::nlu::encoder::{Pooling, WeightMode};
 use crate::nlu::tokenizer::VocabScope;
+use crate::services::appointments::AppointmentsConfig;
+use crate::services::hours::HoursConfig;
+use crate::services::status::StatusConfig;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -19,6 +22,34 @@ pub struct Config {
     pub kb: KbConfig,
     pub classifier: ClassifierConfig,
     pub http: HttpConfig,
+    pub dialog: DialogConfig,
+    pub hours: HoursConfig,
+    pub appointments: AppointmentsConfig,
+    pub status: StatusConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DialogConfig {
+    /// Folder of the dialog graph's `*.yaml` files.
+    pub dialogs_dir: PathBuf,
+    /// Longer messages are refused with a clear message.
+    pub max_text_chars: usize,
+    /// Entries of a conversation's history kept in its session.
+    pub history_limit: usize,
+    /// Silences in a row after which the conversation ends (voice).
+    pub silence_limit: u32,
+}
+
+impl Default for DialogConfig {
+    fn default() -> Self {
+        Self {
+            dialogs_dir: "dialogs".into(),
+            max_text_chars: 2000,
+            history_limit: 200,
+            silence_limit: 2,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +134,10 @@ impl Default for Config {
             kb: KbConfig::default(),
             classifier: ClassifierConfig::default(),
             http: HttpConfig::default(),
+            dialog: DialogConfig::default(),
+            hours: HoursConfig::default(),
+            appointments: AppointmentsConfig::default(),
+            status: StatusConfig::default(),
         }
     }
 }

@@ -2,12 +2,18 @@
 //! following the client-centricity standard «Государство для людей».
 //!
 //! Modules: `config` (settings), `nlu` (encoder, knowledge base, classifier,
-//! evaluation), `http` (the HTTP server), and `classification_json`, the JSON shape
-//! of a classification shared by the CLI and the API.
+//! evaluation), `dialog` (the conversation engine and its graph), `operator`
+//! (handoffs to people), `services` (hours, appointment slots, application
+//! status), `store` (sled storage), `analytics` (anonymised turn logs), `http`
+//! (the HTTP server), and `classification_json`, the JSON shape of a
+//! classification shared by the CLI and the API.
 
+pub mod analytics;
 pub mod config;
 pub mod http;
 pub mod nlu;
+pub mod services;
+pub mod store;
 
 use nlu::classifier::Classification;
 

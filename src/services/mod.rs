@@ -1,0 +1,40 @@
+//! What the dialog books and looks up besides answers: operators' hours,
+//! appointment slots, application status providers, and the clock they share.
+
+pub mod appointments;
+pub mod hours;
+pub mod status;
+
+use jiff::Timestamp;
+use std::sync::Mutex;
+
+/// The engine's notion of "now" (a fixed or adjustable time in tests and demos).
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// A clock that stays where it is set.
+pub struct FixedClock(pub Mutex<Timestamp>);
+
+impl FixedClock {
+    pub fn new(t: Timestamp) -> Self {
+        Self(Mutex::new(t))
+    }
+    pub fn set(&self, t: Timestamp) {
+        *self.0.lock().unwrap() = t;
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().unwrap()
+    }
+}

@@ -1,0 +1,150 @@
+//! Application status: where the dialog looks up «what happened to my
+//! application». A provider is either the demo one (seeded records in the
+//! store) or an HTTP backend (`GET {url}/{number}` → `{"status": …, "details": …}`).
+
+use crate::store::Store;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppStatus {
+    /// The state in the citizen's words: «на рассмотрении», «одобрено»…
+    pub status: String,
+    /// What to do next, when there is anything to say.
+    #[serde(default)]
+    pub details: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("the status service did not answer: {0}")]
+    Unavailable(String),
+}
+
+pub trait StatusProvider: Send + Sync {
+    /// `Ok(None)`: no application with this number.
+    fn lookup(&self, number: &str) -> Result<Option<AppStatus>, StatusError>;
+}
+
+/// `[status]` in otklik.toml.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusConfig {
+    /// "demo" (records seeded in the store) or "http".
+    pub provider: String,
+    /// http: the base URL; the number is appended as a path segment.
+    pub url: String,
+    /// http: how long to wait for the backend, milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        Self {
+            provider: "demo".into(),
+            url: String::new(),
+            timeout_ms: 3000,
+        }
+    }
+}
+
+/// Records the demo provider is seeded with (shown in the README).
+pub const DEMO_RECORDS: &[(&str, &str, &str)] = &[
+    (
+        "1234567",
+        "на рассмотрении",
+        "Решение примут до 10 декабря. Мы сообщим о нём на Госуслугах.",
+    ),
+    (
+        "2345678",
+        "одобрено",
+        "Первая выплата придёт в течение 5 рабочих дней.",
+    ),
+    (
+        "3456789",
+        "нужны документы",
+        "Принесите справку о доходах в МФЦ или загрузите её на Госуслугах.",
+    ),
+];
+
+pub struct DemoStatus {
+    store: Store,
+}
+
+impl DemoStatus {
+    /// Seeds the demo records (once) and serves them from the store.
+    pub fn new(store: Store) -> anyhow::Result<Self> {
+        for (n, s, d) in DEMO_RECORDS {
+            store.seed_status(
+                n,
+                &AppStatus {
+                    status: s.to_string(),
+                    details: d.to_string(),
+                },
+            )?;
+        }
+        Ok(Self { store })
+    }
+}
+
+impl StatusProvider for DemoStatus {
+    fn lookup(&self, number: &str) -> Result<Option<AppStatus>, StatusError> {
+        self.store
+            .status(number)
+            .map_err(|e| StatusError::Unavailable(e.to_string()))
+    }
+}
+
+pub struct HttpStatus {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl HttpStatus {
+    pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            anyhow::bail!("status.url must start with http:// or https://, got {url:?}");
+        }
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Ok(Self {
+            base: url.trim_end_matches('/').to_string(),
+            agent,
+        })
+    }
+}
+
+impl StatusProvider for HttpStatus {
+    fn lookup(&self, number: &str) -> Result<Option<AppStatus>, StatusError> {
+        // Only digits reach here (the form validates), so no escaping is needed.
+        let url = format!("{}/{}", self.base, number);
+        let mut resp = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|e| StatusError::Unavailable(e.to_string()))?;
+        match resp.status().as_u16() {
+            200 => resp
+                .body_mut()
+                .read_json::<AppStatus>()
+                .map(Some)
+                .map_err(|e| StatusError::Unavailable(format!("bad JSON from {url}: {e}"))),
+            404 => Ok(None),
+            s => Err(StatusError::Unavailable(format!("{url} answered HTTP {s}"))),
+        }
+    }
+}
+
+pub fn provider(cfg: &StatusConfig, store: &Store) -> anyhow::Result<Box<dyn StatusProvider>> {
+    match cfg.provider.as_str() {
+        "demo" => Ok(Box::new(DemoStatus::new(store.clone())?)),
+        "http" => Ok(Box::new(HttpStatus::new(
+            &cfg.url,
+            Duration::from_millis(cfg.timeout_ms),
+        )?)),
+        other => anyhow::bail!("status.provider must be \"demo\" or \"http\", got {other:?}"),
+    }
+}
