@@ -10,8 +10,10 @@
 
 pub mod analytics;
 pub mod config;
+pub mod dialog;
 pub mod http;
 pub mod nlu;
+pub mod operator;
 pub mod services;
 pub mod store;
 

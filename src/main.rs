@@ -66,8 +66,27 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Validate the knowledge base and report every problem.
+    /// Validate the knowledge base and the dialog graph and report every problem.
     Check,
+    /// Talk to the dialog engine in the terminal (stdin line by line; `#N` picks
+    /// choice N, `#dtmf D` sends a key, `#silence` a timeout, `#segment S` a profile).
+    Chat {
+        /// The client's segment profile (universal when absent).
+        #[arg(long)]
+        segment: Option<String>,
+        /// Channel whose style applies.
+        #[arg(long, value_parser = ["web", "telegram", "voice"], default_value = "web")]
+        channel: String,
+        /// The client's id (a conversation continues where it stopped).
+        #[arg(long, default_value = "terminal")]
+        user: String,
+        /// Print each bot turn as one JSON line.
+        #[arg(long)]
+        json: bool,
+        /// Pretend the time is this (RFC 3339, e.g. 2026-11-26T10:00:00+03:00), for demos and tests.
+        #[arg(long)]
+        now: Option<String>,
+    },
 }
 
 fn main() {
@@ -87,8 +106,18 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     let cfg = Config::load(&cli.config)?;
     match cli.cmd {
+        Cmd::Chat {
+            segment,
+            channel,
+            user,
+            json,
+            now,
+        } => chat(&cfg, segment, &channel, &user, json, now),
         Cmd::Check => {
             let kb = nlu::load_kb(&cfg)?;
+            let ids: Vec<String> = kb.intents.iter().map(|i| i.id.clone()).collect();
+            let graph = otklik::dialog::graph::Graph::load_dir(&cfg.dialog.dialogs_dir, &ids)?;
+            println!("dialog graph ok: {} nodes", graph.nodes.len());
             let n: usize = kb.intents.iter().map(|i| i.examples.len()).sum();
             println!(
                 "knowledge base ok: {} intents, {} examples, {} out-of-scope examples",
@@ -232,4 +261,128 @@ fn read_stdin() -> Result<String> {
             e.utf8_error().valid_up_to()
         )
     })
+}
+
+fn chat(
+    cfg: &Config,
+    segment: Option<String>,
+    channel: &str,
+    user: &str,
+    json: bool,
+    now: Option<String>,
+) -> Result<()> {
+    use otklik::dialog::{Engine, Input, Turn};
+    use otklik::services::{Clock, FixedClock, SystemClock};
+    use std::io::{BufRead, Write};
+    let clock: Arc<dyn Clock> = match now {
+        Some(t) => Arc::new(FixedClock::new(
+            t.parse::<jiff::Timestamp>()
+                .with_context(|| format!("--now {t:?} is not an RFC 3339 time"))?,
+        )),
+        None => Arc::new(SystemClock),
+    };
+    let nlu = Arc::new(Nlu::load(cfg, nlu::load_encoder(cfg)?)?);
+    let engine = Engine::new(cfg, nlu, clock)?;
+    let stdout = std::io::stdout();
+    let print = |t: &Turn| -> Result<()> {
+        let mut o = stdout.lock();
+        if json {
+            writeln!(o, "{}", serde_json::to_string(t)?)?;
+        } else {
+            if !t.text.is_empty() {
+                writeln!(o, "бот: {}", t.text)?;
+            }
+            for (i, c) in t.choices.iter().enumerate() {
+                let key = c
+                    .dtmf
+                    .as_deref()
+                    .map(|d| format!(" [{d}]"))
+                    .unwrap_or_default();
+                writeln!(o, "  #{} {}{key}", i + 1, c.label)?;
+            }
+            for l in &t.links {
+                writeln!(o, "  ссылка: {} — {}", l.title, l.url)?;
+            }
+            if !t.actions.is_empty() {
+                let a: Vec<String> = t
+                    .actions
+                    .iter()
+                    .map(|a| {
+                        serde_json::to_value(a)
+                            .unwrap()
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string()
+                    })
+                    .collect();
+                writeln!(o, "  ({})", a.join(", "))?;
+            }
+        }
+        o.flush()?;
+        Ok(())
+    };
+    if let Some(seg) = segment {
+        engine.handle(channel, user, Input::SetSegment(seg))?;
+    }
+    let mut last = match engine.resume(channel, user)? {
+        Some(t) => t,
+        None => engine.handle(channel, user, Input::Start)?,
+    };
+    print(&last)?;
+    for (n, line) in std::io::stdin().lock().split(b'\n').enumerate() {
+        let raw = line.context("cannot read stdin")?;
+        let line = match String::from_utf8(raw) {
+            Ok(l) => l,
+            Err(_) => {
+                eprintln!(
+                    "строка {}: не UTF-8, пропущена — отправьте текст в кодировке UTF-8",
+                    n + 1
+                );
+                continue;
+            }
+        };
+        let line = line.trim_end_matches('\r');
+        let input = if let Some(cmd) = line.strip_prefix('#') {
+            let (word, arg) = cmd
+                .split_once(' ')
+                .map(|(a, b)| (a, b.trim()))
+                .unwrap_or((cmd, ""));
+            match word {
+                "dtmf" => Input::Dtmf(arg.to_string()),
+                "silence" => Input::Silence,
+                "start" => Input::Start,
+                "segment" => Input::SetSegment(arg.to_string()),
+                "attach" => Input::Attachment(if arg.is_empty() {
+                    "file".into()
+                } else {
+                    arg.to_string()
+                }),
+                w => match w
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| last.choices.get(i.wrapping_sub(1)))
+                {
+                    Some(c) => Input::Choice(c.id.clone()),
+                    None => {
+                        eprintln!(
+                            "строка {}: нет варианта {line:?}; варианты: #1…#{}",
+                            n + 1,
+                            last.choices.len()
+                        );
+                        continue;
+                    }
+                },
+            }
+        } else {
+            Input::Text(line.to_string())
+        };
+        match engine.handle(channel, user, input) {
+            Ok(t) => {
+                print(&t)?;
+                last = t;
+            }
+            Err(e) => eprintln!("строка {}: {e:#}", n + 1),
+        }
+    }
+    Ok(())
 }

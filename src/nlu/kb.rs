@@ -132,7 +132,7 @@ pub fn normalize_text(s: &str) -> String {
 }
 
 /// 1-based line of the first line at or after `from` containing `needle`.
-fn find_line(lines: &[&str], from: usize, needle: &str) -> usize {
+pub fn find_line(lines: &[&str], from: usize, needle: &str) -> usize {
     lines
         .iter()
         .enumerate()

@@ -1,0 +1,124 @@
+//! A conversation's state between turns: where it is in the graph, what it
+//! waits for, the client's segment, collected slots, the handoff and the
+//! history. Stored as one record per client (`channel:user`).
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmentSource {
+    /// Nobody said: the universal profile.
+    #[default]
+    Default,
+    /// Guessed from what the client said («я пенсионер»).
+    Inferred,
+    /// Set by the channel, an integration or the client's own choice.
+    Explicit,
+}
+
+/// What the conversation waits for.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "wait")]
+pub enum Wait {
+    /// Nothing yet: the next input starts the conversation.
+    #[default]
+    Fresh,
+    /// Input for the current node (its own kind says what it takes).
+    Node,
+    /// «Вы имели в виду …?» about `intent`.
+    Confirm { intent: String },
+    /// Intents offered as choices (or free text: a new question).
+    Options,
+    /// «Соединить с оператором?».
+    OfferOperator,
+    /// Consent before a form collects personal data.
+    Consent,
+    /// The form field at `field`.
+    Field { field: usize },
+    /// The form's confirmation.
+    FormConfirm,
+    /// NPS 0–10 after the ease rating.
+    Nps { ease: u8 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Handoff {
+    /// Unix seconds when the client asked for a person.
+    pub since: i64,
+    /// The operator holding the conversation (none while it waits in the queue).
+    pub operator: Option<String>,
+    /// The client was told once that the operator will answer soon.
+    pub notified: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// client, bot or operator (with its name after a colon).
+    pub who: String,
+    pub text: String,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChoiceOut {
+    pub id: String,
+    pub label: String,
+    pub dtmf: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub synonyms: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Session {
+    pub channel: String,
+    pub user: String,
+    /// Increases with every new conversation of this client.
+    pub conversation: u64,
+    pub segment: String,
+    pub segment_source: SegmentSource,
+    pub node: String,
+    pub wait: Wait,
+    /// The intent being answered.
+    pub intent: Option<String>,
+    /// The last classification's decision.
+    pub decision: Option<String>,
+    /// The last classification's intents, best first.
+    pub candidates: Vec<String>,
+    /// «No» answers to «Ваш вопрос решён?» for the current question.
+    pub unsolved: u32,
+    /// Silences in a row.
+    pub silences: u32,
+    /// Form values; `labels` holds what a choice value is called.
+    pub slots: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    /// Slots holding personal data.
+    pub personal: BTreeSet<String>,
+    /// Personal values the client gave in this conversation (kept to scrub
+    /// them from the history on withdrawal; cleared then).
+    pub pii: Vec<String>,
+    pub handoff: Option<Handoff>,
+    /// Passes of the conversation from one operator to another.
+    pub transfers: u32,
+    pub history: Vec<Entry>,
+    pub turns: u64,
+    pub ended: bool,
+    /// The last prompt and choices, to repeat them (silence, a wrong key, a resumed chat).
+    pub prompt: String,
+    pub choices: Vec<ChoiceOut>,
+}
+
+impl Session {
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.channel, self.user)
+    }
+
+    /// Values of personal slots (to scrub them from logs and on withdrawal).
+    pub fn personal_values(&self) -> Vec<String> {
+        self.personal
+            .iter()
+            .filter_map(|k| self.slots.get(k).cloned())
+            .filter(|v| !v.is_empty())
+            .collect()
+    }
+}
