@@ -6,6 +6,7 @@
 
 use crate::nlu::encoder::{Pooling, WeightMode};
 use crate::nlu::tokenizer::VocabScope;
+use crate::operator::console::OperatorsConfig;
 use crate::services::appointments::AppointmentsConfig;
 use crate::services::hours::HoursConfig;
 use crate::services::status::StatusConfig;
@@ -26,6 +27,9 @@ pub struct Config {
     pub hours: HoursConfig,
     pub appointments: AppointmentsConfig,
     pub status: StatusConfig,
+    pub operators: OperatorsConfig,
+    /// Token for the admin API (`Authorization: Bearer …`); empty: admin API closed.
+    pub admin_token: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -124,6 +128,12 @@ pub struct HttpConfig {
     pub addr: String,
     /// Largest accepted request body, bytes.
     pub max_body_bytes: usize,
+    /// Open WebSocket connections (web chat and consoles) at most.
+    pub max_connections: usize,
+    /// Messages a client may send per minute.
+    pub messages_per_minute: u32,
+    /// Largest WebSocket message, bytes.
+    pub ws_max_message_bytes: usize,
 }
 
 impl Default for Config {
@@ -138,6 +148,8 @@ impl Default for Config {
             hours: HoursConfig::default(),
             appointments: AppointmentsConfig::default(),
             status: StatusConfig::default(),
+            operators: OperatorsConfig::default(),
+            admin_token: String::new(),
         }
     }
 }
@@ -191,6 +203,9 @@ impl Default for HttpConfig {
         Self {
             addr: "127.0.0.1:8080".into(),
             max_body_bytes: 64 * 1024,
+            max_connections: 5000,
+            messages_per_minute: 30,
+            ws_max_message_bytes: 16 * 1024,
         }
     }
 }
@@ -285,7 +300,9 @@ fn apply_env(v: &mut toml::Value, name: &str, get: &dyn Fn(&str) -> Option<Strin
         }
         toml::Value::Array(_) => toml::Value::Array(
             raw.split(',')
-                .map(|s| toml::Value::String(s.trim().to_string()))
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
                 .collect(),
         ),
         _ => toml::Value::String(raw),

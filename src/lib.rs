@@ -9,6 +9,7 @@
 //! classification shared by the CLI and the API.
 
 pub mod analytics;
+pub mod channels;
 pub mod config;
 pub mod dialog;
 pub mod http;

@@ -9,7 +9,6 @@ use otklik::nlu::{self, Nlu};
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 #[derive(Parser)]
 #[command(
@@ -32,8 +31,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Load the model and knowledge base and serve HTTP (GET /healthz, POST /api/v1/classify).
+    /// Serve the web chat, the operator console and the HTTP API.
     Serve,
+    /// Hash an operator's password (read from stdin) for the accounts file.
+    HashPassword,
     /// Classify a message: top intents with scores and the decision.
     Classify {
         /// The message; read from stdin when absent or `-`.
@@ -128,22 +129,24 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Serve => {
-            let start = Instant::now();
-            let nlu = Nlu::load(&cfg, nlu::load_encoder(&cfg)?)?;
-            tracing::info!(
-                "loaded {} intents in {:.2} s",
-                nlu.kb.intents.len(),
-                start.elapsed().as_secs_f64()
-            );
-            let state = Arc::new(otklik::http::AppState { nlu });
+            raise_open_files_limit();
+            let state = otklik::http::AppState::new(cfg)?;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(otklik::http::serve(
-                state,
-                &cfg.http.addr,
-                cfg.http.max_body_bytes,
-            ))
+            rt.block_on(otklik::http::serve(state))
+        }
+        Cmd::HashPassword => {
+            let mut pw = String::new();
+            std::io::stdin()
+                .read_line(&mut pw)
+                .context("cannot read the password from stdin")?;
+            let pw = pw.trim_end_matches(['\n', '\r']);
+            if pw.is_empty() {
+                bail!("the password is empty: type it on stdin");
+            }
+            println!("{}", otklik::operator::console::hash_password(pw)?);
+            Ok(())
         }
         Cmd::Classify { text, json } => {
             let text = match text.as_deref() {
@@ -385,4 +388,21 @@ fn chat(
         }
     }
     Ok(())
+}
+
+/// Lets `serve` hold thousands of sockets: raises the soft limit of open
+/// files to the hard one (the usual soft default, 1024, is too low).
+fn raise_open_files_limit() {
+    #[cfg(unix)]
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
 }

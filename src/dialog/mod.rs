@@ -46,7 +46,7 @@ pub enum Input {
     SetSegment(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// The conversation waits for (or is with) a person.
@@ -62,7 +62,7 @@ pub enum Action {
 }
 
 /// What the channel renders.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Turn {
     pub text: String,
     pub choices: Vec<ChoiceOut>,
@@ -72,6 +72,9 @@ pub struct Turn {
     pub segment: String,
     pub links: Vec<Link>,
     pub node: String,
+    /// What happened in this turn (decision:…, handoff, intent:…), for metrics.
+    #[serde(skip_serializing)]
+    pub events: Vec<String>,
 }
 
 #[derive(Default)]
@@ -282,13 +285,14 @@ impl Engine {
                 });
             }
             s.turns += 1;
-            let turn = e.render(
+            let mut turn = e.render(
                 s,
                 out.texts.join("\n\n"),
                 out.choices.clone(),
                 out.actions.clone(),
                 out.links.clone(),
             );
+            turn.events = out.events.clone();
             if !turn.text.is_empty() {
                 s.history.push(Entry {
                     who: "bot".into(),
@@ -389,6 +393,7 @@ impl Engine {
             segment: s.segment.clone(),
             links: if ch.links { links } else { Vec::new() },
             node: s.node.clone(),
+            events: Vec::new(),
         }
     }
 

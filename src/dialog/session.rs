@@ -60,7 +60,7 @@ pub struct Entry {
     pub at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChoiceOut {
     pub id: String,
     pub label: String,

@@ -3,6 +3,8 @@
 //! passing it to another operator (at most twice per conversation), and
 //! giving it back to the bot. Channels deliver the returned turns.
 
+pub mod console;
+
 use crate::dialog::session::{Entry, Session, Wait};
 use crate::dialog::{Action, Engine, Turn};
 use crate::store::QueueItem;

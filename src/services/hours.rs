@@ -57,6 +57,9 @@ pub fn parse_span(s: &str) -> Result<Option<Span>> {
         .split_once('-')
         .with_context(|| format!("{s:?} is not a time range like \"09:00-18:00\""))?;
     let t = |x: &str| -> Result<Time> {
+        if x.trim() == "24:00" {
+            return Ok(Time::MAX);
+        }
         x.trim()
             .parse::<Time>()
             .with_context(|| format!("{x:?} is not a time like 09:00"))
@@ -103,6 +106,9 @@ const DAY_NAMES: [&str; 7] = [
 ];
 
 pub fn fmt_time(t: Time) -> String {
+    if t == Time::MAX {
+        return "24:00".into();
+    }
     format!("{}:{:02}", t.hour(), t.minute())
 }
 

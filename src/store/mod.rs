@@ -26,6 +26,8 @@ pub struct Store {
     status: Tree,
     log: Tree,
     meta: Tree,
+    outbox: Tree,
+    seen: Tree,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -161,6 +163,8 @@ impl Store {
             status: t("status")?,
             log: t("log")?,
             meta: t("meta")?,
+            outbox: t("outbox")?,
+            seen: t("seen")?,
             db,
         })
     }
@@ -447,5 +451,52 @@ impl Store {
 
     pub fn status(&self, number: &str) -> Result<Option<AppStatus>> {
         self.status.get(number)?.map(|b| dec(&b)).transpose()
+    }
+
+    /// Appends a message to a web client's outbox; returns its sequence number
+    /// (1, 2, …) by which the client resumes after a reconnect or reload.
+    pub fn outbox_append(&self, session: &str, message: &serde_json::Value) -> Result<u64> {
+        let prefix = format!("{session}\u{0}");
+        // An atomic counter per session: a bot turn and an operator's reply may append at once.
+        let next = self
+            .meta
+            .update_and_fetch(format!("seq\u{0}{session}"), |old| {
+                let n = old
+                    .map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
+                    .unwrap_or(0);
+                Some((n + 1).to_be_bytes().to_vec())
+            })?;
+        let seq = next
+            .map(|b| u64::from_be_bytes(b.as_ref().try_into().unwrap_or([0; 8])))
+            .unwrap_or(1);
+        let mut key = prefix.into_bytes();
+        key.extend_from_slice(&seq.to_be_bytes());
+        let mut m = message.clone();
+        m["seq"] = seq.into();
+        self.outbox.insert(key, enc(&m)?)?;
+        Ok(seq)
+    }
+
+    /// The outbox messages after `seq`, oldest first.
+    pub fn outbox_since(&self, session: &str, seq: u64) -> Result<Vec<serde_json::Value>> {
+        let prefix = format!("{session}\u{0}");
+        let mut from = prefix.clone().into_bytes();
+        from.extend_from_slice(&(seq + 1).to_be_bytes());
+        let mut to = prefix.into_bytes();
+        to.extend_from_slice(&u64::MAX.to_be_bytes());
+        self.outbox
+            .range(from..=to)
+            .values()
+            .map(|v| dec(&v?))
+            .collect()
+    }
+
+    /// Records a client's message id; false if it was seen before (a resend).
+    pub fn first_sight(&self, session: &str, id: &str) -> Result<bool> {
+        let key = format!("{session}\u{0}{id}");
+        Ok(self
+            .seen
+            .compare_and_swap(key.as_bytes(), None as Option<&[u8]>, Some(&[1u8][..]))?
+            .is_ok())
     }
 }

@@ -1,0 +1,127 @@
+//! Prometheus metrics at `/metrics`: conversation turns, classifier
+//! decisions, handoffs to people and turn latency per channel, plus HTTP
+//! requests by route and status.
+
+use super::AppState;
+use crate::dialog::Turn;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Channel {
+    pub channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabel {
+    pub decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: String,
+    pub status: u16,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    turns: Family<Channel, Counter>,
+    decisions: Family<DecisionLabel, Counter>,
+    handoffs: Family<Channel, Counter>,
+    latency: Family<Channel, Histogram>,
+    requests: Family<RouteLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("otklik");
+        let turns = Family::<Channel, Counter>::default();
+        let decisions = Family::<DecisionLabel, Counter>::default();
+        let handoffs = Family::<Channel, Counter>::default();
+        let latency = Family::<Channel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.002, 2.0, 12))
+        });
+        let requests = Family::<RouteLabel, Counter>::default();
+        registry.register("turns", "Conversation turns answered", turns.clone());
+        registry.register(
+            "decisions",
+            "Classifier decisions on citizens' questions",
+            decisions.clone(),
+        );
+        registry.register(
+            "handoffs",
+            "Conversations handed to a person",
+            handoffs.clone(),
+        );
+        registry.register(
+            "turn_latency_seconds",
+            "Time to answer a turn",
+            latency.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        Self {
+            registry,
+            turns,
+            decisions,
+            handoffs,
+            latency,
+            requests,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn turn(&self, channel: &str, t: &Turn, seconds: f64) {
+        let ch = Channel {
+            channel: channel.to_string(),
+        };
+        self.turns.get_or_create(&ch).inc();
+        self.latency.get_or_create(&ch).observe(seconds);
+        for e in &t.events {
+            if e == "handoff" {
+                self.handoffs.get_or_create(&ch).inc();
+            } else if let Some(d) = e.strip_prefix("decision:") {
+                self.decisions
+                    .get_or_create(&DecisionLabel {
+                        decision: d.to_string(),
+                    })
+                    .inc();
+            }
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        prometheus_client::encoding::text::encode(&mut s, &self.registry).unwrap_or_default();
+        s
+    }
+}
+
+/// Middleware counting requests by matched route and status.
+pub async fn track(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let resp = next.run(req).await;
+    st.metrics
+        .requests
+        .get_or_create(&RouteLabel {
+            route,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    resp
+}

@@ -1,0 +1,538 @@
+//! The operator console: sign-in (accounts in a TOML file, argon2 password
+//! hashes, an HttpOnly session cookie), the console's JSON API under
+//! `/api/v1/operator/` (queue, take, reply, transfer, release, callbacks,
+//! appointments), the live "queue changed" WebSocket, and the console page.
+
+use super::{OperatorError, MAX_TRANSFERS};
+use crate::channels::{deliver, From};
+use crate::config::Config;
+use crate::http::{error, internal, AppState};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PAGE: &str = include_str!("../../web/operator.html");
+const SCRIPT: &str = include_str!("../../web/operator.js");
+const COOKIE: &str = "otklik_operator";
+
+/// `[operators]` in otklik.toml.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperatorsConfig {
+    /// TOML file of `[[operator]]` entries: login, name, password_hash
+    /// (`otklik hash-password` makes one). Missing file: no one can sign in.
+    pub accounts_file: PathBuf,
+    /// How long a sign-in lasts, hours.
+    pub session_hours: u64,
+    /// Mark the session cookie Secure (browsers accept it on https and on localhost).
+    pub secure_cookie: bool,
+}
+
+impl Default for OperatorsConfig {
+    fn default() -> Self {
+        Self {
+            accounts_file: "operators.toml".into(),
+            session_hours: 12,
+            secure_cookie: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    pub login: String,
+    pub name: String,
+    pub password_hash: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountsFile {
+    #[serde(default)]
+    operator: Vec<Account>,
+}
+
+pub struct Console {
+    accounts: HashMap<String, Account>,
+    sessions: Mutex<HashMap<String, (String, Instant)>>,
+    ttl: Duration,
+    secure: bool,
+}
+
+/// An argon2id hash of `password` in PHC form, for the accounts file.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
+        .map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))
+}
+
+impl Console {
+    pub fn load(cfg: &Config) -> anyhow::Result<Self> {
+        let c = &cfg.operators;
+        let mut accounts = HashMap::new();
+        if c.accounts_file.exists() {
+            let text = std::fs::read_to_string(&c.accounts_file)?;
+            let f: AccountsFile = toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", c.accounts_file.display()))?;
+            for a in f.operator {
+                PasswordHash::new(&a.password_hash).map_err(|e| {
+                    anyhow::anyhow!("{}: operator {}: password_hash is not a PHC hash ({e}); make one with `otklik hash-password`", c.accounts_file.display(), a.login)
+                })?;
+                accounts.insert(a.login.clone(), a);
+            }
+        } else {
+            tracing::warn!(
+                "no operator accounts: {} does not exist",
+                c.accounts_file.display()
+            );
+        }
+        Ok(Self {
+            accounts,
+            sessions: Mutex::new(HashMap::new()),
+            ttl: Duration::from_secs(c.session_hours * 3600),
+            secure: c.secure_cookie,
+        })
+    }
+
+    fn check(&self, login: &str, password: &str) -> Option<&Account> {
+        let a = self.accounts.get(login)?;
+        let h = PasswordHash::new(&a.password_hash).ok()?;
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .ok()
+            .map(|_| a)
+    }
+
+    fn open(&self, login: &str) -> String {
+        let token = format!(
+            "{:032x}{:032x}",
+            rand::random::<u128>(),
+            rand::random::<u128>()
+        );
+        let mut s = self.sessions.lock().unwrap();
+        let now = Instant::now();
+        s.retain(|_, (_, exp)| *exp > now);
+        s.insert(token.clone(), (login.to_string(), now + self.ttl));
+        token
+    }
+
+    /// The operator signed in with this cookie value.
+    pub fn who(&self, token: &str) -> Option<String> {
+        let s = self.sessions.lock().unwrap();
+        s.get(token)
+            .filter(|(_, exp)| *exp > Instant::now())
+            .map(|(l, _)| l.clone())
+    }
+
+    fn name(&self, login: &str) -> String {
+        self.accounts
+            .get(login)
+            .map(|a| a.name.clone())
+            .unwrap_or_else(|| login.to_string())
+    }
+}
+
+/// A signed-in operator (the extractor answers 401 otherwise).
+pub struct Operator(pub String);
+
+fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Войдите в систему.",
+    )
+}
+
+impl FromRequestParts<Arc<AppState>> for Operator {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, st: &Arc<AppState>) -> Result<Self, Response> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        jar.get(COOKIE)
+            .and_then(|c| st.console.who(c.value()))
+            .map(Operator)
+            .ok_or_else(unauthorized)
+    }
+}
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/operator", get(|| async { Html(PAGE) }))
+        .route(
+            "/operator.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    SCRIPT,
+                )
+            }),
+        )
+        .route("/api/v1/operator/login", post(login))
+        .route("/api/v1/operator/logout", post(logout))
+        .route("/api/v1/operator/me", get(me))
+        .route("/api/v1/operator/queue", get(queue))
+        .route("/api/v1/operator/operators", get(operators))
+        .route("/api/v1/operator/callbacks", get(callbacks))
+        .route("/api/v1/operator/appointments", get(appointments))
+        .route("/api/v1/operator/conversations/{session}/take", post(take))
+        .route(
+            "/api/v1/operator/conversations/{session}/reply",
+            post(reply),
+        )
+        .route(
+            "/api/v1/operator/conversations/{session}/transfer",
+            post(transfer),
+        )
+        .route(
+            "/api/v1/operator/conversations/{session}/release",
+            post(release),
+        )
+        .route("/ws/operator", get(socket))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    login: String,
+    password: String,
+}
+
+async fn login(
+    State(st): State<Arc<AppState>>,
+    jar: CookieJar,
+    body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(req)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "Ожидается JSON вида {\"login\": \"…\", \"password\": \"…\"}.",
+        );
+    };
+    let st2 = st.clone();
+    // argon2 takes tens of milliseconds: off the async workers.
+    let ok =
+        tokio::task::spawn_blocking(move || st2.console.check(&req.login, &req.password).cloned())
+            .await
+            .ok()
+            .flatten();
+    let Some(acc) = ok else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+            "Неверный логин или пароль.",
+        );
+    };
+    let token = st.console.open(&acc.login);
+    let cookie = Cookie::build((COOKIE, token))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .secure(st.console.secure)
+        .build();
+    (
+        jar.add(cookie),
+        Json(json!({"login": acc.login, "name": acc.name})),
+    )
+        .into_response()
+}
+
+async fn logout(State(st): State<Arc<AppState>>, jar: CookieJar) -> Response {
+    if let Some(c) = jar.get(COOKIE) {
+        st.console.sessions.lock().unwrap().remove(c.value());
+    }
+    (
+        jar.remove(Cookie::build(COOKIE).path("/")),
+        Json(json!({"ok": true})),
+    )
+        .into_response()
+}
+
+async fn me(State(st): State<Arc<AppState>>, Operator(login): Operator) -> Response {
+    Json(json!({"login": login, "name": st.console.name(&login)})).into_response()
+}
+
+async fn operators(State(st): State<Arc<AppState>>, Operator(_): Operator) -> Response {
+    let mut items: Vec<_> = st
+        .console
+        .accounts
+        .values()
+        .map(|a| json!({"login": a.login, "name": a.name}))
+        .collect();
+    items.sort_by_key(|v| v["login"].as_str().unwrap_or("").to_string());
+    Json(json!({"items": items})).into_response()
+}
+
+fn queue_item(
+    st: &AppState,
+    engine: &crate::dialog::Engine,
+    q: &crate::store::QueueItem,
+) -> serde_json::Value {
+    let (ch, user) = q.session.split_once(':').unwrap_or((&q.session, ""));
+    let s = engine.session(ch, user).ok().flatten();
+    let now = st.clock.now().as_second();
+    json!({
+        "session": q.session,
+        "channel": q.channel,
+        "segment": q.segment,
+        "intent": q.intent,
+        "waiting_seconds": (now - q.since).max(0),
+        "operator": q.operator,
+        "transfers": s.as_ref().map(|s| s.transfers).unwrap_or(0),
+        "max_transfers": MAX_TRANSFERS,
+        "history": s.map(|s| s.history).unwrap_or_default(),
+    })
+}
+
+async fn queue(State(st): State<Arc<AppState>>, Operator(_): Operator) -> Response {
+    let engine = match st.engine() {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    match engine.queue() {
+        Ok(items) => Json(
+            json!({"items": items.iter().map(|q| queue_item(&st, &engine, q)).collect::<Vec<_>>()}),
+        )
+        .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn callbacks(State(st): State<Arc<AppState>>, Operator(_): Operator) -> Response {
+    match st.store.callbacks() {
+        Ok(v) => Json(json!({"items": v})).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn appointments(State(st): State<Arc<AppState>>, Operator(_): Operator) -> Response {
+    match st.store.appointments() {
+        Ok(v) => Json(json!({"items": v})).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+fn op_error(e: OperatorError) -> Response {
+    let (status, code, msg) = match e {
+        OperatorError::NotWaiting => (
+            StatusCode::CONFLICT,
+            "not_waiting",
+            "Этот разговор не ждёт оператора.",
+        ),
+        OperatorError::Taken => (
+            StatusCode::CONFLICT,
+            "taken",
+            "Разговор уже взял другой оператор.",
+        ),
+        OperatorError::NotYours => (
+            StatusCode::FORBIDDEN,
+            "not_yours",
+            "Этот разговор ведёт другой оператор.",
+        ),
+        OperatorError::TransferLimit => (
+            StatusCode::CONFLICT,
+            "transfer_limit",
+            "Разговор уже передавали дважды. Больше передавать нельзя: продолжите его сами.",
+        ),
+        OperatorError::EmptyReply => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty_reply",
+            "Ответ пустой. Напишите текст.",
+        ),
+    };
+    error(status, code, msg)
+}
+
+/// Runs an engine operation for an operator off the async workers.
+async fn with_engine<T: Send + 'static>(
+    st: &Arc<AppState>,
+    f: impl FnOnce(&crate::dialog::Engine) -> anyhow::Result<Result<T, OperatorError>> + Send + 'static,
+) -> Result<T, Response> {
+    let engine = st.engine()?;
+    match tokio::task::spawn_blocking(move || f(&engine)).await {
+        Ok(Ok(Ok(v))) => Ok(v),
+        Ok(Ok(Err(e))) => Err(op_error(e)),
+        Ok(Err(e)) => Err(internal(e)),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+async fn take(
+    State(st): State<Arc<AppState>>,
+    Operator(op): Operator,
+    Path(session): Path<String>,
+) -> Response {
+    let s2 = session.clone();
+    let r = with_engine(&st, move |e| e.take(&s2, &op)).await;
+    st.hub.queue_changed();
+    match r {
+        Ok(_) => {
+            let engine = match st.engine() {
+                Ok(e) => e,
+                Err(r) => return r,
+            };
+            let item = engine
+                .queue()
+                .unwrap_or_default()
+                .into_iter()
+                .find(|q| q.session == session);
+            Json(
+                item.map(|q| queue_item(&st, &engine, &q))
+                    .unwrap_or(json!({})),
+            )
+            .into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplyRequest {
+    text: String,
+}
+
+async fn reply(
+    State(st): State<Arc<AppState>>,
+    Operator(op): Operator,
+    Path(session): Path<String>,
+    body: Result<Json<ReplyRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(req)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "Ожидается JSON вида {\"text\": \"…\"}.",
+        );
+    };
+    let (s2, o2) = (session.clone(), op.clone());
+    match with_engine(&st, move |e| e.operator_reply(&s2, &o2, &req.text)).await {
+        Ok(turn) => {
+            st.hub.queue_changed();
+            let name = st.console.name(&op);
+            match deliver(
+                &st.store,
+                &st.hub,
+                &session,
+                &turn,
+                From::Operator,
+                Some(&name),
+            ) {
+                Ok(()) => Json(json!({"ok": true})).into_response(),
+                Err(e) => internal(e),
+            }
+        }
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferRequest {
+    to: String,
+}
+
+async fn transfer(
+    State(st): State<Arc<AppState>>,
+    Operator(op): Operator,
+    Path(session): Path<String>,
+    body: Result<Json<TransferRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(req)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "Ожидается JSON вида {\"to\": \"логин оператора\"}.",
+        );
+    };
+    if !st.console.accounts.contains_key(&req.to) || req.to == op {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_operator",
+            "Такого оператора нет: выберите другого оператора из списка.",
+        );
+    }
+    let r = with_engine(&st, move |e| e.transfer(&session, &op, &req.to)).await;
+    st.hub.queue_changed();
+    match r {
+        Ok(n) => Json(json!({"transfers": n, "max_transfers": MAX_TRANSFERS})).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn release(
+    State(st): State<Arc<AppState>>,
+    Operator(op): Operator,
+    Path(session): Path<String>,
+) -> Response {
+    let s2 = session.clone();
+    let r = with_engine(&st, move |e| e.release(&s2, &op)).await;
+    st.hub.queue_changed();
+    match r {
+        Ok(turn) => match deliver(&st.store, &st.hub, &session, &turn, From::Bot, None) {
+            Ok(()) => Json(json!({"ok": true})).into_response(),
+            Err(e) => internal(e),
+        },
+        Err(r) => r,
+    }
+}
+
+async fn socket(
+    State(st): State<Arc<AppState>>,
+    Operator(_): Operator,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let Some(guard) = st.open_socket() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "Слишком много подключений. Попробуйте через минуту.",
+        );
+    };
+    ws.on_upgrade(move |socket| async move {
+        let _g = guard;
+        push_queue(st, socket).await;
+    })
+}
+
+async fn push_queue(st: Arc<AppState>, mut socket: WebSocket) {
+    let mut changes = st.hub.watch_queue();
+    let mut shutdown = st.shutdown.clone();
+    let msg = json!({"type": "queue"}).to_string();
+    if socket
+        .send(Message::Text(msg.clone().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        tokio::select! {
+            r = changes.recv() => {
+                if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) { break }
+                let send = socket.send(Message::Text(msg.clone().into()));
+                if !matches!(tokio::time::timeout(Duration::from_secs(5), send).await, Ok(Ok(()))) { break }
+            }
+            m = socket.recv() => {
+                if !matches!(m, Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Text(_)))) { break }
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+}
