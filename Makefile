@@ -3,7 +3,7 @@ CARGO ?= cargo
 MODEL := models/e5-small-q4.bin
 TEST_MODEL := models/minilm/config.json
 
-.PHONY: run build test models test-models bench eval clippy fmt clean
+.PHONY: run build test models test-models browser bench load eval clippy fmt clean
 
 run: models build
 	./target/release/otklik serve
@@ -22,12 +22,24 @@ test-models: $(TEST_MODEL)
 $(TEST_MODEL):
 	models/fetch minilm
 
-test: models test-models
-	$(CARGO) test --benches   # each criterion benchmark once, as a smoke test
+# Debian's Chromium and playwright-core for the browser tests.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@[ -d tests/browser/node_modules/playwright-core ] || (cd tests/browser && npm ci --no-audit --no-fund --silent)
+
+test: models test-models browser
+	$(CARGO) test --benches   # each benchmark once, as a smoke test
 	$(CARGO) test --lib --bins --tests -- --test-threads=2
 
 bench: models
 	$(CARGO) bench --bench nlu
+
+# Concurrent web chat sessions over real WebSockets against `otklik serve`.
+load: models
+	$(CARGO) bench --bench load
 
 eval: models build
 	./target/release/otklik eval

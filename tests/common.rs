@@ -51,3 +51,81 @@ pub fn engine_at(
 
 /// Thursday 26 November 2026, 10:00 in Moscow: operators at work.
 pub const WORKDAY: &str = "2026-11-26T10:00:00+03:00";
+
+/// `otklik serve` as a real process on a free loopback port, with its own
+/// database, the shared embedding cache, an admin token and two operators
+/// (op1 / op2, password `test-password`).
+pub struct Server {
+    pub child: std::process::Child,
+    pub base: String,
+    pub data: tempfile::TempDir,
+}
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const OPERATOR_PASSWORD: &str = "test-password";
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts a server; `env` adds or overrides settings.
+pub fn start_server(env: &[(&str, String)]) -> Server {
+    let data = tempfile::tempdir().unwrap();
+    let accounts = data.path().join("operators.toml");
+    let hash = otklik::operator::console::hash_password(OPERATOR_PASSWORD).unwrap();
+    std::fs::write(
+        &accounts,
+        format!("[[operator]]\nlogin = \"op1\"\nname = \"Анна\"\npassword_hash = \"{hash}\"\n\n[[operator]]\nlogin = \"op2\"\nname = \"Борис\"\npassword_hash = \"{hash}\"\n"),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_otklik"));
+    cmd.arg("serve")
+        .env("OTKLIK_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("OTKLIK_DATA_DIR", data.path())
+        .env("OTKLIK_KB_CACHE_DIR", test_data_dir().join("cache"))
+        .env("OTKLIK_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("OTKLIK_OPERATORS_ACCOUNTS_FILE", &accounts)
+        .env("RUST_LOG", "warn")
+        // operators on duty whenever the tests run
+        .env("OTKLIK_HOURS_HOLIDAYS", "");
+    for d in ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"] {
+        cmd.env(format!("OTKLIK_HOURS_{d}"), "00:00-24:00");
+    }
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Server {
+        child: cmd.spawn().unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+        data,
+    }
+}
+
+/// Waits until `/readyz` says the model and dialogs are loaded.
+pub async fn wait_ready(base: &str) {
+    let client = reqwest::Client::new();
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(180) {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("server at {base} did not become ready");
+}

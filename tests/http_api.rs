@@ -3,60 +3,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_otklik"))
-        .arg("serve")
-        .env("OTKLIK_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("OTKLIK_DATA_DIR", common::test_data_dir())
-        .env("OTKLIK_HTTP_MAX_BODY_BYTES", "4096")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    }
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(120) {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("server did not become healthy");
-}
-
 #[tokio::test]
 async fn serve_answers_health_and_classify() {
-    let server = start();
+    let server = common::start_server(&[("OTKLIK_HTTP_MAX_BODY_BYTES", "4096".into())]);
     let client = reqwest::Client::new();
-    wait_ready(&client, &server.base).await;
+    common::wait_ready(&server.base).await;
     let url = format!("{}/api/v1/classify", server.base);
 
     let r = client

@@ -1,0 +1,335 @@
+// End-to-end test of the web widget and the operator console in headless Chromium.
+//
+//   node tests/browser/e2e.mjs <base_url> <operator_login> <operator_password> <second_operator_login>
+//
+// Expects a freshly started server (an empty operator queue) whose operators are on
+// duty. Exit code 0 when every step passes; otherwise the failing step, the error and
+// a screenshot in /tmp/otklik-e2e-failure.png.
+import { chromium } from 'playwright-core';
+
+const [baseArg, opLogin, opPassword, op2Login] = process.argv.slice(2);
+if (!baseArg || !opLogin || !opPassword || !op2Login) {
+  console.error('usage: node tests/browser/e2e.mjs <base_url> <operator_login> <operator_password> <second_operator_login>');
+  process.exit(2);
+}
+const base = baseArg.replace(/\/+$/, '');
+const SCREENSHOT = '/tmp/otklik-e2e-failure.png';
+const REPLY_MS = 15000; // one bot reply on a 2-core machine
+const FIRST_MS = 60000; // the first page load may wait for the model to load
+
+const XSS = '<img src=x onerror="window.__xss=1">жирный <b>текст</b>';
+const OPERATOR_HELLO = 'Здравствуйте! Я оператор, чем помочь?';
+const OFFLINE_TEXT = 'спасибо, жду';
+
+let browser = null;
+let current = null; // the page a failure screenshot is taken of
+const pageErrors = [];
+let passed = 0;
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+  } catch (e) {
+    console.error(`FAIL  ${name}`);
+    console.error(e && e.stack ? e.stack : String(e));
+    if (pageErrors.length) console.error('JavaScript errors on the pages:\n  ' + pageErrors.join('\n  '));
+    if (current) {
+      try {
+        await current.screenshot({ path: SCREENSHOT, fullPage: true });
+        console.error(`screenshot: ${SCREENSHOT} (${current.url()})`);
+      } catch (se) {
+        console.error(`no screenshot: ${se.message}`);
+      }
+    }
+    if (browser) await browser.close().catch(() => {});
+    console.error(`${passed} passed, 1 failed`);
+    process.exit(1);
+  }
+  passed++;
+  console.log(`ok    ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+}
+
+function assert(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+function watch(page, label) {
+  page.on('pageerror', (e) => pageErrors.push(`[${label}] ${e.message}`));
+  page.on('dialog', (d) => {
+    pageErrors.push(`[${label}] unexpected dialog: ${d.message()}`);
+    d.dismiss().catch(() => {});
+  });
+}
+
+// ------------------------------------------------------------------ widget helpers
+const MSG = '[data-testid="otklik-log"] [data-testid="otklik-msg"]';
+
+/** Messages rendered in the widget: [{seq, from, text, status}] */
+function messages(page) {
+  return page.$$eval(MSG, (els) =>
+    els.map((e) => ({
+      seq: e.dataset.seq ? Number(e.dataset.seq) : null,
+      from: e.dataset.from,
+      status: e.dataset.status || null,
+      text: (e.querySelector('.otklik-text') || e).textContent,
+    }))
+  );
+}
+
+async function maxSeq(page) {
+  const ms = await messages(page);
+  return ms.reduce((m, x) => (x.seq && x.seq > m ? x.seq : m), 0);
+}
+
+/** Waits for a message from `from` with seq > afterSeq whose text contains `needle`. */
+async function waitMessage(page, { from, afterSeq = 0, needle = '', timeout = REPLY_MS }) {
+  const handle = await page
+    .waitForFunction(
+      ({ sel, from, afterSeq, needle }) => {
+        for (const e of document.querySelectorAll(sel)) {
+          const seq = Number(e.dataset.seq || 0);
+          if (e.dataset.from === from && seq > afterSeq && e.textContent.includes(needle)) return seq;
+        }
+        return false;
+      },
+      { sel: MSG, from, afterSeq, needle },
+      { timeout, polling: 100 }
+    )
+    .catch((e) => {
+      throw new Error(`no ${from} message${needle ? ` containing «${needle}»` : ''} after seq ${afterSeq} within ${timeout / 1000} s (${e.message.split('\n')[0]})`);
+    });
+  return handle.jsonValue();
+}
+
+function msgBySeq(page, seq) {
+  return page.locator(`${MSG}[data-seq="${seq}"]`);
+}
+
+async function send(page, text) {
+  const input = page.getByTestId('otklik-input');
+  await input.fill(text);
+  await input.press('Enter');
+}
+
+async function countClient(page, text) {
+  const ms = await messages(page);
+  return ms.filter((m) => m.from === 'client' && m.text === text).length;
+}
+
+// ------------------------------------------------------------------ run
+browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+
+const citizenCtx = await browser.newContext({ locale: 'ru-RU', viewport: { width: 1280, height: 900 } });
+const citizen = await citizenCtx.newPage();
+citizen.setDefaultTimeout(REPLY_MS);
+watch(citizen, 'citizen');
+current = citizen;
+
+let session = null;
+let seqsBeforeReload = [];
+
+await step('1. citizen opens the demo page and gets the greeting', async () => {
+  await citizen.goto(base + '/', { waitUntil: 'domcontentloaded' });
+  await waitMessage(citizen, { from: 'bot', needle: 'Здравствуйте', timeout: FIRST_MS });
+  const log = citizen.getByTestId('otklik-log');
+  assert((await log.getAttribute('role')) === 'log', 'the message list has no role="log"');
+  assert((await log.getAttribute('aria-live')) === 'polite', 'the message list has no aria-live="polite"');
+  assert(await citizen.getByRole('textbox', { name: 'Ваше сообщение' }).isVisible(), 'no visible input labelled «Ваше сообщение»');
+  assert(await citizen.getByRole('button', { name: 'Отправить' }).isVisible(), 'no «Отправить» button');
+  assert(await citizen.getByTestId('otklik-mic').isHidden(), 'the microphone button is shown although voice is off');
+  const id = await citizen.evaluate(() => window.Otklik && window.Otklik.clientId);
+  assert(typeof id === 'string' && id.length >= 8, 'window.Otklik.clientId is missing');
+  session = 'web:' + id;
+});
+
+let answerSeq = 0;
+await step('2. a question about the allowance gets its answer with «Да» / «Нет»', async () => {
+  const after = await maxSeq(citizen);
+  await send(citizen, 'как оформить единое пособие на ребенка');
+  answerSeq = await waitMessage(citizen, { from: 'bot', afterSeq: after, needle: 'Единое пособие' });
+  // The question may come in the same message or right after it.
+  const yes = citizen.locator(`${MSG}[data-from="bot"] [data-testid="otklik-choice"]:not([disabled])`, { hasText: /^\s*Да\s*$/ });
+  const no = citizen.locator(`${MSG}[data-from="bot"] [data-testid="otklik-choice"]:not([disabled])`, { hasText: /^\s*Нет\s*$/ });
+  await yes.first().waitFor({ timeout: REPLY_MS });
+  await no.first().waitFor({ timeout: REPLY_MS });
+});
+
+await step('3. «Нет» asks to rephrase and offers topics; picking the first one answers', async () => {
+  const after = await maxSeq(citizen);
+  await citizen
+    .locator(`${MSG}[data-from="bot"] [data-testid="otklik-choice"]:not([disabled])`, { hasText: /^\s*Нет\s*$/ })
+    .last()
+    .click();
+  const seq = await waitMessage(citizen, { from: 'bot', afterSeq: after, needle: 'другими словами' });
+  const options = msgBySeq(citizen, seq).getByTestId('otklik-choice');
+  assert((await options.count()) >= 1, 'the rephrase message has no option buttons');
+  // Older messages' buttons are disabled: only the latest bot message is active.
+  const stale = await citizen.locator(`${MSG}[data-seq="${answerSeq}"] [data-testid="otklik-choice"]:not([disabled])`).count();
+  assert(stale === 0, 'buttons of an older bot message are still enabled');
+  const before = await maxSeq(citizen);
+  const label = (await options.first().textContent()).trim();
+  await options.first().click();
+  await waitMessage(citizen, { from: 'client', afterSeq: before, needle: label });
+  await waitMessage(citizen, { from: 'bot', afterSeq: before });
+});
+
+await step('4. HTML typed by the citizen is shown as text, never run', async () => {
+  // Let the previous turn finish (a «Ваш вопрос решён?» may follow the answer).
+  await citizen.waitForTimeout(500);
+  const after = await maxSeq(citizen);
+  await send(citizen, XSS);
+  const seq = await waitMessage(citizen, { from: 'client', afterSeq: after, needle: '<img src=x' });
+  const text = await msgBySeq(citizen, seq).textContent();
+  assert(text.includes(XSS), `the client message does not show the typed text literally: ${JSON.stringify(text)}`);
+  assert((await citizen.locator('[data-testid="otklik-log"] img, [data-testid="otklik-log"] b').count()) === 0, 'the log contains an <img> or <b> element');
+  assert((await citizen.evaluate(() => typeof window.__xss)) === 'undefined', 'window.__xss was set: the HTML ran');
+  await waitMessage(citizen, { from: 'bot', afterSeq: seq });
+});
+
+await step('5. «позовите оператора» hands the conversation to a person', async () => {
+  await citizen.waitForTimeout(300);
+  const after = await maxSeq(citizen);
+  await send(citizen, 'позовите оператора');
+  const echo = await waitMessage(citizen, { from: 'client', afterSeq: after, needle: 'позовите оператора' });
+  await waitMessage(citizen, { from: 'bot', afterSeq: echo, needle: 'оператор' });
+  await citizen.waitForTimeout(500); // nothing more should arrive; let it settle
+  seqsBeforeReload = (await messages(citizen)).map((m) => m.seq);
+  assert(seqsBeforeReload.every((s) => s !== null), 'some messages were never confirmed by the server');
+});
+
+await step('6. a reload shows the whole conversation once, without gaps or duplicates', async () => {
+  await citizen.reload({ waitUntil: 'domcontentloaded' });
+  const last = Math.max(...seqsBeforeReload);
+  await citizen.waitForFunction(
+    ({ sel, last }) => Array.from(document.querySelectorAll(sel)).some((e) => Number(e.dataset.seq) === last),
+    { sel: MSG, last },
+    { timeout: REPLY_MS }
+  );
+  await citizen.waitForTimeout(500);
+  const ms = await messages(citizen);
+  const seqs = ms.map((m) => m.seq);
+  assert(new Set(seqs).size === seqs.length, `duplicate seq after reload: ${seqs.join(',')}`);
+  const missing = seqsBeforeReload.filter((s) => !seqs.includes(s));
+  assert(missing.length === 0, `messages missing after reload: seq ${missing.join(',')}`);
+  const greetings = ms.filter((m) => m.from === 'bot' && m.text.includes('Здравствуйте')).length;
+  assert(greetings === 1, `the greeting is shown ${greetings} times`);
+  const xss = await countClient(citizen, XSS);
+  assert(xss === 1, `the HTML text is shown ${xss} times`);
+  assert((await citizen.locator('[data-testid="otklik-log"] img').count()) === 0, 'an <img> appeared after reload');
+  assert((await citizen.evaluate(() => typeof window.__xss)) === 'undefined', 'window.__xss was set after reload');
+});
+
+const opCtx = await browser.newContext({ locale: 'ru-RU', viewport: { width: 1280, height: 1000 } });
+const op = await opCtx.newPage();
+op.setDefaultTimeout(REPLY_MS);
+watch(op, 'operator');
+
+async function historyCount(text) {
+  return op.$$eval('[data-testid="history"] [data-testid="history-entry"]', (els, t) => els.filter((e) => (e.querySelector('.h-text') || e).textContent === t).length, text);
+}
+
+await step('7. the operator signs in, sees the conversation safely, takes it and replies', async () => {
+  current = op;
+  await op.goto(base + '/operator', { waitUntil: 'domcontentloaded' });
+  await op.getByTestId('login').fill(opLogin);
+  await op.getByTestId('password').fill(opPassword);
+  await op.getByTestId('login-submit').click();
+  await op.locator('#app-view:not([hidden]), [data-testid="error"]:not(:empty)').first().waitFor({ timeout: REPLY_MS });
+  const loginError = (await op.getByTestId('error').textContent()).trim();
+  assert(!loginError, `sign-in as ${opLogin} failed: ${loginError}`);
+  const item = op.locator(`[data-testid="queue-item"][data-session="${session}"]`);
+  await item.waitFor({ timeout: REPLY_MS }).catch(async (e) => {
+    const rows = await op.getByTestId('queue-item').evaluateAll((els) => els.map((x) => x.dataset.session));
+    throw new Error(`the conversation ${session} is not in the operator queue (it shows: ${rows.join(', ') || 'nothing'}): ${e.message.split('\n')[0]}`);
+  });
+  const all = await op.getByTestId('queue-item').count();
+  assert(all === 1, `the queue shows ${all} items, expected 1 (is the server fresh?)`);
+  await item.click();
+  const history = op.getByTestId('history');
+  await history.getByText(XSS, { exact: true }).waitFor({ timeout: REPLY_MS });
+  assert((await op.locator('img').count()) === 0, 'the console contains an <img> element');
+  assert((await op.evaluate(() => typeof window.__xss)) === 'undefined', 'window.__xss was set in the console');
+  await op.getByTestId('take').click();
+  await op.waitForFunction(() => {
+    const t = document.querySelector('[data-testid="reply-text"]');
+    return t && !t.disabled;
+  });
+  await op.getByTestId('reply-text').fill(OPERATOR_HELLO);
+  const replied = op.waitForResponse((r) => r.url().includes('/reply') && r.request().method() === 'POST');
+  await op.getByTestId('reply-send').click();
+  const res = await replied;
+  assert(res.status() === 200, `reply answered ${res.status()}: ${await res.text()}`);
+  await history.getByText(OPERATOR_HELLO, { exact: true }).waitFor({ timeout: REPLY_MS });
+});
+
+await step('8. the citizen sees the operator reply once', async () => {
+  current = citizen;
+  await waitMessage(citizen, { from: 'operator', needle: OPERATOR_HELLO });
+  await citizen.waitForTimeout(300);
+  const n = (await messages(citizen)).filter((m) => m.from === 'operator' && m.text === OPERATOR_HELLO).length;
+  assert(n === 1, `the operator reply is shown ${n} times`);
+});
+
+await step('9. a message written during a connection drop arrives once after reconnect', async () => {
+  const firstSocket = await citizen.evaluateHandle(() => window.Otklik.socket);
+  const restored = citizen.waitForFunction(
+    () => /Связь восстановлена/.test(document.querySelector('[data-testid="otklik-status"]').textContent),
+    null,
+    { timeout: REPLY_MS, polling: 50 }
+  );
+  restored.catch(() => {}); // awaited below; keeps an early failure from going unhandled
+  await citizen.evaluate(() => window.Otklik.socket.close());
+  await send(citizen, OFFLINE_TEXT);
+  await waitMessage(citizen, { from: 'client', needle: OFFLINE_TEXT });
+  await restored;
+  const fresh = await citizen.evaluate((old) => window.Otklik.socket !== old && window.Otklik.socket.readyState === WebSocket.OPEN, firstSocket);
+  assert(fresh, 'the widget did not open a new socket');
+  current = op;
+  await op.getByTestId('history').getByText(OFFLINE_TEXT, { exact: true }).first().waitFor({ timeout: REPLY_MS });
+  await op.waitForTimeout(1000); // a duplicate would arrive within this time
+  const inConsole = await historyCount(OFFLINE_TEXT);
+  assert(inConsole === 1, `the console history shows «${OFFLINE_TEXT}» ${inConsole} times`);
+  current = citizen;
+  const inWidget = await countClient(citizen, OFFLINE_TEXT);
+  assert(inWidget === 1, `the citizen log shows «${OFFLINE_TEXT}» ${inWidget} times`);
+  const pending = await citizen.evaluate(() => JSON.parse(localStorage.getItem('otklik.pending') || '[]').length);
+  assert(pending === 0, `${pending} messages still pending in localStorage`);
+});
+
+await step('10. transfer to the second operator; a wrong password and a request without a cookie are refused', async () => {
+  current = op;
+  await op.getByTestId('transfer-to').selectOption(op2Login);
+  const transferred = op.waitForResponse((r) => r.url().includes('/transfer') && r.request().method() === 'POST');
+  await op.getByTestId('transfer-send').click();
+  const res = await transferred;
+  assert(res.status() === 200, `transfer answered ${res.status()}: ${await res.text()}`);
+  await op.locator('[data-testid="transfers"]', { hasText: 'Передач: 1 из 2' }).waitFor({ timeout: REPLY_MS });
+
+  const strangerCtx = await browser.newContext({ locale: 'ru-RU' });
+  const stranger = await strangerCtx.newPage();
+  watch(stranger, 'stranger');
+  current = stranger;
+  await stranger.goto(base + '/operator', { waitUntil: 'domcontentloaded' });
+  await stranger.getByTestId('login').fill(opLogin);
+  await stranger.getByTestId('password').fill(opPassword + '-wrong');
+  await stranger.getByTestId('login-submit').click();
+  const alert = stranger.getByRole('alert').filter({ hasText: 'Неверный логин или пароль.' });
+  await alert.waitFor({ timeout: REPLY_MS });
+
+  const r = await fetch(base + '/api/v1/operator/queue');
+  assert(r.status === 401, `GET /api/v1/operator/queue without a cookie answered ${r.status}`);
+  const body = await r.json().catch(() => null);
+  assert(body && body.error && body.error.code === 'unauthorized', `unexpected 401 body: ${JSON.stringify(body)}`);
+  await strangerCtx.close();
+});
+
+await step('no JavaScript errors on the pages', async () => {
+  assert(pageErrors.length === 0, 'JavaScript errors:\n  ' + pageErrors.join('\n  '));
+});
+
+await browser.close();
+console.log(`${passed} passed, 0 failed`);
