@@ -137,13 +137,18 @@ fn main() {
         }
     });
     println!("server ready, RSS {:.0} MB", rss_mb(pid, "VmRSS:"));
-    let rounds: &[(usize, usize)] = if full {
-        &[(100, 5), (1000, 3)]
-    } else {
-        &[(5, 2)]
+    // LOAD_ROUNDS="100x5,1000x3" (sessions x turns) overrides the rounds.
+    let rounds: Vec<(usize, usize)> = match std::env::var("LOAD_ROUNDS") {
+        Ok(r) => r
+            .split(',')
+            .filter_map(|x| x.split_once('x'))
+            .map(|(n, t)| (n.trim().parse().unwrap(), t.trim().parse().unwrap()))
+            .collect(),
+        Err(_) if full => vec![(100, 5), (1000, 3)],
+        Err(_) => vec![(5, 2)],
     };
     let mut offset = 0;
-    for &(n, turns) in rounds {
+    for (n, turns) in rounds {
         let t0 = Instant::now();
         let mut all: Vec<f64> = rt.block_on(async {
             let hs: Vec<_> = (0..n)

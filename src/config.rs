@@ -4,6 +4,7 @@
 //! The mapping is hand-written (a few lines) because the crates that merge
 //! environment variables split names on `_`, which our keys contain.
 
+use crate::channels::telegram::TelegramConfig;
 use crate::nlu::encoder::{Pooling, WeightMode};
 use crate::nlu::tokenizer::VocabScope;
 use crate::operator::console::OperatorsConfig;
@@ -28,6 +29,7 @@ pub struct Config {
     pub appointments: AppointmentsConfig,
     pub status: StatusConfig,
     pub operators: OperatorsConfig,
+    pub telegram: TelegramConfig,
     /// Token for the admin API (`Authorization: Bearer …`); empty: admin API closed.
     pub admin_token: String,
 }
@@ -149,6 +151,7 @@ impl Default for Config {
             appointments: AppointmentsConfig::default(),
             status: StatusConfig::default(),
             operators: OperatorsConfig::default(),
+            telegram: TelegramConfig::default(),
             admin_token: String::new(),
         }
     }

@@ -58,7 +58,8 @@ pub const WORKDAY: &str = "2026-11-26T10:00:00+03:00";
 pub struct Server {
     pub child: std::process::Child,
     pub base: String,
-    pub data: tempfile::TempDir,
+    /// The database folder (taken over by a restarted server).
+    data: Option<tempfile::TempDir>,
 }
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
@@ -81,7 +82,11 @@ pub fn free_port() -> u16 {
 
 /// Starts a server; `env` adds or overrides settings.
 pub fn start_server(env: &[(&str, String)]) -> Server {
-    let data = tempfile::tempdir().unwrap();
+    start_server_in(tempfile::tempdir().unwrap(), env)
+}
+
+/// Starts a server on the database in `data` (to restart on the same one).
+pub fn start_server_in(data: tempfile::TempDir, env: &[(&str, String)]) -> Server {
     let accounts = data.path().join("operators.toml");
     let hash = otklik::operator::console::hash_password(OPERATOR_PASSWORD).unwrap();
     std::fs::write(
@@ -111,7 +116,20 @@ pub fn start_server(env: &[(&str, String)]) -> Server {
     Server {
         child: cmd.spawn().unwrap(),
         base: format!("http://127.0.0.1:{port}"),
-        data,
+        data: Some(data),
+    }
+}
+
+impl Server {
+    pub fn data_path(&self) -> &Path {
+        self.data.as_ref().unwrap().path()
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same database.
+    pub fn restart(mut self, env: &[(&str, String)]) -> Server {
+        let data = self.data.take().unwrap();
+        drop(self);
+        start_server_in(data, env)
     }
 }
 

@@ -530,7 +530,7 @@ async fn sigterm_finishes_and_flushes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(status.success(), "{status:?}");
-    let store = otklik::store::Store::open(s.data.path()).unwrap();
+    let store = otklik::store::Store::open(s.data_path()).unwrap();
     let sess: Option<otklik::dialog::session::Session> = store.session("web:term").unwrap();
     assert_eq!(sess.unwrap().intent.as_deref(), Some("pension_application"));
 }

@@ -6,11 +6,11 @@
 //! channel reaches its client.
 
 pub mod hub;
+pub mod telegram;
 pub mod web;
 
 use crate::dialog::Turn;
-use crate::store::Store;
-use hub::Hub;
+use crate::http::AppState;
 
 /// Who a message to the client is from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,17 +20,30 @@ pub enum From {
 }
 
 /// Delivers a turn that the client did not ask for to the client's channel.
-pub fn deliver(
-    store: &Store,
-    hub: &Hub,
+pub async fn deliver(
+    st: &AppState,
     session: &str,
     turn: &Turn,
     from: From,
     operator: Option<&str>,
 ) -> anyhow::Result<()> {
-    match session.split_once(':').map(|x| x.0) {
-        Some("web") => web::push(store, hub, session, web::turn_message(turn, from, operator)),
-        // Other channels connect their delivery here as they arrive.
+    match session.split_once(':') {
+        Some(("web", _)) => web::push(
+            &st.store,
+            &st.hub,
+            session,
+            web::turn_message(turn, from, operator),
+        ),
+        Some(("telegram", chat)) => {
+            let Some(tg) = st.telegram.get() else {
+                anyhow::bail!("the Telegram bot is not running: the reply stays in the history");
+            };
+            let chat: i64 = chat.parse()?;
+            tg.send_turn(teloxide::types::ChatId(chat), turn, from, operator)
+                .await?;
+            Ok(())
+        }
+        // The voice channel connects its delivery here when it arrives.
         _ => {
             tracing::warn!("no live delivery for {session}: the message stays in its history");
             Ok(())

@@ -44,6 +44,10 @@ pub enum Input {
     Attachment(String),
     /// The client (or an integration) picks a segment profile.
     SetSegment(String),
+    /// Go straight to an intent (a deep link, a menu), as if it were understood.
+    Topic(String),
+    /// The client closes the conversation (/stop): the graph's `finish`.
+    Finish,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -72,6 +76,9 @@ pub struct Turn {
     pub segment: String,
     pub links: Vec<Link>,
     pub node: String,
+    /// The client's turn count after this turn (a channel can tell a stale button by it).
+    #[serde(skip_serializing)]
+    pub seq: u64,
     /// What happened in this turn (decision:…, handoff, intent:…), for metrics.
     #[serde(skip_serializing)]
     pub events: Vec<String>,
@@ -225,6 +232,20 @@ impl Engine {
         user: &str,
         f: impl FnOnce(&Self, &mut Session) -> Result<(T, Option<LogEntry>)>,
     ) -> Result<T> {
+        Ok(self
+            .with_session_marked(channel, user, None, f)?
+            .expect("no marker, always runs"))
+    }
+
+    /// As `with_session`, but with `marker` committed together with the turn:
+    /// an input carrying a marker already committed is not run again (None).
+    fn with_session_marked<T>(
+        &self,
+        channel: &str,
+        user: &str,
+        marker: Option<&str>,
+        f: impl FnOnce(&Self, &mut Session) -> Result<(T, Option<LogEntry>)>,
+    ) -> Result<Option<T>> {
         let key = format!("{channel}:{user}");
         let lock = {
             let mut m = self.locks.lock().unwrap();
@@ -232,6 +253,11 @@ impl Engine {
         };
         let r = {
             let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(m) = marker {
+                if self.store.marked(m)? {
+                    return Ok(None);
+                }
+            }
             let mut s: Session = self.store.session(&key)?.unwrap_or_default();
             if s.channel.is_empty() {
                 s.channel = channel.into();
@@ -241,8 +267,8 @@ impl Engine {
             let (v, log) = f(self, &mut s)?;
             let over = s.history.len().saturating_sub(self.cfg.history_limit);
             s.history.drain(..over);
-            self.store.commit_turn(&key, &s, log.as_ref())?;
-            v
+            self.store.commit_turn(&key, &s, log.as_ref(), marker)?;
+            Some(v)
         };
         drop(lock);
         let mut m = self.locks.lock().unwrap();
@@ -259,10 +285,25 @@ impl Engine {
 
     /// One turn: the client's input in, the bot's reply out (saved before it returns).
     pub fn handle(&self, channel: &str, user: &str, input: Input) -> Result<Turn> {
+        Ok(self
+            .handle_once(channel, user, input, None)?
+            .expect("no marker, always runs"))
+    }
+
+    /// A turn for an input identified by `marker` (a Telegram update id…):
+    /// the marker is saved with the turn, and an input whose marker was saved
+    /// before is not processed again (None) — exactly once across restarts.
+    pub fn handle_once(
+        &self,
+        channel: &str,
+        user: &str,
+        input: Input,
+        marker: Option<&str>,
+    ) -> Result<Option<Turn>> {
         if !graph::CHANNELS.contains(&channel) {
             anyhow::bail!("unknown channel {channel:?} (web, telegram or voice)");
         }
-        self.with_session(channel, user, |e, s| {
+        self.with_session_marked(channel, user, marker, |e, s| {
             let mut out = Out::default();
             let client_text = match &input {
                 Input::Text(t) => t.clone(),
@@ -393,6 +434,7 @@ impl Engine {
             segment: s.segment.clone(),
             links: if ch.links { links } else { Vec::new() },
             node: s.node.clone(),
+            seq: s.turns,
             events: Vec::new(),
         }
     }
@@ -545,6 +587,19 @@ impl Engine {
                 out.choices = s.choices.clone();
                 return Ok(());
             }
+        }
+        match &input {
+            Input::Topic(id) if self.nlu.kb.intent(id).is_some() => {
+                s.node = g.classify.clone();
+                return self.route_intent(s, id, out);
+            }
+            Input::Topic(_) => {
+                s.node = g.classify.clone();
+                let top = s.candidates.iter().take(3).cloned().collect();
+                return self.offer_options(s, out, self.p("not_understood"), top);
+            }
+            Input::Finish => return self.enter(s, &g.finish, out),
+            _ => {}
         }
         // An operator at any step: the word, the choice, or the key 0.
         let wants_operator = match &input {

@@ -45,6 +45,8 @@ pub struct AppState {
     shutdown_tx: watch::Sender<bool>,
     /// Serialises reloads.
     pub reload_lock: tokio::sync::Mutex<()>,
+    /// The Telegram bot, when a token is configured.
+    pub telegram: std::sync::OnceLock<Arc<crate::channels::telegram::Telegram>>,
 }
 
 /// A JSON error with a code and a message for people.
@@ -84,6 +86,7 @@ impl AppState {
             shutdown,
             shutdown_tx,
             reload_lock: tokio::sync::Mutex::new(()),
+            telegram: std::sync::OnceLock::new(),
         }))
     }
 
@@ -161,6 +164,7 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
     api::routes()
         .merge(crate::channels::web::routes())
         .merge(crate::operator::console::routes())
+        .merge(crate::channels::telegram::routes())
         .layer(DefaultBodyLimit::max(max))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -193,6 +197,7 @@ pub async fn serve(state: Arc<AppState>) -> anyhow::Result<()> {
             Err(e) => Err(e),
         }
     });
+    crate::channels::telegram::start(state.clone()).await?;
     let st = state.clone();
     let server = axum::serve(listener, router(state.clone())).with_graceful_shutdown(async move {
         shutdown_signal().await;

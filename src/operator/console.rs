@@ -426,14 +426,7 @@ async fn reply(
         Ok(turn) => {
             st.hub.queue_changed();
             let name = st.console.name(&op);
-            match deliver(
-                &st.store,
-                &st.hub,
-                &session,
-                &turn,
-                From::Operator,
-                Some(&name),
-            ) {
+            match deliver(&st, &session, &turn, From::Operator, Some(&name)).await {
                 Ok(()) => Json(json!({"ok": true})).into_response(),
                 Err(e) => internal(e),
             }
@@ -485,7 +478,7 @@ async fn release(
     let r = with_engine(&st, move |e| e.release(&s2, &op)).await;
     st.hub.queue_changed();
     match r {
-        Ok(turn) => match deliver(&st.store, &st.hub, &session, &turn, From::Bot, None) {
+        Ok(turn) => match deliver(&st, &session, &turn, From::Bot, None).await {
             Ok(()) => Json(json!({"ok": true})).into_response(),
             Err(e) => internal(e),
         },

@@ -209,15 +209,20 @@ impl Store {
         key: &str,
         session: &T,
         log: Option<&LogEntry>,
+        marker: Option<&str>,
     ) -> Result<()> {
         let s = enc(session)?;
         let l = log.map(enc).transpose()?;
         let id = self.db.generate_id()?;
-        (&self.sessions, &self.log)
-            .transaction(|(sessions, logt)| {
+        (&self.sessions, &self.log, &self.seen)
+            .transaction(|(sessions, logt, seen)| {
                 sessions.insert(key.as_bytes(), s.as_slice())?;
                 if let Some(l) = &l {
                     logt.insert(&id.to_be_bytes(), l.as_slice())?;
+                }
+                // an input processed exactly once (a Telegram update id…)
+                if let Some(m) = marker {
+                    seen.insert(m.as_bytes(), &[1u8][..])?;
                 }
                 Ok::<_, ConflictableTransactionError<()>>(())
             })
@@ -489,6 +494,27 @@ impl Store {
             .values()
             .map(|v| dec(&v?))
             .collect()
+    }
+
+    /// Whether an input marker was committed with a turn.
+    pub fn marked(&self, marker: &str) -> Result<bool> {
+        Ok(self.seen.contains_key(marker.as_bytes())?)
+    }
+
+    /// Records a marker outside a turn (an input handled by the channel itself).
+    pub fn mark(&self, marker: &str) -> Result<()> {
+        self.seen.insert(marker.as_bytes(), &[1u8][..])?;
+        self.flush()
+    }
+
+    pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.meta.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Stores a small value durably (flushed).
+    pub fn meta_put(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.meta.insert(key, value)?;
+        self.flush()
     }
 
     /// Records a client's message id; false if it was seen before (a resend).

@@ -1,0 +1,586 @@
+//! The Telegram channel (teloxide): long polling (the default) or a webhook
+//! through the same axum server, with the secret-token header checked. It
+//! turns updates into engine inputs — messages, inline-keyboard presses,
+//! commands (/start with deep links, /help, /profile, /privacy, /stop), shared
+//! contacts, voice messages — and renders turns as HTML-escaped messages with
+//! inline keyboards and a persistent «Оператор» button. Every update is
+//! processed exactly once: its id is committed with the turn, and the polling
+//! offset is persisted. Bot API errors (429 with retry_after, 5xx, network)
+//! are retried with backoff.
+
+use super::From;
+use crate::dialog::graph::SlotType;
+use crate::dialog::session::Wait;
+use crate::dialog::{Action, Engine, Input, Turn};
+use crate::http::{error, AppState};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use teloxide::payloads::{
+    AnswerCallbackQuerySetters, GetUpdatesSetters, SendMessageSetters, SetWebhookSetters,
+};
+use teloxide::prelude::Requester;
+use teloxide::requests::Request;
+use teloxide::types::{
+    ButtonRequest, ChatId, InlineKeyboardButton, InlineKeyboardMarkup, KeyboardButton,
+    KeyboardMarkup, Message, ParseMode, ReplyMarkup, Update, UpdateKind,
+};
+use teloxide::utils::html::escape;
+use teloxide::{Bot, RequestError};
+
+/// `[telegram]` in otklik.toml.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelegramConfig {
+    /// The bot's token from @BotFather (OTKLIK_TELEGRAM_TOKEN); empty: no bot.
+    pub token: String,
+    /// The Bot API server (OTKLIK_TELEGRAM_API_URL): Telegram's own, a local
+    /// Bot API server, or a test double.
+    pub api_url: String,
+    /// "polling" or "webhook".
+    pub mode: String,
+    /// webhook: the public URL Telegram posts updates to (ending in /telegram/webhook).
+    pub webhook_url: String,
+    /// webhook: the secret Telegram sends in X-Telegram-Bot-Api-Secret-Token.
+    pub webhook_secret: String,
+    /// polling: seconds a getUpdates call waits for news.
+    pub poll_timeout_s: u32,
+}
+
+impl Default for TelegramConfig {
+    fn default() -> Self {
+        Self {
+            token: String::new(),
+            api_url: "https://api.telegram.org".into(),
+            mode: "polling".into(),
+            webhook_url: String::new(),
+            webhook_secret: String::new(),
+            poll_timeout_s: 25,
+        }
+    }
+}
+
+const OPERATOR_BUTTON: &str = "Оператор";
+const OFFSET_KEY: &str = "telegram_offset";
+const HELP: &str = "Я цифровой помощник министерства социальной защиты. Напишите вопрос своими словами: о пособиях, льготах, пенсии, записи на приём.\n\nКоманды:\n/profile — выбрать профиль, чтобы ответы были точнее\n/privacy — какие данные мы храним и как отозвать согласие\n/stop — завершить разговор\n\nКнопка «Оператор» соединит Вас с человеком в любой момент.";
+const STALE: &str = "Этот вариант уже неактуален. Выберите из последнего сообщения.";
+
+pub struct Telegram {
+    pub bot: Bot,
+}
+
+/// Retries a Bot API call: after `retry_after` on 429, with backoff on
+/// network errors and server errors; other errors are returned at once.
+pub async fn retry<T, F, Fut>(what: &str, mut f: F) -> Result<T, RequestError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, RequestError>>,
+{
+    let mut backoff = Duration::from_millis(500);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(RequestError::RetryAfter(s)) if attempt < 8 => {
+                tracing::warn!("telegram {what}: 429, retrying after {:?}", s.duration());
+                tokio::time::sleep(s.duration()).await;
+            }
+            Err(e) if attempt < 8 && transient(&e) => {
+                tracing::warn!("telegram {what}: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn transient(e: &RequestError) -> bool {
+    match e {
+        RequestError::Network(_) | RequestError::Io(_) | RequestError::InvalidJson { .. } => true,
+        RequestError::Api(api) => {
+            let d = api.to_string().to_lowercase();
+            d.contains("internal server error")
+                || d.contains("bad gateway")
+                || d.contains("gateway")
+                || d.contains("unavailable")
+        }
+        _ => false,
+    }
+}
+
+fn persistent_keyboard() -> ReplyMarkup {
+    ReplyMarkup::Keyboard(
+        KeyboardMarkup::new(vec![vec![KeyboardButton::new(OPERATOR_BUTTON)]])
+            .resize_keyboard()
+            .persistent(),
+    )
+}
+
+fn contact_keyboard() -> ReplyMarkup {
+    ReplyMarkup::Keyboard(
+        KeyboardMarkup::new(vec![
+            vec![KeyboardButton::new("Поделиться номером").request(ButtonRequest::Contact)],
+            vec![KeyboardButton::new(OPERATOR_BUTTON)],
+        ])
+        .resize_keyboard()
+        .one_time_keyboard(),
+    )
+}
+
+/// The message text in Telegram's HTML: everything escaped, links as anchors.
+pub fn html(t: &Turn) -> String {
+    let mut s = escape(&t.text);
+    for l in &t.links {
+        if l.url.starts_with("https://") || l.url.starts_with("http://") {
+            s.push_str(&format!(
+                "\n<a href=\"{}\">{}</a>",
+                escape(&l.url),
+                escape(&l.title)
+            ));
+        }
+    }
+    s
+}
+
+impl Telegram {
+    pub fn new(cfg: &TelegramConfig) -> anyhow::Result<Self> {
+        let url = url::Url::parse(&cfg.api_url)
+            .map_err(|e| anyhow::anyhow!("telegram.api_url {:?}: {e}", cfg.api_url))?;
+        Ok(Self {
+            bot: Bot::new(&cfg.token).set_api_url(url),
+        })
+    }
+
+    /// Sends a turn to a chat: the text, an inline keyboard for its choices
+    /// (buttons carry the turn number, so stale ones are recognised), or the
+    /// contact button when the bot asks for a phone.
+    pub async fn send_turn(
+        &self,
+        chat: ChatId,
+        t: &Turn,
+        from: From,
+        operator: Option<&str>,
+    ) -> Result<(), RequestError> {
+        if t.text.is_empty() {
+            return Ok(());
+        }
+        let mut text = html(t);
+        if from == From::Operator {
+            text = format!(
+                "<b>{}</b>: {}",
+                escape(operator.unwrap_or("Оператор")),
+                text
+            );
+        }
+        let markup = if t.actions.contains(&Action::RequestContact) {
+            Some(contact_keyboard())
+        } else if !t.choices.is_empty() {
+            let rows = t
+                .choices
+                .iter()
+                .map(|c| {
+                    vec![InlineKeyboardButton::callback(
+                        c.label.clone(),
+                        format!("c:{}:{}", t.seq, c.id),
+                    )]
+                })
+                .collect::<Vec<_>>();
+            Some(ReplyMarkup::InlineKeyboard(InlineKeyboardMarkup::new(rows)))
+        } else if t.node == "start" || t.actions.contains(&Action::End) || t.seq <= 1 {
+            Some(persistent_keyboard())
+        } else {
+            None
+        };
+        retry("sendMessage", || {
+            let mut r = self
+                .bot
+                .send_message(chat, text.clone())
+                .parse_mode(ParseMode::Html);
+            if let Some(m) = markup.clone() {
+                r = r.reply_markup(m);
+            }
+            async move { r.await.map(|_| ()) }
+        })
+        .await
+    }
+
+    async fn say(
+        &self,
+        chat: ChatId,
+        text: &str,
+        markup: Option<ReplyMarkup>,
+    ) -> Result<(), RequestError> {
+        retry("sendMessage", || {
+            let mut r = self
+                .bot
+                .send_message(chat, escape(text))
+                .parse_mode(ParseMode::Html);
+            if let Some(m) = markup.clone() {
+                r = r.reply_markup(m);
+            }
+            async move { r.await.map(|_| ()) }
+        })
+        .await
+    }
+}
+
+/// What an update asks of the engine (or of the channel itself).
+enum Step {
+    Engine(Vec<Input>),
+    Help,
+    Profile,
+    Privacy,
+    /// A pressed button from an older message.
+    Stale,
+    /// A contact shared when no phone was asked.
+    UnaskedContact,
+    Ignore,
+}
+
+fn parse_start(payload: &str) -> Vec<Input> {
+    let mut v = Vec::new();
+    if let Some(seg) = payload
+        .strip_prefix("segment-")
+        .or_else(|| payload.strip_prefix("segment_"))
+    {
+        v.push(Input::SetSegment(seg.to_string()));
+    }
+    v.push(Input::Start);
+    if let Some(topic) = payload.strip_prefix("topic-") {
+        v.push(Input::Topic(topic.to_string()));
+    }
+    v
+}
+
+/// Whether the engine waits for a phone number from this chat.
+fn awaits_phone(engine: &Engine, user: &str) -> bool {
+    let Ok(Some(s)) = engine.session("telegram", user) else {
+        return false;
+    };
+    let Wait::Field { field } = s.wait else {
+        return false;
+    };
+    engine
+        .graph
+        .nodes
+        .get(&s.node)
+        .and_then(|n| n.fields.get(field))
+        .is_some_and(|f| f.kind == SlotType::Phone)
+}
+
+fn message_step(engine: &Engine, m: &Message) -> Step {
+    let user = m.chat.id.0.to_string();
+    if let Some(c) = m.contact() {
+        if !awaits_phone(engine, &user) {
+            return Step::UnaskedContact;
+        }
+        return Step::Engine(vec![Input::Text(c.phone_number.clone())]);
+    }
+    if m.voice().is_some() || m.audio().is_some() || m.video_note().is_some() {
+        return Step::Engine(vec![Input::Attachment("voice".into())]);
+    }
+    let Some(text) = m.text() else {
+        return Step::Engine(vec![Input::Attachment("file".into())]);
+    };
+    let (cmd, arg) = text
+        .split_once(' ')
+        .map(|(a, b)| (a, b.trim()))
+        .unwrap_or((text, ""));
+    let cmd = cmd.split('@').next().unwrap_or(cmd);
+    match cmd {
+        "/start" => Step::Engine(parse_start(arg)),
+        "/help" => Step::Help,
+        "/profile" => Step::Profile,
+        "/privacy" => Step::Privacy,
+        "/stop" => Step::Engine(vec![Input::Finish]),
+        "/operator" => Step::Engine(vec![Input::Choice("operator".into())]),
+        _ => Step::Engine(vec![Input::Text(text.to_string())]),
+    }
+}
+
+fn callback_step(engine: &Engine, user: &str, data: &str) -> Step {
+    if let Some(seg) = data.strip_prefix("p:") {
+        return Step::Engine(vec![Input::SetSegment(seg.to_string())]);
+    }
+    if data == "w" {
+        return Step::Engine(vec![Input::Text("отозвать согласие".into())]);
+    }
+    let Some(rest) = data.strip_prefix("c:") else {
+        return Step::Ignore;
+    };
+    let Some((seq, id)) = rest.split_once(':') else {
+        return Step::Ignore;
+    };
+    let current = engine
+        .session("telegram", user)
+        .ok()
+        .flatten()
+        .map(|s| s.turns)
+        .unwrap_or(0);
+    if seq.parse::<u64>().ok() != Some(current) {
+        return Step::Stale;
+    }
+    Step::Engine(vec![Input::Choice(id.to_string())])
+}
+
+/// Processes one update (exactly once: its id is committed with the turn).
+pub async fn process(st: &Arc<AppState>, tg: &Telegram, u: Update) -> anyhow::Result<()> {
+    let engine = st
+        .engine()
+        .map_err(|_| anyhow::anyhow!("engine not loaded"))?;
+    let marker = format!("telegram:update:{}", u.id.0);
+    if st.store.marked(&marker)? {
+        return Ok(()); // processed before a restart
+    }
+    let (chat, step, callback) = match &u.kind {
+        UpdateKind::Message(m) => (m.chat.id, message_step(&engine, m), None),
+        UpdateKind::CallbackQuery(q) => {
+            let Some(m) = q.regular_message() else {
+                return Ok(());
+            };
+            let user = m.chat.id.0.to_string();
+            let step = callback_step(&engine, &user, q.data.as_deref().unwrap_or(""));
+            (m.chat.id, step, Some((q.id.clone(), m.id)))
+        }
+        _ => return Ok(()),
+    };
+    let user = chat.0.to_string();
+    if let Some((qid, mid)) = &callback {
+        // Answer the press, and take the keyboard off so it cannot be pressed again.
+        let stale = matches!(step, Step::Stale);
+        let _ = retry("answerCallbackQuery", || {
+            let r = tg.bot.answer_callback_query(qid.clone());
+            let r = if stale { r.text(STALE) } else { r };
+            async move { r.await.map(|_| ()) }
+        })
+        .await;
+        let _ = retry("editMessageReplyMarkup", || {
+            let r = tg.bot.edit_message_reply_markup(chat, *mid);
+            async move { r.await.map(|_| ()) }
+        })
+        .await;
+    }
+    let channel_only = !matches!(step, Step::Engine(_));
+    match step {
+        Step::Ignore | Step::Stale => {}
+        Step::Help => tg.say(chat, HELP, Some(persistent_keyboard())).await?,
+        Step::UnaskedContact => {
+            tg.say(
+                chat,
+                "Номер телефона нужен только для обратного звонка или записи. Я не сохранила его.",
+                None,
+            )
+            .await?
+        }
+        Step::Profile => {
+            let rows = engine
+                .graph
+                .segments
+                .iter()
+                .map(|(id, s)| {
+                    vec![InlineKeyboardButton::callback(
+                        s.label.clone().unwrap_or_else(|| id.clone()),
+                        format!("p:{id}"),
+                    )]
+                })
+                .collect::<Vec<_>>();
+            let text = "Выберите профиль. Ответы будут точнее для Вашей ситуации.";
+            tg.say(
+                chat,
+                text,
+                Some(ReplyMarkup::InlineKeyboard(InlineKeyboardMarkup::new(rows))),
+            )
+            .await?
+        }
+        Step::Privacy => {
+            let consent = st.store.consent(&format!("telegram:{user}"))?;
+            let status = match consent {
+                Some(c) if c.active() => {
+                    let when = jiff::Timestamp::from_second(c.given_at)
+                        .map(|t| {
+                            t.to_zoned(engine.hours.tz.clone())
+                                .strftime("%d.%m.%Y")
+                                .to_string()
+                        })
+                        .unwrap_or_default();
+                    format!("Вы дали согласие на обработку персональных данных {when}.")
+                }
+                Some(_) => "Вы отозвали согласие на обработку персональных данных.".into(),
+                None => "Вы не давали согласия на обработку персональных данных.".into(),
+            };
+            let text = format!("Мы храним историю разговора, чтобы оператор видел Ваш вопрос. Телефон, имя и номер заявления мы храним только с Вашего согласия и только для Вашей просьбы. В отчёты попадают обезличенные данные.\n\n{status}");
+            let markup = ReplyMarkup::InlineKeyboard(InlineKeyboardMarkup::new(vec![vec![
+                InlineKeyboardButton::callback("Отозвать согласие", "w"),
+            ]]));
+            tg.say(chat, &text, Some(markup)).await?
+        }
+        Step::Engine(inputs) => {
+            let n = inputs.len();
+            for (i, input) in inputs.into_iter().enumerate() {
+                // One update may make several turns (/start with a deep link);
+                // the marker goes with the last, each earlier one has its own.
+                let m = if i + 1 == n {
+                    marker.clone()
+                } else {
+                    format!("{marker}:{i}")
+                };
+                let e = engine.clone();
+                let u2 = user.clone();
+                let t0 = std::time::Instant::now();
+                let turn = tokio::task::spawn_blocking(move || {
+                    e.handle_once("telegram", &u2, input, Some(&m))
+                })
+                .await??;
+                let Some(turn) = turn else { continue }; // already processed before a restart
+                st.metrics
+                    .turn("telegram", &turn, t0.elapsed().as_secs_f64());
+                if turn.actions.contains(&Action::Handoff) || turn.actions.contains(&Action::Silent)
+                {
+                    st.hub.queue_changed();
+                }
+                tg.send_turn(chat, &turn, From::Bot, None).await?;
+            }
+        }
+    }
+    if channel_only {
+        st.store.mark(&marker)?;
+    }
+    Ok(())
+}
+
+/// Long polling: reads updates from the persisted offset, processes each,
+/// and persists the next offset.
+pub async fn poll(st: Arc<AppState>, tg: Arc<Telegram>) {
+    let mut shutdown = st.shutdown.clone();
+    while st.engine().is_err() {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+    if let Err(e) = retry("deleteWebhook", || tg.bot.delete_webhook().send()).await {
+        tracing::error!("telegram: cannot switch to polling: {e}");
+    }
+    let mut offset: i32 = st
+        .store
+        .meta_get(OFFSET_KEY)
+        .ok()
+        .flatten()
+        .and_then(|v| v.try_into().ok().map(i32::from_be_bytes))
+        .unwrap_or(0);
+    tracing::info!("telegram: polling from update {offset}");
+    let timeout = st.cfg.telegram.poll_timeout_s;
+    loop {
+        let updates = tokio::select! {
+            r = retry("getUpdates", || tg.bot.get_updates().offset(offset).timeout(timeout).send()) => r,
+            _ = shutdown.changed() => return,
+        };
+        let updates = match updates {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!("telegram getUpdates: {e}");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+        };
+        for u in updates {
+            let next = u.id.0 as i32 + 1;
+            if let Err(e) = process(&st, &tg, u).await {
+                tracing::error!("telegram update: {e:#}");
+            }
+            offset = offset.max(next);
+            if let Err(e) = st.store.meta_put(OFFSET_KEY, &offset.to_be_bytes()) {
+                tracing::error!("telegram offset: {e:#}");
+            }
+        }
+    }
+}
+
+/// Starts the bot if a token is configured: polling, or registers the webhook.
+pub async fn start(st: Arc<AppState>) -> anyhow::Result<()> {
+    let cfg = &st.cfg.telegram;
+    if cfg.token.is_empty() {
+        return Ok(());
+    }
+    let tg = Arc::new(Telegram::new(cfg)?);
+    if st.telegram.set(tg.clone()).is_err() {
+        anyhow::bail!("the Telegram bot is already running");
+    }
+    match cfg.mode.as_str() {
+        "polling" => {
+            tokio::spawn(poll(st.clone(), tg));
+        }
+        "webhook" => {
+            if cfg.webhook_url.is_empty() || cfg.webhook_secret.len() < 16 {
+                anyhow::bail!("telegram webhook mode needs telegram.webhook_url and a telegram.webhook_secret of 16+ characters");
+            }
+            let url = url::Url::parse(&cfg.webhook_url)?;
+            let secret = cfg.webhook_secret.clone();
+            retry("setWebhook", || {
+                tg.bot
+                    .set_webhook(url.clone())
+                    .secret_token(secret.clone())
+                    .send()
+            })
+            .await?;
+            tracing::info!("telegram: webhook at {url}");
+        }
+        other => anyhow::bail!("telegram.mode must be \"polling\" or \"webhook\", got {other:?}"),
+    }
+    Ok(())
+}
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new().route("/telegram/webhook", post(webhook))
+}
+
+async fn webhook(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let cfg = &st.cfg.telegram;
+    let Some(tg) = st.telegram.get().cloned().filter(|_| cfg.mode == "webhook") else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Вебхук Telegram не настроен.",
+        );
+    };
+    let given = headers
+        .get("x-telegram-bot-api-secret-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if given.is_empty() || given.as_bytes() != cfg.webhook_secret.as_bytes() {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Неверный секрет вебхука.",
+        );
+    }
+    let update: Update = match serde_json::from_slice(&body) {
+        Ok(u) => u,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("Неверное обновление: {e}"),
+            )
+        }
+    };
+    if let Err(e) = process(&st, &tg, update).await {
+        tracing::error!("telegram webhook update: {e:#}");
+        // 500 makes Telegram deliver it again; the id marker keeps it from running twice.
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Не удалось обработать обновление.",
+        );
+    }
+    StatusCode::OK.into_response()
+}

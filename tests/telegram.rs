@@ -1,0 +1,397 @@
+//! The Telegram channel against a Bot API double on loopback: a real axum
+//! server speaking the Bot API's JSON, which `otklik serve` polls through
+//! teloxide. A whole conversation with inline keyboards and a stale button,
+//! HTML escaping, a voice message, consent before the contact button, a 429
+//! with retry_after, a restart in the middle (offset persisted, nothing
+//! processed twice), a handoff and an operator's reply from the console.
+
+mod common;
+
+use axum::extract::{Path, State};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CHAT: i64 = 5550001;
+const TOKEN: &str = "123456:TEST-token";
+
+#[derive(Default)]
+struct Fake {
+    updates: Vec<Value>,
+    /// (method, request body)
+    calls: Vec<(String, Value)>,
+    /// sendMessage answers 429 this many times first
+    fail_send: u32,
+    /// the offsets getUpdates was called with
+    offsets: Vec<i64>,
+    next_message: i64,
+    next_update: i64,
+}
+
+type Shared = Arc<Mutex<Fake>>;
+
+fn message_json(id: i64, text: &str) -> Value {
+    json!({"message_id": id, "date": 1764140000, "chat": {"id": CHAT, "type": "private", "first_name": "Иван"},
+           "from": {"id": 777, "is_bot": true, "first_name": "Помощник", "username": "otklik_bot"}, "text": text})
+}
+
+async fn api(
+    State(f): State<Shared>,
+    Path((_bot, method)): Path<(String, String)>,
+    body: Option<Json<Value>>,
+) -> (axum::http::StatusCode, Json<Value>) {
+    let body = body.map(|b| b.0).unwrap_or(json!({}));
+    // Bot API method names are case-insensitive (teloxide sends "SendMessage").
+    let method = method.to_lowercase();
+    if method == "getupdates" {
+        let offset = body["offset"].as_i64().unwrap_or(0);
+        for _ in 0..10 {
+            {
+                let mut g = f.lock().unwrap();
+                g.offsets.push(offset);
+                let ups: Vec<Value> = g
+                    .updates
+                    .iter()
+                    .filter(|u| u["update_id"].as_i64().unwrap() >= offset)
+                    .cloned()
+                    .collect();
+                if !ups.is_empty() {
+                    return (
+                        axum::http::StatusCode::OK,
+                        Json(json!({"ok": true, "result": ups})),
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        return (
+            axum::http::StatusCode::OK,
+            Json(json!({"ok": true, "result": []})),
+        );
+    }
+    let mut g = f.lock().unwrap();
+    if method == "sendmessage" && g.fail_send > 0 {
+        g.fail_send -= 1;
+        g.calls.push(("429".into(), body));
+        return (
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            Json(
+                json!({"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 1", "parameters": {"retry_after": 1}}),
+            ),
+        );
+    }
+    g.calls.push((method.clone(), body.clone()));
+    let result = match method.as_str() {
+        "sendmessage" | "editmessagereplymarkup" => {
+            g.next_message += 1;
+            message_json(100 + g.next_message, body["text"].as_str().unwrap_or(""))
+        }
+        "getme" => {
+            json!({"id": 777, "is_bot": true, "first_name": "Помощник", "username": "otklik_bot"})
+        }
+        _ => json!(true),
+    };
+    (
+        axum::http::StatusCode::OK,
+        Json(json!({"ok": true, "result": result})),
+    )
+}
+
+fn fake_server(f: Shared) -> String {
+    let app = Router::new()
+        .route("/{bot}/{method}", post(api))
+        .with_state(f);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    format!("http://{}", rx.recv().unwrap())
+}
+
+struct Chat {
+    f: Shared,
+    seen: usize,
+}
+
+impl Chat {
+    fn push(&self, mut update: Value) {
+        let mut g = self.f.lock().unwrap();
+        g.next_update += 1;
+        update["update_id"] = json!(g.next_update);
+        g.updates.push(update);
+    }
+
+    fn user() -> Value {
+        json!({"id": CHAT, "is_bot": false, "first_name": "Иван"})
+    }
+
+    fn text(&self, t: &str) {
+        let mid = 10_000 + self.f.lock().unwrap().next_update;
+        self.push(json!({"message": {"message_id": mid, "date": 1764140000, "chat": {"id": CHAT, "type": "private", "first_name": "Иван"}, "from": Self::user(), "text": t}}));
+    }
+
+    fn message(&self, extra: Value) {
+        let mid = 10_000 + self.f.lock().unwrap().next_update;
+        let mut m = json!({"message_id": mid, "date": 1764140000, "chat": {"id": CHAT, "type": "private", "first_name": "Иван"}, "from": Self::user()});
+        for (k, v) in extra.as_object().unwrap() {
+            m[k] = v.clone();
+        }
+        self.push(json!({"message": m}));
+    }
+
+    fn press(&self, data: &str) {
+        let n = self.f.lock().unwrap().next_update;
+        self.push(json!({"callback_query": {"id": format!("cq{n}"), "from": Self::user(), "chat_instance": "ci", "data": data,
+            "message": message_json(100, "старое сообщение")}}));
+    }
+
+    /// The next call of `method` after the ones already looked at.
+    fn next(&mut self, method: &str) -> Value {
+        let t0 = Instant::now();
+        loop {
+            {
+                let g = self.f.lock().unwrap();
+                if let Some(i) = g.calls[self.seen..]
+                    .iter()
+                    .position(|(m, _)| *m == method.to_lowercase())
+                {
+                    self.seen += i + 1;
+                    return g.calls[self.seen - 1].1.clone();
+                }
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "no {method} call; calls: {:?}",
+                self.f.lock().unwrap().calls
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The next bot message (sendMessage) text and body.
+    fn reply(&mut self) -> (String, Value) {
+        let b = self.next("sendMessage");
+        (b["text"].as_str().unwrap().to_string(), b)
+    }
+
+    /// No new sendMessage during `secs`.
+    fn quiet(&mut self, secs: u64) {
+        std::thread::sleep(Duration::from_secs(secs));
+        let g = self.f.lock().unwrap();
+        let extra: Vec<_> = g.calls[self.seen..]
+            .iter()
+            .filter(|(m, _)| m == "sendmessage")
+            .collect();
+        assert!(extra.is_empty(), "unexpected messages: {extra:?}");
+    }
+}
+
+fn button(body: &Value, id_suffix: &str) -> String {
+    body["reply_markup"]["inline_keyboard"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no inline keyboard in {body}"))
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter())
+        .map(|b| b["callback_data"].as_str().unwrap().to_string())
+        .find(|d| d.ends_with(id_suffix))
+        .unwrap_or_else(|| panic!("no button ending {id_suffix} in {body}"))
+}
+
+#[test]
+fn a_telegram_conversation_end_to_end() {
+    let f: Shared = Arc::default();
+    let api = fake_server(f.clone());
+    let env = [
+        ("OTKLIK_TELEGRAM_TOKEN", TOKEN.to_string()),
+        ("OTKLIK_TELEGRAM_API_URL", api.clone()),
+        ("OTKLIK_TELEGRAM_POLL_TIMEOUT_S", "1".to_string()),
+    ];
+    let server = common::start_server(&env);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(common::wait_ready(&server.base));
+    let mut c = Chat {
+        f: f.clone(),
+        seen: 0,
+    };
+
+    c.text("/start");
+    let (t, b) = c.reply();
+    assert!(
+        t.contains("Здравствуйте") && t.contains("👋"),
+        "a friendly greeting with an emoji: {t}"
+    );
+    assert_eq!(b["parse_mode"], "HTML");
+    assert_eq!(
+        b["reply_markup"]["keyboard"][0][0]["text"], "Оператор",
+        "the persistent operator button: {b}"
+    );
+    assert_eq!(b["reply_markup"]["is_persistent"], true);
+
+    c.text("пенсия");
+    let (t, b) = c.reply();
+    assert!(t.contains("Ваш вопрос решён?"), "{t}");
+    let no = button(&b, ":no");
+    c.press(&no);
+    c.next("answerCallbackQuery");
+    c.next("editMessageReplyMarkup");
+    let (t, _) = c.reply();
+    assert!(t.contains("другими словами"), "{t}");
+    // The same button again: stale, answered, nothing else happens.
+    c.press(&no);
+    let a = c.next("answerCallbackQuery");
+    assert!(a["text"].as_str().unwrap().contains("неактуален"), "{a}");
+    c.quiet(2);
+
+    c.message(json!({"voice": {"file_id": "v1", "file_unique_id": "u1", "duration": 3}}));
+    let (t, _) = c.reply();
+    assert!(t.contains("понимаю только текст"), "{t}");
+
+    // Consent before any personal data; the contact button only after it.
+    c.text("перезвоните мне пожалуйста");
+    let (t, b) = c.reply();
+    assert!(t.contains("согласны"), "{t}");
+    assert!(
+        b["reply_markup"]["keyboard"].is_null(),
+        "no contact button before consent: {b}"
+    );
+    c.message(
+        json!({"contact": {"phone_number": "+79123456789", "first_name": "Иван", "user_id": CHAT}}),
+    );
+    let (t, _) = c.reply();
+    assert!(
+        t.contains("не сохранила"),
+        "an unasked contact is not stored: {t}"
+    );
+    c.press(&button(&b, ":yes"));
+    let (t, b) = c.reply();
+    assert!(t.contains("номер телефона"), "{t}");
+    assert_eq!(
+        b["reply_markup"]["keyboard"][0][0]["request_contact"], true,
+        "{b}"
+    );
+    c.message(
+        json!({"contact": {"phone_number": "+79123456789", "first_name": "Иван", "user_id": CHAT}}),
+    );
+    let (t, _) = c.reply();
+    assert!(t.contains("Когда Вам удобно"), "{t}");
+
+    // Restart in the middle of the form: the offset and the form survive.
+    let last_update = f.lock().unwrap().next_update;
+    let server = server.restart(&env);
+    rt.block_on(common::wait_ready(&server.base));
+    let t0 = Instant::now();
+    while !f
+        .lock()
+        .unwrap()
+        .offsets
+        .iter()
+        .rev()
+        .take(1)
+        .any(|o| *o == last_update + 1)
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "polling did not resume from the persisted offset: {:?}",
+            f.lock().unwrap().offsets
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.quiet(1); // nothing processed twice
+    c.text("завтра после 14");
+    let (t, _) = c.reply();
+    assert!(
+        t.contains("Коротко опишите"),
+        "the form goes on after the restart: {t}"
+    );
+    c.text("пропустить");
+    let (t, b) = c.reply();
+    assert!(t.contains("+79123456789"), "{t}");
+    c.press(&button(&b, ":yes"));
+    let (t, _) = c.reply();
+    assert!(t.contains("Заявка на обратный звонок принята"), "{t}");
+    let phones = f
+        .lock()
+        .unwrap()
+        .calls
+        .iter()
+        .filter(|(m, b)| {
+            m == "sendmessage" && b["text"].as_str().unwrap().contains("Когда Вам удобно")
+        })
+        .count();
+    assert_eq!(phones, 1, "no update was processed twice");
+
+    // A 429 with retry_after: the reply still arrives, once.
+    f.lock().unwrap().fail_send = 1;
+    c.text("/operator");
+    let (t, _) = c.reply();
+    assert!(t.contains("Передаю разговор оператору"), "{t}");
+    assert!(f.lock().unwrap().calls.iter().any(|(m, _)| m == "429"));
+
+    // The operator answers from the console; HTML in it is escaped.
+    rt.block_on(async {
+        let op = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .unwrap();
+        let r = op
+            .post(format!("{}/api/v1/operator/login", server.base))
+            .json(&json!({"login": "op1", "password": common::OPERATOR_PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let conv = format!(
+            "{}/api/v1/operator/conversations/telegram:{CHAT}",
+            server.base
+        );
+        assert_eq!(
+            op.post(format!("{conv}/take"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        let r = op
+            .post(format!("{conv}/reply"))
+            .json(&json!({"text": "<b>Здравствуйте</b> & добрый день"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    });
+    let (t, b) = c.reply();
+    assert!(
+        t.contains("&lt;b&gt;Здравствуйте&lt;/b&gt; &amp; добрый день"),
+        "escaped for HTML: {t}"
+    );
+    assert_eq!(b["parse_mode"], "HTML");
+    // The bot is silent while the operator holds the conversation.
+    c.text("спасибо, жду");
+    c.quiet(2);
+
+    // /privacy and /profile.
+    c.text("/privacy");
+    let (t, b) = c.reply();
+    assert!(t.contains("Вы дали согласие"), "{t}");
+    assert_eq!(
+        b["reply_markup"]["inline_keyboard"][0][0]["callback_data"],
+        "w"
+    );
+    c.text("/profile");
+    let (_, b) = c.reply();
+    button(&b, "p:senior");
+}
