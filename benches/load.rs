@@ -92,7 +92,13 @@ fn main() {
         .unwrap()
         .lines()
         .filter_map(|l| l.split_once('\t'))
-        .filter(|(i, _)| *i != "out_of_scope")
+        .filter(|(i, _)| *i != "out_of_scope" && *i != "operator_request")
+        // a handoff makes the bot silent (a person answers), which this load does not model
+        .filter(|(_, t)| {
+            !["оператор", "человек", "специалист", "сотрудник"]
+                .iter()
+                .any(|w| t.to_lowercase().contains(w))
+        })
         .map(|(_, t)| t.to_string())
         .collect();
     let data = tempfile::tempdir().unwrap();

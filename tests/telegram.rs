@@ -37,12 +37,40 @@ fn message_json(id: i64, text: &str) -> Value {
            "from": {"id": 777, "is_bot": true, "first_name": "Помощник", "username": "otklik_bot"}, "text": text})
 }
 
+/// A request body as JSON: teloxide posts JSON, or multipart when a method
+/// may carry a file (setWebhook); multipart text fields become JSON strings.
+fn body_json(bytes: &[u8]) -> Value {
+    if let Ok(v) = serde_json::from_slice(bytes) {
+        return v;
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = serde_json::Map::new();
+    for part in text
+        .split("Content-Disposition: form-data; name=\"")
+        .skip(1)
+    {
+        let Some((name, rest)) = part.split_once('"') else {
+            continue;
+        };
+        let Some((_, value)) = rest.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let value = value.split("\r\n--").next().unwrap_or("").to_string();
+        out.insert(name.to_string(), Value::String(value));
+    }
+    Value::Object(out)
+}
+
 async fn api(
     State(f): State<Shared>,
     Path((_bot, method)): Path<(String, String)>,
-    body: Option<Json<Value>>,
+    body: axum::body::Bytes,
 ) -> (axum::http::StatusCode, Json<Value>) {
-    let body = body.map(|b| b.0).unwrap_or(json!({}));
+    let body = if body.is_empty() {
+        json!({})
+    } else {
+        body_json(&body)
+    };
     // Bot API method names are case-insensitive (teloxide sends "SendMessage").
     let method = method.to_lowercase();
     if method == "getupdates" {
@@ -394,4 +422,76 @@ fn a_telegram_conversation_end_to_end() {
     c.text("/profile");
     let (_, b) = c.reply();
     button(&b, "p:senior");
+}
+
+#[test]
+fn webhook_mode_checks_the_secret() {
+    let f: Shared = Arc::default();
+    let api = fake_server(f.clone());
+    let secret = "s3cret-s3cret-s3cret";
+    let server = common::start_server(&[
+        ("OTKLIK_TELEGRAM_TOKEN", TOKEN.to_string()),
+        ("OTKLIK_TELEGRAM_API_URL", api),
+        ("OTKLIK_TELEGRAM_MODE", "webhook".to_string()),
+        (
+            "OTKLIK_TELEGRAM_WEBHOOK_URL",
+            "https://bot.example.gov.ru/telegram/webhook".to_string(),
+        ),
+        ("OTKLIK_TELEGRAM_WEBHOOK_SECRET", secret.to_string()),
+    ]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(common::wait_ready(&server.base));
+    let mut c = Chat {
+        f: f.clone(),
+        seen: 0,
+    };
+    let hook = c.next("setWebhook");
+    assert_eq!(hook["secret_token"], secret);
+    let update = json!({"update_id": 1, "message": {"message_id": 1, "date": 1764140000,
+        "chat": {"id": CHAT, "type": "private", "first_name": "Иван"}, "from": Chat::user(), "text": "/start"}});
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let url = format!("{}/telegram/webhook", server.base);
+        let r = http.post(&url).json(&update).send().await.unwrap();
+        assert_eq!(r.status(), 401, "no secret header");
+        let r = http
+            .post(&url)
+            .header("x-telegram-bot-api-secret-token", "wrong")
+            .json(&update)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "a wrong secret");
+        let r = http
+            .post(&url)
+            .header("x-telegram-bot-api-secret-token", secret)
+            .json(&update)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        // Telegram delivering the same update again: not processed twice.
+        let r = http
+            .post(&url)
+            .header("x-telegram-bot-api-secret-token", secret)
+            .json(&update)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    });
+    let (t, _) = c.reply();
+    assert!(t.contains("Здравствуйте"), "{t}");
+    c.quiet(1);
+    assert!(
+        !f.lock()
+            .unwrap()
+            .calls
+            .iter()
+            .any(|(m, _)| m == "getupdates"),
+        "no polling in webhook mode"
+    );
 }

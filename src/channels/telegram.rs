@@ -525,14 +525,20 @@ pub async fn start(st: Arc<AppState>) -> anyhow::Result<()> {
             }
             let url = url::Url::parse(&cfg.webhook_url)?;
             let secret = cfg.webhook_secret.clone();
-            retry("setWebhook", || {
-                tg.bot
-                    .set_webhook(url.clone())
-                    .secret_token(secret.clone())
-                    .send()
-            })
-            .await?;
-            tracing::info!("telegram: webhook at {url}");
+            // Registered in the background: a slow Bot API must not hold up serving.
+            tokio::spawn(async move {
+                match retry("setWebhook", || {
+                    tg.bot
+                        .set_webhook(url.clone())
+                        .secret_token(secret.clone())
+                        .send()
+                })
+                .await
+                {
+                    Ok(_) => tracing::info!("telegram: webhook at {url}"),
+                    Err(e) => tracing::error!("telegram: cannot set the webhook: {e}"),
+                }
+            });
         }
         other => anyhow::bail!("telegram.mode must be \"polling\" or \"webhook\", got {other:?}"),
     }
