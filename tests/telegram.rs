@@ -495,3 +495,55 @@ fn webhook_mode_checks_the_secret() {
         "no polling in webhook mode"
     );
 }
+
+#[test]
+fn deep_links_help_and_stop() {
+    let f: Shared = Arc::default();
+    let api = fake_server(f.clone());
+    let env = [
+        ("OTKLIK_TELEGRAM_TOKEN", TOKEN.to_string()),
+        ("OTKLIK_TELEGRAM_API_URL", api),
+        ("OTKLIK_TELEGRAM_POLL_TIMEOUT_S", "1".to_string()),
+    ];
+    let server = common::start_server(&env);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(common::wait_ready(&server.base));
+    let mut c = Chat {
+        f: f.clone(),
+        seen: 0,
+    };
+    // https://t.me/<bot>?start=segment-senior: the senior profile, no emoji.
+    c.text("/start segment-senior");
+    let (t, _) = c.reply();
+    assert!(t.contains("пенсионер"), "the profile is set: {t}");
+    let (t, _) = c.reply();
+    assert!(
+        t.contains("Здравствуйте") && !t.contains('👋'),
+        "no emoji for seniors: {t}"
+    );
+    // A topic deep link opens the intent at once, in the senior wording.
+    c.text("/start topic-pension_application");
+    let (t, _) = c.reply();
+    assert!(t.contains("Здравствуйте"), "{t}");
+    let (t, _) = c.reply();
+    assert!(
+        t.contains("раньше это был Пенсионный фонд") && t.contains("Ваш вопрос решён?"),
+        "{t}"
+    );
+    c.text("/help");
+    let (t, _) = c.reply();
+    assert!(
+        t.contains("/profile") && t.contains("/privacy") && t.contains("Оператор"),
+        "{t}"
+    );
+    c.text("/stop");
+    let (t, b) = c.reply();
+    assert!(
+        t.contains("насколько легко"),
+        "/stop closes with the rating: {t}"
+    );
+    button(&b, ":easy");
+}
