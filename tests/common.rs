@@ -147,3 +147,21 @@ pub async fn wait_ready(base: &str) {
     }
     panic!("server at {base} did not become ready");
 }
+
+/// Serves `app` (a backend double) on a free loopback port from a thread of
+/// its own; returns the address.
+pub fn serve_in_background(app: axum::Router) -> std::net::SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}

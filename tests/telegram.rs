@@ -131,19 +131,7 @@ fn fake_server(f: Shared) -> String {
     let app = Router::new()
         .route("/{bot}/{method}", post(api))
         .with_state(f);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap()).unwrap();
-            axum::serve(l, app).await.unwrap();
-        });
-    });
-    format!("http://{}", rx.recv().unwrap())
+    format!("http://{}", common::serve_in_background(app))
 }
 
 struct Chat {

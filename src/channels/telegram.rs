@@ -441,12 +441,7 @@ pub async fn process(st: &Arc<AppState>, tg: &Telegram, u: Update) -> anyhow::Re
                 })
                 .await??;
                 let Some(turn) = turn else { continue }; // already processed before a restart
-                st.metrics
-                    .turn("telegram", &turn, t0.elapsed().as_secs_f64());
-                if turn.actions.contains(&Action::Handoff) || turn.actions.contains(&Action::Silent)
-                {
-                    st.hub.queue_changed();
-                }
+                st.turn_done("telegram", &turn, t0);
                 tg.send_turn(chat, &turn, From::Bot, None).await?;
             }
         }

@@ -7,7 +7,7 @@
 
 use super::hub::Hub;
 use super::From;
-use crate::dialog::{Action, Input, Turn};
+use crate::dialog::{Input, Turn};
 use crate::http::{error, AppState};
 use crate::store::Store;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -322,10 +322,7 @@ async fn run_turn(
     let r = tokio::task::spawn_blocking(move || e.handle("web", &u, input)).await;
     match r {
         Ok(Ok(turn)) => {
-            st.metrics.turn("web", &turn, t0.elapsed().as_secs_f64());
-            if turn.actions.contains(&Action::Handoff) || turn.actions.contains(&Action::Silent) {
-                st.hub.queue_changed();
-            }
+            st.turn_done("web", &turn, t0);
             if !turn.text.is_empty() {
                 let m = turn_message(&turn, From::Bot, None);
                 let r = if live {

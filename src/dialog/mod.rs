@@ -1123,12 +1123,7 @@ impl Engine {
     }
 
     fn fill_s(&self, s: &Session, t: &str) -> String {
-        let vars = self.vars(s);
-        let mut out = t.to_string();
-        for (k, v) in vars {
-            out = out.replace(&format!("{{{k}}}"), &v);
-        }
-        out
+        fill(t, &self.vars(s))
     }
 
     /// Enters a node: says what it says and either waits or moves on.

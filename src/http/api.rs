@@ -258,10 +258,7 @@ async fn message(
     .await;
     match r {
         Ok(Ok(turn)) => {
-            st.metrics.turn(&channel, &turn, t0.elapsed().as_secs_f64());
-            if turn.actions.contains(&Action::Handoff) || turn.actions.contains(&Action::Silent) {
-                st.hub.queue_changed();
-            }
+            st.turn_done(&channel, &turn, t0);
             Json(turn).into_response()
         }
         Ok(Err(e)) => internal(format!("turn failed: {e:#}")),

@@ -139,6 +139,23 @@ impl AppState {
         Ok(e)
     }
 
+    /// After a client's turn on any channel: metrics, and the operators'
+    /// consoles told when the turn touched the queue (a handoff, or a
+    /// message in a conversation a person holds).
+    pub fn turn_done(
+        &self,
+        channel: &str,
+        turn: &crate::dialog::Turn,
+        started: std::time::Instant,
+    ) {
+        use crate::dialog::Action;
+        self.metrics
+            .turn(channel, turn, started.elapsed().as_secs_f64());
+        if turn.actions.contains(&Action::Handoff) || turn.actions.contains(&Action::Silent) {
+            self.hub.queue_changed();
+        }
+    }
+
     /// Counts a WebSocket in; `None` when the limit is reached.
     pub fn open_socket(self: &Arc<Self>) -> Option<SocketGuard> {
         let n = self.sockets.fetch_add(1, Ordering::SeqCst);
