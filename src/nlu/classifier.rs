@@ -157,14 +157,7 @@ impl LinearHead {
             .map(|((a, m), s)| (a - m) * s)
             .collect();
         let logits: Vec<f32> = (0..self.classes)
-            .map(|c| {
-                self.b[c]
-                    + self.w[c * self.dim..(c + 1) * self.dim]
-                        .iter()
-                        .zip(&z)
-                        .map(|(a, b)| a * b)
-                        .sum::<f32>()
-            })
+            .map(|c| self.b[c] + super::encoder::dot(&self.w[c * self.dim..(c + 1) * self.dim], &z))
             .collect();
         softmax(&logits, 1.0)
     }

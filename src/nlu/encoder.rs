@@ -578,10 +578,8 @@ fn read_pooling(dir: &Path) -> Result<Pooling> {
 }
 
 pub fn normalize(v: &mut [f32]) {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    let n = dot(v, v).sqrt().max(1e-12);
     v.iter_mut().for_each(|x| *x /= n);
 }
 
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
+pub use super::packed::dot;
