@@ -4,6 +4,7 @@
 //! on slices: for the dozen tokens of a chat message, candle's per-operation
 //! dispatch and thread hand-offs cost more than these loops themselves.
 
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 /// Rows of this many values or more are processed in parallel.
@@ -72,18 +73,7 @@ pub fn add_layer_norm(
     eps: f32,
 ) {
     let row = |(r, xs): (usize, &mut [f32])| {
-        if let Some(add) = add {
-            xs.iter_mut()
-                .zip(&add[r * h..(r + 1) * h])
-                .for_each(|(x, a)| *x += a);
-        }
-        let mean = sum(xs) / h as f32;
-        xs.iter_mut().for_each(|v| *v -= mean);
-        let var = dot(xs, xs) / h as f32;
-        let inv = 1.0 / (var + eps).sqrt();
-        for ((x, w), b) in xs.iter_mut().zip(w).zip(b) {
-            *x = *x * inv * w + b;
-        }
+        layer_norm_row(xs, add.map(|a| &a[r * h..(r + 1) * h]), w, b, eps)
     };
     if x.len() >= PARALLEL_MIN {
         x.par_chunks_mut(h).enumerate().for_each(row);
@@ -92,12 +82,26 @@ pub fn add_layer_norm(
     }
 }
 
+/// One row of `add_layer_norm`, compiled for AVX2 as well.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn layer_norm_row(xs: &mut [f32], add: Option<&[f32]>, w: &[f32], b: &[f32], eps: f32) {
+    if let Some(add) = add {
+        xs.iter_mut().zip(add).for_each(|(x, a)| *x += a);
+    }
+    let h = xs.len() as f32;
+    let mean = sum(xs) / h;
+    xs.iter_mut().for_each(|v| *v -= mean);
+    let var = dot(xs, xs) / h;
+    let inv = 1.0 / (var + eps).sqrt();
+    for ((x, w), b) in xs.iter_mut().zip(w).zip(b) {
+        *x = *x * inv * w + b;
+    }
+}
+
 /// Multi-head self-attention: `qkv` rows are `[q | k | v]` (3·h values);
 /// `spans[i]..spans[i+1]` are text i's tokens. Returns the context, `t × h`.
 pub fn attention(qkv: &[f32], spans: &[usize], h: usize, heads: usize) -> Vec<f32> {
     let t = qkv.len() / (3 * h);
-    let hd = h / heads;
-    let scale = 1.0 / (hd as f32).sqrt();
     let mut ctx = vec![0f32; t * h];
     // Span of every token.
     let mut span_of = vec![(0usize, 0usize); t];
@@ -108,27 +112,7 @@ pub fn attention(qkv: &[f32], spans: &[usize], h: usize, heads: usize) -> Vec<f3
     }
     let token = |(i, out): (usize, &mut [f32])| {
         let (s0, s1) = span_of[i];
-        let mut p = vec![0f32; s1 - s0];
-        for hh in 0..heads {
-            let q = &qkv[i * 3 * h + hh * hd..i * 3 * h + (hh + 1) * hd];
-            let mut mx = f32::NEG_INFINITY;
-            for (j, pj) in (s0..s1).zip(p.iter_mut()) {
-                let k = &qkv[j * 3 * h + h + hh * hd..j * 3 * h + h + (hh + 1) * hd];
-                *pj = dot(q, k) * scale;
-                mx = mx.max(*pj);
-            }
-            let mut sum = 0f32;
-            p.iter_mut().for_each(|v| {
-                *v = exp(*v - mx);
-                sum += *v;
-            });
-            let o = &mut out[hh * hd..(hh + 1) * hd];
-            for (j, pj) in (s0..s1).zip(&p) {
-                let v = &qkv[j * 3 * h + 2 * h + hh * hd..j * 3 * h + 2 * h + (hh + 1) * hd];
-                let wgt = pj / sum;
-                o.iter_mut().zip(v).for_each(|(o, v)| *o += wgt * v);
-            }
-        }
+        attention_token(qkv, i, s0..s1, h, heads, out)
     };
     if t * t * h >= PARALLEL_MIN * 8 {
         ctx.par_chunks_mut(h).enumerate().for_each(token);
@@ -136,6 +120,42 @@ pub fn attention(qkv: &[f32], spans: &[usize], h: usize, heads: usize) -> Vec<f3
         ctx.chunks_mut(h).enumerate().for_each(token);
     }
     ctx
+}
+
+/// Token `i`'s context over the keys `span`, every head (see `attention`);
+/// compiled for AVX2 as well.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn attention_token(
+    qkv: &[f32],
+    i: usize,
+    span: std::ops::Range<usize>,
+    h: usize,
+    heads: usize,
+    out: &mut [f32],
+) {
+    let hd = h / heads;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut p = vec![0f32; span.len()];
+    for hh in 0..heads {
+        let q = &qkv[i * 3 * h + hh * hd..i * 3 * h + (hh + 1) * hd];
+        let mut mx = f32::NEG_INFINITY;
+        for (j, pj) in span.clone().zip(p.iter_mut()) {
+            let k = &qkv[j * 3 * h + h + hh * hd..j * 3 * h + h + (hh + 1) * hd];
+            *pj = dot(q, k) * scale;
+            mx = mx.max(*pj);
+        }
+        let mut total = 0f32;
+        p.iter_mut().for_each(|v| {
+            *v = exp(*v - mx);
+            total += *v;
+        });
+        let o = &mut out[hh * hd..(hh + 1) * hd];
+        for (j, pj) in span.clone().zip(&p) {
+            let v = &qkv[j * 3 * h + 2 * h + hh * hd..j * 3 * h + 2 * h + (hh + 1) * hd];
+            let wgt = pj / total;
+            o.iter_mut().zip(v).for_each(|(o, v)| *o += wgt * v);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //! across threads by groups of output rows with rayon.
 
 use anyhow::{ensure, Result};
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 const QK: usize = 32;
@@ -76,35 +77,7 @@ pub fn quantize(x: &[f32], m: usize, k: usize) -> QuantizedActs {
     let mut q = vec![0i8; m * k];
     let mut d = vec![0f32; m * nb];
     let mut off = vec![0f32; m * nb];
-    // One token's row: every block gets its scale and offset.
-    let row = |((q, d), (off, x)): TokenRow| {
-        for b in 0..nb {
-            let xs = &x[b * QK..(b + 1) * QK];
-            let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let dd = amax / 127.0;
-            let id = if dd > 0.0 { 1.0 / dd } else { 0.0 };
-            // Quantise the block in a plain array (vectorised), then place
-            // its 4-byte groups in the chunk's interleaved layout.
-            let mut qb = [0i8; QK];
-            let mut sum = 0i32;
-            for (o, v) in qb.iter_mut().zip(xs) {
-                // Round half to even like the reference's lrintf, without a
-                // libm call or a saturating cast (both stop vectorisation):
-                // adding 1.5·2^23 leaves the rounded value in the mantissa.
-                let r =
-                    (((v * id).clamp(-128.0, 127.0) + 12_582_912.0).to_bits() as i32) - 0x4B40_0000;
-                *o = r as i8;
-                sum += r;
-            }
-            let chunk = &mut q[(b / CB) * CHUNK..(b / CB + 1) * CHUNK];
-            for (g, four) in qb.chunks_exact(4).enumerate() {
-                let at = interleaved((b % CB) * QK + 4 * g);
-                chunk[at..at + 4].copy_from_slice(four);
-            }
-            d[b] = dd;
-            off[b] = dd * 8.0 * sum as f32;
-        }
-    };
+    let row = |((q, d), (off, x)): TokenRow| quantize_row(q, d, off, x);
     if m * k >= PARALLEL_MIN {
         q.par_chunks_mut(k)
             .zip(d.par_chunks_mut(nb))
@@ -117,6 +90,38 @@ pub fn quantize(x: &[f32], m: usize, k: usize) -> QuantizedActs {
             .for_each(row);
     }
     QuantizedActs { q, d, off, m, k }
+}
+
+/// One token's row of `quantize`: every block gets its values, scale and
+/// offset. Compiled for AVX2 as well, picked at run time.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn quantize_row(q: &mut [i8], d: &mut [f32], off: &mut [f32], x: &[f32]) {
+    let nb = d.len();
+    for b in 0..nb {
+        let xs = &x[b * QK..(b + 1) * QK];
+        let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let dd = amax / 127.0;
+        let id = if dd > 0.0 { 1.0 / dd } else { 0.0 };
+        // Quantise the block in a plain array (vectorised), then place
+        // its 4-byte groups in the chunk's interleaved layout.
+        let mut qb = [0i8; QK];
+        let mut sum = 0i32;
+        for (o, v) in qb.iter_mut().zip(xs) {
+            // Round half to even like the reference's lrintf, without a
+            // libm call or a saturating cast (both stop vectorisation):
+            // adding 1.5·2^23 leaves the rounded value in the mantissa.
+            let r = (((v * id).clamp(-128.0, 127.0) + 12_582_912.0).to_bits() as i32) - 0x4B40_0000;
+            *o = r as i8;
+            sum += r;
+        }
+        let chunk = &mut q[(b / CB) * CHUNK..(b / CB + 1) * CHUNK];
+        for (g, four) in qb.chunks_exact(4).enumerate() {
+            let at = interleaved((b % CB) * QK + 4 * g);
+            chunk[at..at + 4].copy_from_slice(four);
+        }
+        d[b] = dd;
+        off[b] = dd * 8.0 * sum as f32;
+    }
 }
 
 /// Element-wise work below this size stays on the calling thread.
@@ -140,11 +145,13 @@ impl Q4Linear {
             d[(p * nc + c) * 8 + half * 4 + cb] =
                 half::f16::from_le_bytes([blk[0], blk[1]]).to_f32();
             let chunk = &mut w[(p * nc + c) * 2 * CHUNK..(p * nc + c + 1) * 2 * CHUNK];
-            for j in 0..16 {
-                for (i, v) in [(j, blk[2 + j] & 0x0F), (j + 16, blk[2 + j] >> 4)] {
-                    let at = interleaved(cb * QK + i);
-                    // Step s = at / 16 spans 32 bytes: this row's half, then the other's.
-                    chunk[(at / 16) * 32 + half * 16 + at % 16] = v;
+            // Weights 4g..4g+4 of the block are the low (g < 4) or high nibbles
+            // of bytes 4(g % 4)..; they go to step g, this row's half, slot cb.
+            for g in 0..8 {
+                let src = &blk[2 + 4 * (g % 4)..6 + 4 * (g % 4)];
+                let at = g * 32 + half * 16 + cb * 4;
+                for (o, &s) in chunk[at..at + 4].iter_mut().zip(src) {
+                    *o = if g < 4 { s & 0x0F } else { s >> 4 };
                 }
             }
         }
@@ -324,13 +331,25 @@ impl Q4Linear {
         }
         for u in 0..T {
             let out = &mut buf[(t + u) * (r1 - r0)..(t + u + 1) * (r1 - r0)];
+            let first = 2 * p;
+            if P == 2 && first + 4 <= r1 {
+                // Four rows at once: two horizontal adds leave [r0, r2, ·, · |
+                // r1, r3, ·, ·]; interleaving the halves gives r0..r3 in order.
+                let h = _mm256_hadd_ps(acc[0][u], acc[1][u]);
+                let h = _mm256_hadd_ps(h, h);
+                let rows4 = _mm_unpacklo_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+                let bias = _mm_loadu_ps(self.bias.as_ptr().add(first));
+                let dst = out[first - r0..first - r0 + 4].as_mut_ptr();
+                _mm_storeu_ps(dst, _mm_add_ps(rows4, bias));
+                continue;
+            }
             for (i, acc) in acc.iter().enumerate() {
                 let halves = [
                     _mm256_castps256_ps128(acc[u]),
                     _mm256_extractf128_ps(acc[u], 1),
                 ];
                 for (h, half) in halves.into_iter().enumerate() {
-                    let r = 2 * (p + i) + h;
+                    let r = first + 2 * i + h;
                     if r < r1 {
                         out[r - r0] = self.bias[r] + hsum4(half);
                     }
@@ -347,6 +366,12 @@ pub fn gelu_erf_in_place(xs: &mut [f32]) {
         xs.par_chunks_mut(4096).for_each(gelu_erf_in_place);
         return;
     }
+    gelu_slice(xs);
+}
+
+/// The body of `gelu_erf_in_place`, compiled for AVX2 as well.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn gelu_slice(xs: &mut [f32]) {
     for x in xs {
         let z = *x * std::f32::consts::FRAC_1_SQRT_2;
         let a = z.abs();
