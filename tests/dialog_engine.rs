@@ -1,11 +1,12 @@
 //! The dialog engine against real parts: the sled database across a restart
 //! and a kill -9, concurrent bookings of one slot, the HTTP status provider
-//! against a real HTTP server, and `otklik chat` driven through a pipe.
+//! against a real HTTP server, `otklik chat` driven through a pipe, and
+//! replies of marked inputs kept as undelivered until confirmed.
 
 mod common;
 
 use common::{engine_at, WORKDAY};
-use otklik::dialog::{Engine, Input, Turn};
+use otklik::dialog::{Engine, Input, PendingReply, Turn};
 use otklik::services::status::{HttpStatus, StatusProvider};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -50,6 +51,58 @@ fn a_conversation_survives_a_restart_in_the_middle_of_a_form() {
     let t = say(&e, "u1", "да");
     assert!(t.text.contains("Вы записаны"), "{}", t.text);
     assert_eq!(e.store.appointments_of("web:u1").unwrap().len(), 1);
+}
+
+#[test]
+fn a_marked_reply_stays_undelivered_until_confirmed_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = ("telegram:update:7:0", "telegram:update:7");
+    let answer = {
+        let (e, _) = engine_at(dir.path(), WORKDAY);
+        let t0 = e
+            .handle_once("telegram", "42", Input::Start, Some(first))
+            .unwrap()
+            .unwrap();
+        let t1 = e
+            .handle_once(
+                "telegram",
+                "42",
+                Input::Text("когда придёт пенсия".into()),
+                Some(second),
+            )
+            .unwrap()
+            .unwrap();
+        assert!(t1.seq > t0.seq);
+        // An unmarked turn (web) leaves nothing to deliver.
+        e.handle("web", "u1", Input::Start).unwrap();
+        t1.text
+    }; // a crash before either was sent
+    let (e, _) = engine_at(dir.path(), WORKDAY);
+    let pending = e.store.undelivered(Some("telegram:update:7")).unwrap();
+    let markers: Vec<&str> = pending.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(
+        markers,
+        [first, second],
+        "the earlier turn of the input first"
+    );
+    let p: PendingReply = serde_json::from_slice(&pending[1].1).unwrap();
+    assert_eq!(p.user, "42");
+    assert_eq!(p.turn.text, answer);
+    assert_eq!(p.seq, e.session("telegram", "42").unwrap().unwrap().turns);
+    // The input is not run again, and its reply stays until confirmed.
+    assert!(e
+        .handle_once(
+            "telegram",
+            "42",
+            Input::Text("когда придёт пенсия".into()),
+            Some(second)
+        )
+        .unwrap()
+        .is_none());
+    assert_eq!(e.store.undelivered(None).unwrap().len(), 2);
+    e.store.delivered(first).unwrap();
+    e.store.delivered(second).unwrap();
+    assert!(e.store.undelivered(None).unwrap().is_empty());
 }
 
 #[test]

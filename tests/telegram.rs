@@ -4,6 +4,8 @@
 //! HTML escaping, a voice message, consent before the contact button, a 429
 //! with retry_after, a restart in the middle (offset persisted, nothing
 //! processed twice), a handoff and an operator's reply from the console.
+//! Replies whose sending failed are not lost: delivered when the webhook
+//! update comes again, or at the next start in polling mode.
 
 mod common;
 
@@ -24,6 +26,8 @@ struct Fake {
     calls: Vec<(String, Value)>,
     /// sendMessage answers 429 this many times first
     fail_send: u32,
+    /// sendMessage answers 400 (not retried) this many times first
+    fail_hard: u32,
     /// the offsets getUpdates was called with
     offsets: Vec<i64>,
     next_message: i64,
@@ -107,6 +111,16 @@ async fn api(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
             Json(
                 json!({"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 1", "parameters": {"retry_after": 1}}),
+            ),
+        );
+    }
+    if method == "sendmessage" && g.fail_hard > 0 {
+        g.fail_hard -= 1;
+        g.calls.push(("400".into(), body));
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            Json(
+                json!({"ok": false, "error_code": 400, "description": "Bad Request: message is too long"}),
             ),
         );
     }
@@ -474,6 +488,38 @@ fn webhook_mode_checks_the_secret() {
     let (t, _) = c.reply();
     assert!(t.contains("Здравствуйте"), "{t}");
     c.quiet(1);
+
+    // The reply to an update fails to send: 500, so Telegram sends the
+    // update again; the committed reply goes out then, once, and the turn is
+    // not run twice.
+    f.lock().unwrap().fail_hard = 1;
+    let update = json!({"update_id": 2, "message": {"message_id": 2, "date": 1764140001,
+        "chat": {"id": CHAT, "type": "private", "first_name": "Иван"}, "from": Chat::user(), "text": "когда придёт пенсия"}});
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let url = format!("{}/telegram/webhook", server.base);
+        let send = || {
+            http.post(&url)
+                .header("x-telegram-bot-api-secret-token", secret)
+                .json(&update)
+                .send()
+        };
+        assert_eq!(send().await.unwrap().status(), 500, "the send failed");
+        assert_eq!(send().await.unwrap().status(), 200, "delivered now");
+        assert_eq!(send().await.unwrap().status(), 200, "nothing left to do");
+    });
+    let failed = c.next("400");
+    let (t, _) = c.reply();
+    assert_eq!(t, failed["text"].as_str().unwrap(), "the same reply");
+    c.quiet(1);
+    let texts = f
+        .lock()
+        .unwrap()
+        .calls
+        .iter()
+        .filter(|(m, b)| m == "sendmessage" && b["text"] == failed["text"])
+        .count();
+    assert_eq!(texts, 1, "sent once");
     assert!(
         !f.lock()
             .unwrap()
@@ -482,6 +528,46 @@ fn webhook_mode_checks_the_secret() {
             .any(|(m, _)| m == "getupdates"),
         "no polling in webhook mode"
     );
+}
+
+#[test]
+fn a_reply_that_failed_is_sent_at_the_next_start() {
+    let f: Shared = Arc::default();
+    let api = fake_server(f.clone());
+    let env = [
+        ("OTKLIK_TELEGRAM_TOKEN", TOKEN.to_string()),
+        ("OTKLIK_TELEGRAM_API_URL", api),
+        ("OTKLIK_TELEGRAM_POLL_TIMEOUT_S", "1".to_string()),
+    ];
+    let server = common::start_server(&env);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(common::wait_ready(&server.base));
+    let mut c = Chat {
+        f: f.clone(),
+        seen: 0,
+    };
+    c.text("/start");
+    let (t, _) = c.reply();
+    assert!(t.contains("Здравствуйте"), "{t}");
+    // The answer cannot be sent (a 400 is not retried); polling goes on.
+    f.lock().unwrap().fail_hard = 1;
+    c.text("когда придёт пенсия");
+    let failed = c.next("400");
+    c.quiet(1);
+    // After a restart the saved reply goes out, once, with its buttons.
+    let server = server.restart(&env);
+    rt.block_on(common::wait_ready(&server.base));
+    let (t, b) = c.reply();
+    assert_eq!(t, failed["text"].as_str().unwrap(), "the same reply");
+    assert_eq!(b["reply_markup"], failed["reply_markup"]);
+    c.quiet(2);
+    // The conversation goes on from there.
+    c.text("/operator");
+    let (t, _) = c.reply();
+    assert!(t.contains("Передаю разговор оператору"), "{t}");
 }
 
 #[test]

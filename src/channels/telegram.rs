@@ -6,12 +6,15 @@
 //! inline keyboards and a persistent «Оператор» button. Every update is
 //! processed exactly once: its id is committed with the turn, and the polling
 //! offset is persisted. Bot API errors (429 with retry_after, 5xx, network)
-//! are retried with backoff.
+//! are retried with backoff. A reply is committed with its turn as
+//! undelivered until sendMessage succeeds; one left over by a crash or a
+//! failed send goes out when the update comes again, at start-up, or by a
+//! periodic sweep (at least once rather than never).
 
 use super::From;
 use crate::dialog::graph::SlotType;
 use crate::dialog::session::Wait;
-use crate::dialog::{Action, Engine, Input, Turn};
+use crate::dialog::{Action, Engine, Input, PendingReply, Turn};
 use crate::http::{error, AppState};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -339,7 +342,9 @@ pub async fn process(st: &Arc<AppState>, tg: &Telegram, u: Update) -> anyhow::Re
         .map_err(|_| anyhow::anyhow!("engine not loaded"))?;
     let marker = format!("telegram:update:{}", u.id.0);
     if st.store.marked(&marker)? {
-        return Ok(()); // processed before a restart
+        // Processed before (a restart, or Telegram sending it again after a
+        // failure): only what was committed but not delivered goes out.
+        return redeliver(st, tg, Some(&marker), 0).await;
     }
     let (chat, step, callback) = match &u.kind {
         UpdateKind::Message(m) => (m.chat.id, message_step(&engine, m), None),
@@ -434,15 +439,20 @@ pub async fn process(st: &Arc<AppState>, tg: &Telegram, u: Update) -> anyhow::Re
                     format!("{marker}:{i}")
                 };
                 let e = engine.clone();
-                let u2 = user.clone();
+                let (u2, m2) = (user.clone(), m.clone());
                 let t0 = std::time::Instant::now();
                 let turn = tokio::task::spawn_blocking(move || {
-                    e.handle_once("telegram", &u2, input, Some(&m))
+                    e.handle_once("telegram", &u2, input, Some(&m2))
                 })
                 .await??;
-                let Some(turn) = turn else { continue }; // already processed before a restart
+                let Some(turn) = turn else {
+                    // Processed before a restart: deliver it if that never happened.
+                    redeliver(st, tg, Some(&m), 0).await?;
+                    continue;
+                };
                 st.turn_done("telegram", &turn, t0);
                 tg.send_turn(chat, &turn, From::Bot, None).await?;
+                st.store.delivered(&m)?;
             }
         }
     }
@@ -450,6 +460,87 @@ pub async fn process(st: &Arc<AppState>, tg: &Telegram, u: Update) -> anyhow::Re
         st.store.mark(&marker)?;
     }
     Ok(())
+}
+
+/// Sends the replies committed but not confirmed as sent — of `marker` (and
+/// its sub-markers), or all — that are at least `min_age_s` old, in order.
+async fn redeliver(
+    st: &AppState,
+    tg: &Telegram,
+    marker: Option<&str>,
+    min_age_s: i64,
+) -> anyhow::Result<()> {
+    let mut pending = st.store.undelivered(marker)?;
+    // "telegram:update:<id>[:<i>]": by update, earlier turns of one update first.
+    let order = |m: &str| {
+        let mut parts = m.rsplit(':');
+        let (last, prev) = (parts.next(), parts.next());
+        match (prev.and_then(|p| p.parse::<i64>().ok()), last) {
+            (Some(id), Some(i)) => (id, i.parse::<u64>().unwrap_or(u64::MAX)),
+            _ => (last.and_then(|l| l.parse().ok()).unwrap_or(0), u64::MAX),
+        }
+    };
+    pending.sort_by_key(|(m, _)| order(m));
+    let now = jiff::Timestamp::now().as_second();
+    for (m, bytes) in pending {
+        let p: PendingReply = match serde_json::from_slice(&bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("telegram: unreadable undelivered reply {m}: {e}");
+                st.store.delivered(&m)?;
+                continue;
+            }
+        };
+        if now - p.at < min_age_s {
+            continue; // probably still being sent by its own update
+        }
+        if now - p.at > GIVE_UP_S {
+            tracing::error!("telegram: giving up a reply undelivered for a day ({m})");
+            st.store.delivered(&m)?;
+            continue;
+        }
+        let chat = ChatId(p.user.parse()?);
+        let mut turn = p.turn;
+        turn.seq = p.seq;
+        match tg.send_turn(chat, &turn, From::Bot, None).await {
+            Ok(()) => {
+                st.store.delivered(&m)?;
+                tracing::info!("telegram: delivered a reply left undelivered ({m})");
+            }
+            // For one update the caller reports it (a webhook answers 500).
+            Err(e) if marker.is_some() => return Err(e.into()),
+            // A sweep goes on with the others and tries again later.
+            Err(e) => tracing::error!("telegram: reply {m} still undelivered: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// A reply that could not be delivered for this long is dropped (the client
+/// blocked the bot, or the message is refused for good).
+const GIVE_UP_S: i64 = 86_400;
+
+/// Replies left undelivered by a send that failed after its retries: every
+/// minute, those at least a minute old.
+async fn redelivery(st: Arc<AppState>, tg: Arc<Telegram>) {
+    let mut shutdown = st.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = redeliver(&st, &tg, None, 60).await {
+            tracing::error!("telegram redelivery: {e:#}");
+        }
+    }
+}
+
+/// At start-up: every reply a previous run left undelivered, then the sweep.
+async fn start_redelivery(st: Arc<AppState>, tg: Arc<Telegram>) {
+    if let Err(e) = redeliver(&st, &tg, None, 0).await {
+        tracing::error!("telegram redelivery: {e:#}");
+    }
+    tokio::spawn(redelivery(st, tg));
 }
 
 /// Long polling: reads updates from the persisted offset, processes each,
@@ -473,6 +564,8 @@ pub async fn poll(st: Arc<AppState>, tg: Arc<Telegram>) {
         .and_then(|v| v.try_into().ok().map(i32::from_be_bytes))
         .unwrap_or(0);
     tracing::info!("telegram: polling from update {offset}");
+    // Before new updates, so that none of them races with these replies.
+    start_redelivery(st.clone(), tg.clone()).await;
     let timeout = st.cfg.telegram.poll_timeout_s;
     loop {
         let updates = tokio::select! {
@@ -520,6 +613,7 @@ pub async fn start(st: Arc<AppState>) -> anyhow::Result<()> {
             }
             let url = url::Url::parse(&cfg.webhook_url)?;
             let secret = cfg.webhook_secret.clone();
+            tokio::spawn(start_redelivery(st.clone(), tg.clone()));
             // Registered in the background: a slow Bot API must not hold up serving.
             tokio::spawn(async move {
                 match retry("setWebhook", || {

@@ -23,7 +23,7 @@ use crate::services::{Clock, SystemClock};
 use crate::store::{Appointment, BookingError, Callback, Consent, Feedback, QueueItem, Store};
 use anyhow::{Context, Result};
 use graph::{Field, FormAction, Graph, Node, NodeKind, SlotType, Source};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use session::{ChoiceOut, Entry, Handoff, SegmentSource, Session, Wait};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -50,7 +50,7 @@ pub enum Input {
     Finish,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// The conversation waits for (or is with) a person.
@@ -66,7 +66,7 @@ pub enum Action {
 }
 
 /// What the channel renders.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Turn {
     pub text: String,
     pub choices: Vec<ChoiceOut>,
@@ -77,11 +77,22 @@ pub struct Turn {
     pub links: Vec<Link>,
     pub node: String,
     /// The client's turn count after this turn (a channel can tell a stale button by it).
-    #[serde(skip_serializing)]
+    #[serde(skip_serializing, default)]
     pub seq: u64,
     /// What happened in this turn (decision:…, handoff, intent:…), for metrics.
-    #[serde(skip_serializing)]
+    #[serde(skip_serializing, default)]
     pub events: Vec<String>,
+}
+
+/// A reply saved with a marked turn until its channel confirms delivery
+/// (`Store::undelivered`), so that a crash or a failed send does not lose it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingReply {
+    /// When the turn was committed (Unix seconds).
+    pub at: i64,
+    pub user: String,
+    pub seq: u64,
+    pub turn: Turn,
 }
 
 #[derive(Default)]
@@ -233,7 +244,7 @@ impl Engine {
         f: impl FnOnce(&Self, &mut Session) -> Result<(T, Option<LogEntry>)>,
     ) -> Result<T> {
         Ok(self
-            .with_session_marked(channel, user, None, f)?
+            .with_session_marked(channel, user, None, f, |_| Ok(None))?
             .expect("no marker, always runs"))
     }
 
@@ -245,6 +256,7 @@ impl Engine {
         user: &str,
         marker: Option<&str>,
         f: impl FnOnce(&Self, &mut Session) -> Result<(T, Option<LogEntry>)>,
+        reply: impl FnOnce(&T) -> Result<Option<Vec<u8>>>,
     ) -> Result<Option<T>> {
         let key = format!("{channel}:{user}");
         let lock = {
@@ -267,7 +279,9 @@ impl Engine {
             let (v, log) = f(self, &mut s)?;
             let over = s.history.len().saturating_sub(self.cfg.history_limit);
             s.history.drain(..over);
-            self.store.commit_turn(&key, &s, log.as_ref(), marker)?;
+            let pending = reply(&v)?;
+            self.store
+                .commit_turn(&key, &s, log.as_ref(), marker, pending.as_deref())?;
             Some(v)
         };
         drop(lock);
@@ -293,6 +307,8 @@ impl Engine {
     /// A turn for an input identified by `marker` (a Telegram update id…):
     /// the marker is saved with the turn, and an input whose marker was saved
     /// before is not processed again (None) — exactly once across restarts.
+    /// The reply is also saved as undelivered (`PendingReply`) until the
+    /// channel calls `Store::delivered` for the marker.
     pub fn handle_once(
         &self,
         channel: &str,
@@ -303,69 +319,88 @@ impl Engine {
         if !graph::CHANNELS.contains(&channel) {
             anyhow::bail!("unknown channel {channel:?} (web, telegram or voice)");
         }
-        self.with_session_marked(channel, user, marker, |e, s| {
-            let mut out = Out::default();
-            let client_text = match &input {
-                Input::Text(t) => t.clone(),
-                Input::Choice(id) => s
-                    .choices
-                    .iter()
-                    .find(|c| &c.id == id)
-                    .map(|c| c.label.clone())
-                    .unwrap_or_default(),
-                Input::Dtmf(d) => format!("[DTMF {d}]"),
-                _ => String::new(),
+        // With a marker the reply is kept until the channel confirms delivery.
+        let reply = |t: &Turn| -> Result<Option<Vec<u8>>> {
+            if marker.is_none() || t.text.is_empty() {
+                return Ok(None);
+            }
+            let p = PendingReply {
+                at: self.now(),
+                user: user.to_string(),
+                seq: t.seq,
+                turn: t.clone(),
             };
-            e.step(s, input.clone(), &mut out)?;
-            let now = e.now();
-            if !client_text.is_empty() {
-                s.history.push(Entry {
-                    who: "client".into(),
-                    text: client_text.clone(),
-                    at: now,
-                });
-            }
-            s.turns += 1;
-            let mut turn = e.render(
-                s,
-                out.texts.join("\n\n"),
-                out.choices.clone(),
-                out.actions.clone(),
-                out.links.clone(),
-            );
-            turn.events = out.events.clone();
-            if !turn.text.is_empty() {
-                s.history.push(Entry {
-                    who: "bot".into(),
-                    text: turn.text.clone(),
-                    at: now,
-                });
-            }
-            let personal = s.personal_values();
-            let log = LogEntry {
-                ts: now,
-                conversation: pseudonym(&e.salt, &s.key(), s.conversation),
-                channel: s.channel.clone(),
-                segment: s.segment.clone(),
-                node: s.node.clone(),
-                text: if out.personal_input || !matches!(input, Input::Text(_)) {
-                    if out.personal_input {
-                        "[данные]".into()
+            Ok(Some(serde_json::to_vec(&p)?))
+        };
+        self.with_session_marked(
+            channel,
+            user,
+            marker,
+            |e, s| {
+                let mut out = Out::default();
+                let client_text = match &input {
+                    Input::Text(t) => t.clone(),
+                    Input::Choice(id) => s
+                        .choices
+                        .iter()
+                        .find(|c| &c.id == id)
+                        .map(|c| c.label.clone())
+                        .unwrap_or_default(),
+                    Input::Dtmf(d) => format!("[DTMF {d}]"),
+                    _ => String::new(),
+                };
+                e.step(s, input.clone(), &mut out)?;
+                let now = e.now();
+                if !client_text.is_empty() {
+                    s.history.push(Entry {
+                        who: "client".into(),
+                        text: client_text.clone(),
+                        at: now,
+                    });
+                }
+                s.turns += 1;
+                let mut turn = e.render(
+                    s,
+                    out.texts.join("\n\n"),
+                    out.choices.clone(),
+                    out.actions.clone(),
+                    out.links.clone(),
+                );
+                turn.events = out.events.clone();
+                if !turn.text.is_empty() {
+                    s.history.push(Entry {
+                        who: "bot".into(),
+                        text: turn.text.clone(),
+                        at: now,
+                    });
+                }
+                let personal = s.personal_values();
+                let log = LogEntry {
+                    ts: now,
+                    conversation: pseudonym(&e.salt, &s.key(), s.conversation),
+                    channel: s.channel.clone(),
+                    segment: s.segment.clone(),
+                    node: s.node.clone(),
+                    text: if out.personal_input || !matches!(input, Input::Text(_)) {
+                        if out.personal_input {
+                            "[данные]".into()
+                        } else {
+                            String::new()
+                        }
                     } else {
-                        String::new()
-                    }
-                } else {
-                    anonymise(
-                        &client_text,
-                        &personal.iter().map(String::as_str).collect::<Vec<_>>(),
-                    )
-                },
-                intent: s.intent.clone(),
-                decision: s.decision.clone(),
-                events: out.events,
-            };
-            Ok((turn, Some(log)))
-        })
+                        anonymise(
+                            &client_text,
+                            &personal.iter().map(String::as_str).collect::<Vec<_>>(),
+                        )
+                    },
+                    intent: s.intent.clone(),
+                    decision: s.decision.clone(),
+                    events: out.events,
+                };
+                Ok((turn, Some(log)))
+            },
+            reply,
+        )
     }
 
     /// Enters `node` after an operator gives the conversation back.

@@ -28,6 +28,9 @@ pub struct Store {
     meta: Tree,
     outbox: Tree,
     seen: Tree,
+    /// Replies committed with a marked turn and not yet confirmed as sent,
+    /// by marker (a Telegram update id…): sent again after a crash or failure.
+    undelivered: Tree,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -165,6 +168,7 @@ impl Store {
             meta: t("meta")?,
             outbox: t("outbox")?,
             seen: t("seen")?,
+            undelivered: t("undelivered")?,
             db,
         })
     }
@@ -202,31 +206,68 @@ impl Store {
             .collect()
     }
 
-    /// Saves a turn: the session and its log entry together, then flushes, so
-    /// a turn the client saw survives a crash.
+    /// Saves a turn atomically, then flushes, so that a turn the client saw
+    /// survives a crash: the session, its log entry, and with a
+    /// `marker` (an input processed exactly once, like a Telegram update id)
+    /// the marker and the reply still to be delivered (`reply`).
     pub fn commit_turn<T: Serialize>(
         &self,
         key: &str,
         session: &T,
         log: Option<&LogEntry>,
         marker: Option<&str>,
+        reply: Option<&[u8]>,
     ) -> Result<()> {
         let s = enc(session)?;
         let l = log.map(enc).transpose()?;
         let id = self.db.generate_id()?;
-        (&self.sessions, &self.log, &self.seen)
-            .transaction(|(sessions, logt, seen)| {
+        (&self.sessions, &self.log, &self.seen, &self.undelivered)
+            .transaction(|(sessions, logt, seen, undelivered)| {
                 sessions.insert(key.as_bytes(), s.as_slice())?;
                 if let Some(l) = &l {
                     logt.insert(&id.to_be_bytes(), l.as_slice())?;
                 }
-                // an input processed exactly once (a Telegram update id…)
                 if let Some(m) = marker {
                     seen.insert(m.as_bytes(), &[1u8][..])?;
+                    if let Some(r) = reply {
+                        undelivered.insert(m.as_bytes(), r)?;
+                    }
                 }
                 Ok::<_, ConflictableTransactionError<()>>(())
             })
             .map_err(|e| anyhow::anyhow!("cannot save the conversation: {e:?}"))?;
+        self.flush()
+    }
+
+    /// Undelivered replies of `marker`'s sub-markers (`marker:…`, the earlier
+    /// turns of one input) then of `marker` itself, or all of them, in key
+    /// order, with `None`; as (marker, reply).
+    pub fn undelivered(&self, marker: Option<&str>) -> Result<Vec<(String, Vec<u8>)>> {
+        let entry = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<(String, Vec<u8>)> {
+            let (k, v) = kv?;
+            Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+        };
+        match marker {
+            None => self.undelivered.iter().map(entry).collect(),
+            Some(m) => {
+                let mut out = self
+                    .undelivered
+                    .scan_prefix(format!("{m}:"))
+                    .map(entry)
+                    .collect::<Result<Vec<_>>>()?;
+                out.extend(
+                    self.undelivered
+                        .get(m)?
+                        .map(|v| (m.to_string(), v.to_vec())),
+                );
+                Ok(out)
+            }
+        }
+    }
+
+    /// A reply was sent: it is no longer undelivered.
+    pub fn delivered(&self, marker: &str) -> Result<()> {
+        self.undelivered.remove(marker)?;
         self.flush()
     }
 
