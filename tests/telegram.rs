@@ -237,13 +237,20 @@ fn button(body: &Value, id_suffix: &str) -> String {
         .unwrap_or_else(|| panic!("no button ending {id_suffix} in {body}"))
 }
 
-#[test]
-fn a_telegram_conversation_end_to_end() {
+/// A bot polling a fresh Bot API double, with its server ready.
+struct Bot {
+    f: Shared,
+    env: [(&'static str, String); 3],
+    server: common::Server,
+    rt: tokio::runtime::Runtime,
+    c: Chat,
+}
+
+fn polling_bot() -> Bot {
     let f: Shared = Arc::default();
-    let api = fake_server(f.clone());
     let env = [
         ("OTKLIK_TELEGRAM_TOKEN", TOKEN.to_string()),
-        ("OTKLIK_TELEGRAM_API_URL", api.clone()),
+        ("OTKLIK_TELEGRAM_API_URL", fake_server(f.clone())),
         ("OTKLIK_TELEGRAM_POLL_TIMEOUT_S", "1".to_string()),
     ];
     let server = common::start_server(&env);
@@ -252,10 +259,28 @@ fn a_telegram_conversation_end_to_end() {
         .build()
         .unwrap();
     rt.block_on(common::wait_ready(&server.base));
-    let mut c = Chat {
+    let c = Chat {
         f: f.clone(),
         seen: 0,
     };
+    Bot {
+        f,
+        env,
+        server,
+        rt,
+        c,
+    }
+}
+
+#[test]
+fn a_telegram_conversation_end_to_end() {
+    let Bot {
+        f,
+        env,
+        server,
+        rt,
+        mut c,
+    } = polling_bot();
 
     c.text("/start");
     let (t, b) = c.reply();
@@ -532,23 +557,13 @@ fn webhook_mode_checks_the_secret() {
 
 #[test]
 fn a_reply_that_failed_is_sent_at_the_next_start() {
-    let f: Shared = Arc::default();
-    let api = fake_server(f.clone());
-    let env = [
-        ("OTKLIK_TELEGRAM_TOKEN", TOKEN.to_string()),
-        ("OTKLIK_TELEGRAM_API_URL", api),
-        ("OTKLIK_TELEGRAM_POLL_TIMEOUT_S", "1".to_string()),
-    ];
-    let server = common::start_server(&env);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(common::wait_ready(&server.base));
-    let mut c = Chat {
-        f: f.clone(),
-        seen: 0,
-    };
+    let Bot {
+        f,
+        env,
+        server,
+        rt,
+        mut c,
+    } = polling_bot();
     c.text("/start");
     let (t, _) = c.reply();
     assert!(t.contains("Здравствуйте"), "{t}");
@@ -572,23 +587,9 @@ fn a_reply_that_failed_is_sent_at_the_next_start() {
 
 #[test]
 fn deep_links_help_and_stop() {
-    let f: Shared = Arc::default();
-    let api = fake_server(f.clone());
-    let env = [
-        ("OTKLIK_TELEGRAM_TOKEN", TOKEN.to_string()),
-        ("OTKLIK_TELEGRAM_API_URL", api),
-        ("OTKLIK_TELEGRAM_POLL_TIMEOUT_S", "1".to_string()),
-    ];
-    let server = common::start_server(&env);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(common::wait_ready(&server.base));
-    let mut c = Chat {
-        f: f.clone(),
-        seen: 0,
-    };
+    // The server runs while `bot` lives.
+    let mut bot = polling_bot();
+    let c = &mut bot.c;
     // https://t.me/<bot>?start=segment-senior: the senior profile, no emoji.
     c.text("/start segment-senior");
     let (t, _) = c.reply();
