@@ -62,6 +62,18 @@ pub struct QuantizedActs {
 /// One token's output slots (values, scales, offsets) and its input.
 type TokenRow<'a> = ((&'a mut [i8], &'a mut [f32]), (&'a mut [f32], &'a [f32]));
 
+/// Where row pair `p`'s chunk `c` starts in `Q4Linear::w` (`nc` chunks per row).
+#[inline]
+fn weights_at(nc: usize, p: usize, c: usize) -> usize {
+    (p * nc + c) * 2 * CHUNK
+}
+
+/// Where row pair `p`'s chunk `c` starts in `Q4Linear::d` (eight scales).
+#[inline]
+fn scales_at(nc: usize, p: usize, c: usize) -> usize {
+    (p * nc + c) * 2 * CB
+}
+
 /// Position of value `i` of a chunk in its interleaved layout.
 #[inline]
 fn interleaved(i: usize) -> usize {
@@ -142,9 +154,9 @@ impl Q4Linear {
         for (b, blk) in raw.chunks_exact(18).enumerate() {
             let (row, col_blk) = (b / nb, b % nb);
             let (p, half, c, cb) = (row / 2, row % 2, col_blk / CB, col_blk % CB);
-            d[(p * nc + c) * 8 + half * 4 + cb] =
+            d[scales_at(nc, p, c) + half * 4 + cb] =
                 half::f16::from_le_bytes([blk[0], blk[1]]).to_f32();
-            let chunk = &mut w[(p * nc + c) * 2 * CHUNK..(p * nc + c + 1) * 2 * CHUNK];
+            let chunk = &mut w[weights_at(nc, p, c)..weights_at(nc, p, c) + 2 * CHUNK];
             // Weights 4g..4g+4 of the block are the low (g < 4) or high nibbles
             // of bytes 4(g % 4)..; they go to step g, this row's half, slot cb.
             for g in 0..8 {
@@ -215,7 +227,7 @@ impl Q4Linear {
             for t in 0..a.m {
                 let mut acc = 0f32;
                 for c in 0..nc {
-                    let wc = &self.w[(p * nc + c) * 2 * CHUNK..];
+                    let wc = &self.w[weights_at(nc, p, c)..];
                     let qc = &a.q[t * k + c * CHUNK..];
                     for cb in 0..CB {
                         let mut isum = 0i32;
@@ -226,7 +238,8 @@ impl Q4Linear {
                             }
                         }
                         let b = c * CB + cb;
-                        let (da, dw) = (a.d[t * nb + b], self.d[(p * nc + c) * 8 + half * 4 + cb]);
+                        let (da, dw) =
+                            (a.d[t * nb + b], self.d[scales_at(nc, p, c) + half * 4 + cb]);
                         acc += dw * (da * isum as f32 - a.off[t * nb + b]);
                     }
                 }
@@ -310,7 +323,7 @@ impl Q4Linear {
                     *av = _mm256_broadcastsi128_si256(_mm_loadu_si128(q as *const _));
                 }
                 for (i, s) in s.iter_mut().enumerate() {
-                    let w = wp.add(((p + i) * nc + c) * 2 * CHUNK + 32 * j);
+                    let w = wp.add(weights_at(nc, p + i, c) + 32 * j);
                     let wv = _mm256_loadu_si256(w as *const __m256i);
                     for (s, av) in s.iter_mut().zip(&av) {
                         *s = _mm256_add_epi16(*s, _mm256_maddubs_epi16(wv, *av));
@@ -324,7 +337,7 @@ impl Q4Linear {
                 let o = _mm256_broadcast_ps(&*(a.off.as_ptr().add(at) as *const __m128));
                 for i in 0..P {
                     let isum = _mm256_cvtepi32_ps(_mm256_madd_epi16(s[i][u], ones));
-                    let dw = _mm256_loadu_ps(dp.add(((p + i) * nc + c) * 8));
+                    let dw = _mm256_loadu_ps(dp.add(scales_at(nc, p + i, c)));
                     acc[i][u] = _mm256_fmadd_ps(_mm256_fmsub_ps(isum, da, o), dw, acc[i][u]);
                 }
             }
