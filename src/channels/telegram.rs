@@ -203,29 +203,30 @@ impl Telegram {
         } else {
             None
         };
-        retry("sendMessage", || {
-            let mut r = self
-                .bot
-                .send_message(chat, text.clone())
-                .parse_mode(ParseMode::Html);
-            if let Some(m) = markup.clone() {
-                r = r.reply_markup(m);
-            }
-            async move { r.await.map(|_| ()) }
-        })
-        .await
+        self.send_html(chat, text, markup).await
     }
 
+    /// Sends plain text (escaped here) from the channel itself.
     async fn say(
         &self,
         chat: ChatId,
         text: &str,
         markup: Option<ReplyMarkup>,
     ) -> Result<(), RequestError> {
+        self.send_html(chat, escape(text), markup).await
+    }
+
+    /// sendMessage with HTML already escaped, retried.
+    async fn send_html(
+        &self,
+        chat: ChatId,
+        html: String,
+        markup: Option<ReplyMarkup>,
+    ) -> Result<(), RequestError> {
         retry("sendMessage", || {
             let mut r = self
                 .bot
-                .send_message(chat, escape(text))
+                .send_message(chat, html.clone())
                 .parse_mode(ParseMode::Html);
             if let Some(m) = markup.clone() {
                 r = r.reply_markup(m);
