@@ -250,7 +250,7 @@ fn run(sc: &Scenario, channel: &str, file: &Path) -> Vec<String> {
             op_error = engine.take(&key, op).unwrap().err().map(|e| op_err(&e));
             None
         } else if let Some((op, text)) = &st.reply {
-            match engine.operator_reply(&key, op, text).unwrap() {
+            match engine.operator_reply(&key, op, text, None).unwrap() {
                 Ok(t) => Some(t),
                 Err(e) => {
                     op_error = Some(op_err(&e));
@@ -265,7 +265,7 @@ fn run(sc: &Scenario, channel: &str, file: &Path) -> Vec<String> {
                 .map(|e| op_err(&e));
             None
         } else if let Some(op) = &st.release {
-            match engine.release(&key, op).unwrap() {
+            match engine.release(&key, op, None).unwrap() {
                 Ok(t) => Some(t),
                 Err(e) => {
                     op_error = Some(op_err(&e));

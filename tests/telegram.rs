@@ -4,7 +4,7 @@
 //! HTML escaping, a voice message, consent before the contact button, a 429
 //! with retry_after, a restart in the middle (offset persisted, nothing
 //! processed twice), a handoff and an operator's reply from the console.
-//! Replies whose sending failed are not lost: delivered when the webhook
+//! Replies and operators' messages whose sending failed are not lost: delivered when the webhook
 //! update comes again, or at the next start in polling mode.
 
 mod common;
@@ -237,6 +237,41 @@ fn button(body: &Value, id_suffix: &str) -> String {
         .unwrap_or_else(|| panic!("no button ending {id_suffix} in {body}"))
 }
 
+/// Operator op1 («Анна») signed in to the console, on the test chat's conversation.
+struct Console {
+    http: reqwest::Client,
+    conv: String,
+}
+
+impl Console {
+    async fn sign_in(base: &str) -> Console {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .unwrap();
+        let r = http
+            .post(format!("{base}/api/v1/operator/login"))
+            .json(&json!({"login": "op1", "password": common::OPERATOR_PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let conv = format!("{base}/api/v1/operator/conversations/telegram:{CHAT}");
+        Console { http, conv }
+    }
+
+    /// POSTs to the conversation's `action`; the status and the JSON answer.
+    async fn post(&self, action: &str, body: Value) -> (u16, Value) {
+        let mut req = self.http.post(format!("{}/{action}", self.conv));
+        if !body.is_null() {
+            req = req.json(&body);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
 /// A bot polling a fresh Bot API double, with its server ready.
 struct Bot {
     f: Shared,
@@ -397,36 +432,15 @@ fn a_telegram_conversation_end_to_end() {
 
     // The operator answers from the console; HTML in it is escaped.
     rt.block_on(async {
-        let op = reqwest::Client::builder()
-            .cookie_store(true)
-            .build()
-            .unwrap();
-        let r = op
-            .post(format!("{}/api/v1/operator/login", server.base))
-            .json(&json!({"login": "op1", "password": common::OPERATOR_PASSWORD}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let conv = format!(
-            "{}/api/v1/operator/conversations/telegram:{CHAT}",
-            server.base
-        );
-        assert_eq!(
-            op.post(format!("{conv}/take"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
-        let r = op
-            .post(format!("{conv}/reply"))
-            .json(&json!({"text": "<b>Здравствуйте</b> & добрый день"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        let op = Console::sign_in(&server.base).await;
+        assert_eq!(op.post("take", json!(null)).await.0, 200);
+        let (status, body) = op
+            .post(
+                "reply",
+                json!({"text": "<b>Здравствуйте</b> & добрый день"}),
+            )
+            .await;
+        assert_eq!((status, &body["delivered"]), (200, &json!(true)), "{body}");
     });
     let (t, b) = c.reply();
     assert!(
@@ -583,6 +597,84 @@ fn a_reply_that_failed_is_sent_at_the_next_start() {
     c.text("/operator");
     let (t, _) = c.reply();
     assert!(t.contains("Передаю разговор оператору"), "{t}");
+}
+
+#[test]
+fn an_operator_message_that_failed_is_sent_later_and_in_order() {
+    let Bot {
+        f,
+        env,
+        server,
+        rt,
+        mut c,
+    } = polling_bot();
+    c.text("/start");
+    c.reply();
+    // Telegram is down from here: the bot's answer to the handoff fails...
+    f.lock().unwrap().fail_hard = 1;
+    c.text("/operator");
+    let handoff = c.next("400");
+    assert!(
+        handoff["text"]
+            .as_str()
+            .unwrap()
+            .contains("Передаю разговор оператору"),
+        "{handoff}"
+    );
+    // ...and so does the operator's message: the console is told it is
+    // saved (202), not that it failed, so the operator does not resend it.
+    f.lock().unwrap().fail_hard = 1;
+    let (status, body) = rt.block_on(async {
+        let op = Console::sign_in(&server.base).await;
+        assert_eq!(op.post("take", json!(null)).await.0, 200);
+        op.post("reply", json!({"text": "Проверю Ваше заявление и напишу."}))
+            .await
+    });
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["delivered"], false);
+    assert!(
+        body["notice"].as_str().unwrap().contains("сохранено"),
+        "{body}"
+    );
+    let failed = c.next("400");
+    assert_eq!(
+        failed["text"], "<b>Анна</b>: Проверю Ваше заявление и напишу.",
+        "signed with the operator's name"
+    );
+    // So is the next one; all three wait.
+    f.lock().unwrap().fail_hard = 1;
+    let (status, _) = rt.block_on(async {
+        let op = Console::sign_in(&server.base).await;
+        op.post("reply", json!({"text": "Нашла, пишу ответ."}))
+            .await
+    });
+    assert_eq!(status, 202);
+    c.next("400");
+    c.quiet(1);
+    // After a restart they go out once each, in the order they were written
+    // (not in the order of their keys: "telegram:out:…" < "telegram:update:…").
+    let server = server.restart(&env);
+    rt.block_on(common::wait_ready(&server.base));
+    let (t, _) = c.reply();
+    assert_eq!(t, handoff["text"].as_str().unwrap());
+    let (t, _) = c.reply();
+    assert_eq!(t, failed["text"].as_str().unwrap());
+    let (t, _) = c.reply();
+    assert_eq!(t, "<b>Анна</b>: Нашла, пишу ответ.");
+    c.quiet(2);
+    // Giving the conversation back: the bot's message is sent at once and
+    // not kept, so another restart sends nothing again.
+    let (status, body) = rt.block_on(async {
+        let op = Console::sign_in(&server.base).await;
+        op.post("release", json!(null)).await
+    });
+    assert_eq!((status, &body["delivered"]), (200, &json!(true)), "{body}");
+    let (t, _) = c.reply();
+    assert!(!t.starts_with("<b>Анна</b>"), "from the bot: {t}");
+    let server = server.restart(&env);
+    rt.block_on(common::wait_ready(&server.base));
+    c.quiet(2);
+    drop(server);
 }
 
 #[test]

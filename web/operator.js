@@ -447,8 +447,9 @@
       return;
     }
     await act(async () => {
-      await api('POST', convPath(state.selected, 'reply'), { text });
+      const res = await api('POST', convPath(state.selected, 'reply'), { text });
       ui.replyText.value = '';
+      if (res.delivered === false && res.notice) showNotice(res.notice);
       await refreshQueue();
     });
     ui.replyText.focus();
@@ -478,8 +479,10 @@
 
   ui.release.addEventListener('click', () =>
     act(async () => {
-      await api('POST', convPath(state.selected, 'release'));
-      showNotice('Разговор возвращён боту.');
+      const res = await api('POST', convPath(state.selected, 'release'));
+      showNotice(
+        res.delivered === false && res.notice ? `Разговор возвращён боту. ${res.notice}` : 'Разговор возвращён боту.'
+      );
       await refreshQueue();
     })
   );

@@ -6,8 +6,9 @@
 //! inline keyboards and a persistent «Оператор» button. Every update is
 //! processed exactly once: its id is committed with the turn, and the polling
 //! offset is persisted. Bot API errors (429 with retry_after, 5xx, network)
-//! are retried with backoff. A reply is committed with its turn as
-//! undelivered until sendMessage succeeds; one left over by a crash or a
+//! are retried with backoff. A reply (or an operator's message, see
+//! `channels::outgoing`) is committed with its turn as undelivered until
+//! sendMessage succeeds; one left over by a crash or a
 //! failed send goes out when the update comes again, at start-up, or by a
 //! periodic sweep (at least once rather than never).
 
@@ -471,27 +472,20 @@ async fn redeliver(
     marker: Option<&str>,
     min_age_s: i64,
 ) -> anyhow::Result<()> {
-    let mut pending = st.store.undelivered(marker)?;
-    // "telegram:update:<id>[:<i>]": by update, earlier turns of one update first.
-    let order = |m: &str| {
-        let mut parts = m.rsplit(':');
-        let (last, prev) = (parts.next(), parts.next());
-        match (prev.and_then(|p| p.parse::<i64>().ok()), last) {
-            (Some(id), Some(i)) => (id, i.parse::<u64>().unwrap_or(u64::MAX)),
-            _ => (last.and_then(|l| l.parse().ok()).unwrap_or(0), u64::MAX),
-        }
-    };
-    pending.sort_by_key(|(m, _)| order(m));
-    let now = jiff::Timestamp::now().as_second();
-    for (m, bytes) in pending {
-        let p: PendingReply = match serde_json::from_slice(&bytes) {
-            Ok(p) => p,
+    let mut pending = Vec::new();
+    for (m, bytes) in st.store.undelivered(marker)? {
+        match serde_json::from_slice::<PendingReply>(&bytes) {
+            Ok(p) => pending.push((m, p)),
             Err(e) => {
                 tracing::error!("telegram: unreadable undelivered reply {m}: {e}");
                 st.store.delivered(&m)?;
-                continue;
             }
-        };
+        }
+    }
+    // In the order they were committed: a client reads them as written.
+    pending.sort_by_key(|(_, p)| p.order);
+    let now = jiff::Timestamp::now().as_second();
+    for (m, p) in pending {
         if now - p.at < min_age_s {
             continue; // probably still being sent by its own update
         }
@@ -503,7 +497,11 @@ async fn redeliver(
         let chat = ChatId(p.user.parse()?);
         let mut turn = p.turn;
         turn.seq = p.seq;
-        match tg.send_turn(chat, &turn, From::Bot, None).await {
+        let from = match p.operator {
+            Some(_) => From::Operator,
+            None => From::Bot,
+        };
+        match tg.send_turn(chat, &turn, from, p.operator.as_deref()).await {
             Ok(()) => {
                 st.store.delivered(&m)?;
                 tracing::info!("telegram: delivered a reply left undelivered ({m})");

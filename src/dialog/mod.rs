@@ -93,6 +93,23 @@ pub struct PendingReply {
     pub user: String,
     pub seq: u64,
     pub turn: Turn,
+    /// Commit order across all clients (sled's monotonic id), so replies
+    /// left undelivered go out in the order they were written.
+    #[serde(default)]
+    pub order: u64,
+    /// The operator's display name when the message is an operator's.
+    #[serde(default)]
+    pub operator: Option<String>,
+}
+
+/// A turn the client did not ask for (an operator's message, the bot taking
+/// the conversation back) on a channel whose sending can fail: it is saved as
+/// undelivered under `marker`, with the turn, until the channel confirms it.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub marker: String,
+    /// The operator's display name, for an operator's message.
+    pub operator: Option<String>,
 }
 
 #[derive(Default)]
@@ -244,17 +261,19 @@ impl Engine {
         f: impl FnOnce(&Self, &mut Session) -> Result<(T, Option<LogEntry>)>,
     ) -> Result<T> {
         Ok(self
-            .with_session_marked(channel, user, None, f, |_| Ok(None))?
+            .with_session_marked(channel, user, None, None, f, |_| Ok(None))?
             .expect("no marker, always runs"))
     }
 
     /// As `with_session`, but with `marker` committed together with the turn:
     /// an input carrying a marker already committed is not run again (None).
-    fn with_session_marked<T>(
+    /// What `reply` returns is saved as undelivered under `keep`.
+    pub(crate) fn with_session_marked<T>(
         &self,
         channel: &str,
         user: &str,
         marker: Option<&str>,
+        keep: Option<&str>,
         f: impl FnOnce(&Self, &mut Session) -> Result<(T, Option<LogEntry>)>,
         reply: impl FnOnce(&T) -> Result<Option<Vec<u8>>>,
     ) -> Result<Option<T>> {
@@ -279,9 +298,13 @@ impl Engine {
             let (v, log) = f(self, &mut s)?;
             let over = s.history.len().saturating_sub(self.cfg.history_limit);
             s.history.drain(..over);
-            let pending = reply(&v)?;
+            let pending = match keep {
+                Some(k) => reply(&v)?.map(|r| (k, r)),
+                None => None,
+            };
+            let pending = pending.as_ref().map(|(k, r)| (*k, r.as_slice()));
             self.store
-                .commit_turn(&key, &s, log.as_ref(), marker, pending.as_deref())?;
+                .commit_turn(&key, &s, log.as_ref(), marker, pending)?;
             Some(v)
         };
         drop(lock);
@@ -320,21 +343,11 @@ impl Engine {
             anyhow::bail!("unknown channel {channel:?} (web, telegram or voice)");
         }
         // With a marker the reply is kept until the channel confirms delivery.
-        let reply = |t: &Turn| -> Result<Option<Vec<u8>>> {
-            if marker.is_none() || t.text.is_empty() {
-                return Ok(None);
-            }
-            let p = PendingReply {
-                at: self.now(),
-                user: user.to_string(),
-                seq: t.seq,
-                turn: t.clone(),
-            };
-            Ok(Some(serde_json::to_vec(&p)?))
-        };
+        let reply = |t: &Turn| self.pending_reply(user, t, None);
         self.with_session_marked(
             channel,
             user,
+            marker,
             marker,
             |e, s| {
                 let mut out = Out::default();
@@ -403,26 +416,64 @@ impl Engine {
         )
     }
 
-    /// Enters `node` after an operator gives the conversation back.
-    pub(crate) fn resume_at(&self, channel: &str, user: &str, node: &str) -> Result<Turn> {
-        self.with_session(channel, user, |e, s| {
-            let mut out = Out::default();
-            out.say(e.p("operator_returned"));
-            e.enter(s, node, &mut out)?;
-            let turn = e.render(
-                s,
-                out.texts.join("\n\n"),
-                out.choices,
-                out.actions,
-                out.links,
-            );
-            s.history.push(Entry {
-                who: "bot".into(),
-                text: turn.text.clone(),
-                at: e.now(),
-            });
-            Ok((turn, None))
-        })
+    /// The undelivered record of `t` for `user` (none for a silent turn).
+    pub(crate) fn pending_reply(
+        &self,
+        user: &str,
+        t: &Turn,
+        operator: Option<&str>,
+    ) -> Result<Option<Vec<u8>>> {
+        if t.text.is_empty() {
+            return Ok(None);
+        }
+        let p = PendingReply {
+            at: self.now(),
+            user: user.to_string(),
+            seq: t.seq,
+            turn: t.clone(),
+            order: self.store.next_id()?,
+            operator: operator.map(str::to_string),
+        };
+        Ok(Some(serde_json::to_vec(&p)?))
+    }
+
+    /// Enters `node` after an operator gives the conversation back; with
+    /// `out`, the turn is saved as undelivered until the channel confirms it.
+    pub(crate) fn resume_at(
+        &self,
+        channel: &str,
+        user: &str,
+        node: &str,
+        out: Option<&Outgoing>,
+    ) -> Result<Turn> {
+        let keep = out.map(|o| o.marker.as_str());
+        let reply = |t: &Turn| self.pending_reply(user, t, None);
+        let r = self.with_session_marked(
+            channel,
+            user,
+            None,
+            keep,
+            |e, s| {
+                let mut out = Out::default();
+                out.say(e.p("operator_returned"));
+                e.enter(s, node, &mut out)?;
+                let turn = e.render(
+                    s,
+                    out.texts.join("\n\n"),
+                    out.choices,
+                    out.actions,
+                    out.links,
+                );
+                s.history.push(Entry {
+                    who: "bot".into(),
+                    text: turn.text.clone(),
+                    at: e.now(),
+                });
+                Ok((turn, None))
+            },
+            reply,
+        )?;
+        Ok(r.expect("no marker, always runs"))
     }
 
     /// The last prompt again, for a client coming back (page reload, restart).

@@ -4,7 +4,7 @@
 //! appointments), the live "queue changed" WebSocket, and the console page.
 
 use super::{OperatorError, MAX_TRANSFERS};
-use crate::channels::{deliver, From};
+use crate::channels::{deliver, outgoing, Delivery, From};
 use crate::config::Config;
 use crate::http::{error, internal, AppState};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -421,17 +421,48 @@ async fn reply(
             "Ожидается JSON вида {\"text\": \"…\"}.",
         );
     };
-    let (s2, o2) = (session.clone(), op.clone());
-    match with_engine(&st, move |e| e.operator_reply(&s2, &o2, &req.text)).await {
+    let name = st.console.name(&op);
+    let out = match outgoing(&st, &session, Some(&name)) {
+        Ok(o) => o,
+        Err(e) => return internal(e),
+    };
+    let (s2, o2, out2) = (session.clone(), op.clone(), out.clone());
+    match with_engine(&st, move |e| {
+        e.operator_reply(&s2, &o2, &req.text, out2.as_ref())
+    })
+    .await
+    {
         Ok(turn) => {
             st.hub.queue_changed();
-            let name = st.console.name(&op);
-            match deliver(&st, &session, &turn, From::Operator, Some(&name)).await {
-                Ok(()) => Json(json!({"ok": true})).into_response(),
-                Err(e) => internal(e),
-            }
+            let r = deliver(
+                &st,
+                &session,
+                &turn,
+                From::Operator,
+                Some(&name),
+                out.as_ref(),
+            );
+            delivered(r.await)
         }
         Err(r) => r,
+    }
+}
+
+/// The answer to an operator whose message was sent, or saved to be sent
+/// later (202, with a notice for the console: the operator must not resend).
+fn delivered(r: anyhow::Result<Delivery>) -> Response {
+    match r {
+        Ok(Delivery::Sent) => Json(json!({"ok": true, "delivered": true})).into_response(),
+        Ok(Delivery::Later) => (
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "ok": true,
+                "delivered": false,
+                "notice": "Мессенджер сейчас не отвечает: сообщение сохранено и будет доставлено автоматически. Повторять его не нужно.",
+            })),
+        )
+            .into_response(),
+        Err(e) => internal(e),
     }
 }
 
@@ -474,14 +505,15 @@ async fn release(
     Operator(op): Operator,
     Path(session): Path<String>,
 ) -> Response {
-    let s2 = session.clone();
-    let r = with_engine(&st, move |e| e.release(&s2, &op)).await;
+    let out = match outgoing(&st, &session, None) {
+        Ok(o) => o,
+        Err(e) => return internal(e),
+    };
+    let (s2, out2) = (session.clone(), out.clone());
+    let r = with_engine(&st, move |e| e.release(&s2, &op, out2.as_ref())).await;
     st.hub.queue_changed();
     match r {
-        Ok(turn) => match deliver(&st, &session, &turn, From::Bot, None).await {
-            Ok(()) => Json(json!({"ok": true})).into_response(),
-            Err(e) => internal(e),
-        },
+        Ok(turn) => delivered(deliver(&st, &session, &turn, From::Bot, None, out.as_ref()).await),
         Err(r) => r,
     }
 }

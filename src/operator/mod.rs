@@ -6,7 +6,7 @@
 pub mod console;
 
 use crate::dialog::session::{Entry, Session, Wait};
-use crate::dialog::{Action, Engine, Turn};
+use crate::dialog::{Action, Engine, Outgoing, Turn};
 use crate::store::QueueItem;
 use anyhow::Result;
 
@@ -73,38 +73,54 @@ impl Engine {
         })
     }
 
-    /// The operator's message to the client (the turn the client's channel shows).
+    /// The operator's message to the client (the turn the client's channel
+    /// shows); with `out`, saved as undelivered until the channel confirms it.
     pub fn operator_reply(
         &self,
         session_key: &str,
         operator: &str,
         text: &str,
+        out: Option<&Outgoing>,
     ) -> Result<std::result::Result<Turn, OperatorError>> {
         let (ch, user) = split(session_key);
-        self.with_session(ch, user, |e, s| {
-            if let Err(x) = Self::holder_check(s, operator) {
-                return Ok((Err(x), None));
-            }
-            if text.trim().is_empty() {
-                return Ok((Err(OperatorError::EmptyReply), None));
-            }
-            let at = e.clock.now().as_second();
-            s.history.push(Entry {
-                who: format!("operator:{operator}"),
-                text: text.to_string(),
-                at,
-            });
-            let mut t = e.render(
-                s,
-                text.to_string(),
-                Vec::new(),
-                vec![Action::Handoff],
-                Vec::new(),
-            );
-            // An operator's own words are not restyled, only shown.
-            t.text = text.to_string();
-            Ok((Ok(t), None))
-        })
+        let keep = out.map(|o| o.marker.as_str());
+        let name = out.and_then(|o| o.operator.as_deref());
+        let reply = |r: &std::result::Result<Turn, OperatorError>| match r {
+            Ok(t) => self.pending_reply(user, t, name),
+            Err(_) => Ok(None),
+        };
+        let r = self.with_session_marked(
+            ch,
+            user,
+            None,
+            keep,
+            |e, s| {
+                if let Err(x) = Self::holder_check(s, operator) {
+                    return Ok((Err(x), None));
+                }
+                if text.trim().is_empty() {
+                    return Ok((Err(OperatorError::EmptyReply), None));
+                }
+                let at = e.clock.now().as_second();
+                s.history.push(Entry {
+                    who: format!("operator:{operator}"),
+                    text: text.to_string(),
+                    at,
+                });
+                let mut t = e.render(
+                    s,
+                    text.to_string(),
+                    Vec::new(),
+                    vec![Action::Handoff],
+                    Vec::new(),
+                );
+                // An operator's own words are not restyled, only shown.
+                t.text = text.to_string();
+                Ok((Ok(t), None))
+            },
+            reply,
+        )?;
+        Ok(r.expect("no marker, always runs"))
     }
 
     /// Passes a held conversation to another operator, at most twice.
@@ -144,11 +160,14 @@ impl Engine {
         })
     }
 
-    /// Gives the conversation back to the bot, which asks whether the question is solved.
+    /// Gives the conversation back to the bot, which asks whether the
+    /// question is solved; with `out`, that turn is saved as undelivered
+    /// until the channel confirms it.
     pub fn release(
         &self,
         session_key: &str,
         operator: &str,
+        out: Option<&Outgoing>,
     ) -> Result<std::result::Result<Turn, OperatorError>> {
         let (ch, user) = split(session_key);
         let r = self.with_session(ch, user, |e, s| {
@@ -168,7 +187,7 @@ impl Engine {
         })?;
         match r {
             Err(x) => Ok(Err(x)),
-            Ok(next) => self.resume_at(ch, user, &next).map(Ok),
+            Ok(next) => self.resume_at(ch, user, &next, out).map(Ok),
         }
     }
 }

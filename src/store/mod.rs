@@ -173,6 +173,11 @@ impl Store {
         })
     }
 
+    /// A number greater than every one given before, across restarts.
+    pub fn next_id(&self) -> Result<u64> {
+        Ok(self.db.generate_id()?)
+    }
+
     /// Makes everything written so far durable.
     pub fn flush(&self) -> Result<()> {
         self.db
@@ -207,16 +212,16 @@ impl Store {
     }
 
     /// Saves a turn atomically, then flushes, so that a turn the client saw
-    /// survives a crash: the session, its log entry, and with a
-    /// `marker` (an input processed exactly once, like a Telegram update id)
-    /// the marker and the reply still to be delivered (`reply`).
+    /// survives a crash: the session, its log entry, with a `marker` (an
+    /// input processed exactly once, like a Telegram update id) the marker,
+    /// and with `reply` (key, record) the reply still to be delivered.
     pub fn commit_turn<T: Serialize>(
         &self,
         key: &str,
         session: &T,
         log: Option<&LogEntry>,
         marker: Option<&str>,
-        reply: Option<&[u8]>,
+        reply: Option<(&str, &[u8])>,
     ) -> Result<()> {
         let s = enc(session)?;
         let l = log.map(enc).transpose()?;
@@ -229,9 +234,9 @@ impl Store {
                 }
                 if let Some(m) = marker {
                     seen.insert(m.as_bytes(), &[1u8][..])?;
-                    if let Some(r) = reply {
-                        undelivered.insert(m.as_bytes(), r)?;
-                    }
+                }
+                if let Some((k, r)) = reply {
+                    undelivered.insert(k.as_bytes(), r)?;
                 }
                 Ok::<_, ConflictableTransactionError<()>>(())
             })
