@@ -2,7 +2,7 @@
 //! server speaking the Bot API's JSON, which `otklik serve` polls through
 //! teloxide. A whole conversation with inline keyboards and a stale button,
 //! HTML escaping, a voice message, consent before the contact button, a 429
-//! with retry_after, a restart in the middle (offset persisted, nothing
+//! with retry_after, 5xx errors, a restart in the middle (offset persisted, nothing
 //! processed twice), a handoff and an operator's reply from the console.
 //! Replies and operators' messages whose sending failed are not lost: delivered when the webhook
 //! update comes again, or at the next start in polling mode.
@@ -10,6 +10,7 @@
 mod common;
 
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -28,6 +29,9 @@ struct Fake {
     fail_send: u32,
     /// sendMessage answers 400 (not retried) this many times first
     fail_hard: u32,
+    /// sendMessage answers a server error this many times first: the Bot
+    /// API's JSON 500 and a proxy's HTML 502, alternately
+    fail_5xx: u32,
     /// the offsets getUpdates was called with
     offsets: Vec<i64>,
     next_message: i64,
@@ -69,7 +73,7 @@ async fn api(
     State(f): State<Shared>,
     Path((_bot, method)): Path<(String, String)>,
     body: axum::body::Bytes,
-) -> (axum::http::StatusCode, Json<Value>) {
+) -> Response {
     let body = if body.is_empty() {
         json!({})
     } else {
@@ -90,20 +94,33 @@ async fn api(
                     .cloned()
                     .collect();
                 if !ups.is_empty() {
-                    return (
-                        axum::http::StatusCode::OK,
-                        Json(json!({"ok": true, "result": ups})),
-                    );
+                    return Json(json!({"ok": true, "result": ups})).into_response();
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        return (
-            axum::http::StatusCode::OK,
-            Json(json!({"ok": true, "result": []})),
-        );
+        return Json(json!({"ok": true, "result": []})).into_response();
     }
     let mut g = f.lock().unwrap();
+    if method == "sendmessage" && g.fail_5xx > 0 {
+        g.fail_5xx -= 1;
+        g.calls.push(("5xx".into(), body));
+        if g.fail_5xx % 2 == 1 {
+            return (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                Json(
+                    json!({"ok": false, "error_code": 500, "description": "Internal Server Error"}),
+                ),
+            )
+                .into_response();
+        }
+        return (
+            axum::http::StatusCode::BAD_GATEWAY,
+            [("content-type", "text/html")],
+            "<html><body><h1>502 Bad Gateway</h1></body></html>",
+        )
+            .into_response();
+    }
     if method == "sendmessage" && g.fail_send > 0 {
         g.fail_send -= 1;
         g.calls.push(("429".into(), body));
@@ -112,7 +129,8 @@ async fn api(
             Json(
                 json!({"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 1", "parameters": {"retry_after": 1}}),
             ),
-        );
+        )
+            .into_response();
     }
     if method == "sendmessage" && g.fail_hard > 0 {
         g.fail_hard -= 1;
@@ -122,7 +140,8 @@ async fn api(
             Json(
                 json!({"ok": false, "error_code": 400, "description": "Bad Request: message is too long"}),
             ),
-        );
+        )
+            .into_response();
     }
     g.calls.push((method.clone(), body.clone()));
     let result = match method.as_str() {
@@ -135,10 +154,7 @@ async fn api(
         }
         _ => json!(true),
     };
-    (
-        axum::http::StatusCode::OK,
-        Json(json!({"ok": true, "result": result})),
-    )
+    Json(json!({"ok": true, "result": result})).into_response()
 }
 
 fn fake_server(f: Shared) -> String {
@@ -430,7 +446,10 @@ fn a_telegram_conversation_end_to_end() {
     assert!(t.contains("Передаю разговор оператору"), "{t}");
     assert!(f.lock().unwrap().calls.iter().any(|(m, _)| m == "429"));
 
-    // The operator answers from the console; HTML in it is escaped.
+    // The operator answers from the console; HTML in it is escaped. The Bot
+    // API fails twice with server errors first (JSON 500, a proxy's HTML
+    // 502): retried, delivered once.
+    f.lock().unwrap().fail_5xx = 2;
     rt.block_on(async {
         let op = Console::sign_in(&server.base).await;
         assert_eq!(op.post("take", json!(null)).await.0, 200);
@@ -448,6 +467,14 @@ fn a_telegram_conversation_end_to_end() {
         "escaped for HTML: {t}"
     );
     assert_eq!(b["parse_mode"], "HTML");
+    let failures = f
+        .lock()
+        .unwrap()
+        .calls
+        .iter()
+        .filter(|(m, _)| m == "5xx")
+        .count();
+    assert_eq!(failures, 2, "both server errors were retried");
     // The bot is silent while the operator holds the conversation.
     c.text("спасибо, жду");
     c.quiet(2);
