@@ -499,6 +499,25 @@ async fn operators_sign_in_take_reply_and_the_client_sees_it() {
             "{p}"
         );
     }
+    // A restart signs nobody out; signing out ends only that sign-in.
+    let s = s.restart(&[]);
+    wait_ready(&s.base).await;
+    let me = |c: &reqwest::Client| c.get(format!("{}/api/v1/operator/me", s.base)).send();
+    let r = me(&op1).await.unwrap();
+    assert_eq!(r.status(), 200, "still signed in after the restart");
+    assert_eq!(r.json::<Value>().await.unwrap()["login"], "op1");
+    let r = op1
+        .post(format!("{}/api/v1/operator/logout", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(me(&op1).await.unwrap().status(), 401, "signed out");
+    assert_eq!(
+        me(&op2).await.unwrap().status(),
+        200,
+        "the other one is not"
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! The operator console: sign-in (accounts in a TOML file, argon2 password
-//! hashes, an HttpOnly session cookie), the console's JSON API under
+//! hashes, an HttpOnly session cookie whose sign-in is stored hashed, so a
+//! restart signs nobody out), the console's JSON API under
 //! `/api/v1/operator/` (queue, take, reply, transfer, release, callbacks,
 //! appointments), the live "queue changed" WebSocket, and the console page.
 
@@ -7,6 +8,7 @@ use super::{OperatorError, MAX_TRANSFERS};
 use crate::channels::{deliver, outgoing, Delivery, From};
 use crate::config::Config;
 use crate::http::{error, internal, AppState};
+use crate::store::Store;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -21,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 const PAGE: &str = include_str!("../../web/operator.html");
 const SCRIPT: &str = include_str!("../../web/operator.js");
@@ -68,7 +70,6 @@ struct AccountsFile {
 
 pub struct Console {
     accounts: HashMap<String, Account>,
-    sessions: Mutex<HashMap<String, (String, Instant)>>,
     ttl: Duration,
     secure: bool,
 }
@@ -105,7 +106,6 @@ impl Console {
         }
         Ok(Self {
             accounts,
-            sessions: Mutex::new(HashMap::new()),
             ttl: Duration::from_secs(c.session_hours * 3600),
             secure: c.secure_cookie,
         })
@@ -120,25 +120,28 @@ impl Console {
             .map(|_| a)
     }
 
-    fn open(&self, login: &str) -> String {
+    /// Signs `login` in: a new random cookie token, saved (as its hash, so a
+    /// copy of the database does not sign anyone in) to survive restarts.
+    fn open(&self, store: &Store, login: &str, now: i64) -> anyhow::Result<String> {
         let token = format!(
             "{:032x}{:032x}",
             rand::random::<u128>(),
             rand::random::<u128>()
         );
-        let mut s = self.sessions.lock().unwrap();
-        let now = Instant::now();
-        s.retain(|_, (_, exp)| *exp > now);
-        s.insert(token.clone(), (login.to_string(), now + self.ttl));
-        token
+        let expires = now + self.ttl.as_secs() as i64;
+        store.signin_put(&token_key(&token), login, expires, now)?;
+        Ok(token)
     }
 
-    /// The operator signed in with this cookie value.
-    pub fn who(&self, token: &str) -> Option<String> {
-        let s = self.sessions.lock().unwrap();
-        s.get(token)
-            .filter(|(_, exp)| *exp > Instant::now())
-            .map(|(l, _)| l.clone())
+    /// The operator signed in with this cookie value, while the account exists.
+    pub fn who(&self, store: &Store, token: &str, now: i64) -> Option<String> {
+        match store.signin_get(&token_key(token), now) {
+            Ok(login) => login.filter(|l| self.accounts.contains_key(l)),
+            Err(e) => {
+                tracing::error!("operator sign-in: {e:#}");
+                None
+            }
+        }
     }
 
     fn name(&self, login: &str) -> String {
@@ -147,6 +150,12 @@ impl Console {
             .map(|a| a.name.clone())
             .unwrap_or_else(|| login.to_string())
     }
+}
+
+/// The stored key of a sign-in token.
+fn token_key(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// A signed-in operator (the extractor answers 401 otherwise).
@@ -164,8 +173,9 @@ impl FromRequestParts<Arc<AppState>> for Operator {
     type Rejection = Response;
     async fn from_request_parts(parts: &mut Parts, st: &Arc<AppState>) -> Result<Self, Response> {
         let jar = CookieJar::from_headers(&parts.headers);
+        let now = st.clock.now().as_second();
         jar.get(COOKIE)
-            .and_then(|c| st.console.who(c.value()))
+            .and_then(|c| st.console.who(&st.store, c.value(), now))
             .map(Operator)
             .ok_or_else(unauthorized)
     }
@@ -239,7 +249,13 @@ async fn login(
             "Неверный логин или пароль.",
         );
     };
-    let token = st.console.open(&acc.login);
+    let token = match st
+        .console
+        .open(&st.store, &acc.login, st.clock.now().as_second())
+    {
+        Ok(t) => t,
+        Err(e) => return internal(e),
+    };
     let cookie = Cookie::build((COOKIE, token))
         .http_only(true)
         .same_site(SameSite::Strict)
@@ -255,7 +271,9 @@ async fn login(
 
 async fn logout(State(st): State<Arc<AppState>>, jar: CookieJar) -> Response {
     if let Some(c) = jar.get(COOKIE) {
-        st.console.sessions.lock().unwrap().remove(c.value());
+        if let Err(e) = st.store.signin_remove(&token_key(c.value())) {
+            return internal(e);
+        }
     }
     (
         jar.remove(Cookie::build(COOKIE).path("/")),

@@ -31,6 +31,9 @@ pub struct Store {
     /// Replies committed with a marked turn and not yet confirmed as sent,
     /// by marker (a Telegram update id…): sent again after a crash or failure.
     undelivered: Tree,
+    /// Operators' console sign-ins: sha256 of the cookie token → (login,
+    /// expiry), so a restart does not sign everyone out.
+    signins: Tree,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -169,6 +172,7 @@ impl Store {
             outbox: t("outbox")?,
             seen: t("seen")?,
             undelivered: t("undelivered")?,
+            signins: t("signins")?,
             db,
         })
     }
@@ -563,6 +567,33 @@ impl Store {
         self.flush()
     }
 
+    /// Saves a console sign-in (`key`: a hash of its token) valid until
+    /// `expires` (Unix seconds); drops the ones already expired.
+    pub fn signin_put(&self, key: &str, login: &str, expires: i64, now: i64) -> Result<()> {
+        for kv in self.signins.iter() {
+            let (k, v) = kv?;
+            if dec::<(String, i64)>(&v).map_or(true, |(_, exp)| exp <= now) {
+                self.signins.remove(k)?;
+            }
+        }
+        self.signins.insert(key, enc(&(login, expires))?)?;
+        self.flush()
+    }
+
+    /// The login of a sign-in still valid at `now`.
+    pub fn signin_get(&self, key: &str, now: i64) -> Result<Option<String>> {
+        let Some(v) = self.signins.get(key)? else {
+            return Ok(None);
+        };
+        let (login, expires): (String, i64) = dec(&v)?;
+        Ok((expires > now).then_some(login))
+    }
+
+    pub fn signin_remove(&self, key: &str) -> Result<()> {
+        self.signins.remove(key)?;
+        self.flush()
+    }
+
     /// Records a client's message id; false if it was seen before (a resend).
     pub fn first_sight(&self, session: &str, id: &str) -> Result<bool> {
         let key = format!("{session}\u{0}{id}");
@@ -570,5 +601,24 @@ impl Store {
             .seen
             .compare_and_swap(key.as_bytes(), None as Option<&[u8]>, Some(&[1u8][..]))?
             .is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sign_in_lasts_until_it_expires_and_expired_ones_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Store::open(dir.path()).unwrap();
+        st.signin_put("a", "op1", 100, 0).unwrap();
+        assert_eq!(st.signin_get("a", 99).unwrap().as_deref(), Some("op1"));
+        assert_eq!(st.signin_get("a", 100).unwrap(), None, "expired");
+        assert_eq!(st.signin_get("b", 0).unwrap(), None, "never signed in");
+        st.signin_put("b", "op2", 300, 150).unwrap();
+        assert_eq!(st.signins.len(), 1, "the expired one was dropped");
+        st.signin_remove("b").unwrap();
+        assert_eq!(st.signin_get("b", 150).unwrap(), None, "signed out");
     }
 }
