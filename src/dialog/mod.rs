@@ -437,43 +437,25 @@ impl Engine {
         Ok(Some(serde_json::to_vec(&p)?))
     }
 
-    /// Enters `node` after an operator gives the conversation back; with
-    /// `out`, the turn is saved as undelivered until the channel confirms it.
-    pub(crate) fn resume_at(
-        &self,
-        channel: &str,
-        user: &str,
-        node: &str,
-        out: Option<&Outgoing>,
-    ) -> Result<Turn> {
-        let keep = out.map(|o| o.marker.as_str());
-        let reply = |t: &Turn| self.pending_reply(user, t, None);
-        let r = self.with_session_marked(
-            channel,
-            user,
-            None,
-            keep,
-            |e, s| {
-                let mut out = Out::default();
-                out.say(e.p("operator_returned"));
-                e.enter(s, node, &mut out)?;
-                let turn = e.render(
-                    s,
-                    out.texts.join("\n\n"),
-                    out.choices,
-                    out.actions,
-                    out.links,
-                );
-                s.history.push(Entry {
-                    who: "bot".into(),
-                    text: turn.text.clone(),
-                    at: e.now(),
-                });
-                Ok((turn, None))
-            },
-            reply,
-        )?;
-        Ok(r.expect("no marker, always runs"))
+    /// The bot's turn when an operator gives the conversation back: it says
+    /// so and enters `node` (called inside the operator's commit).
+    pub(crate) fn returned_turn(&self, s: &mut Session, node: &str) -> Result<Turn> {
+        let mut out = Out::default();
+        out.say(self.p("operator_returned"));
+        self.enter(s, node, &mut out)?;
+        let turn = self.render(
+            s,
+            out.texts.join("\n\n"),
+            out.choices,
+            out.actions,
+            out.links,
+        );
+        s.history.push(Entry {
+            who: "bot".into(),
+            text: turn.text.clone(),
+            at: self.now(),
+        });
+        Ok(turn)
     }
 
     /// The last prompt again, for a client coming back (page reload, restart).

@@ -27,6 +27,9 @@ pub enum OperatorError {
     EmptyReply,
 }
 
+/// A turn for the client, or why the operator's action was refused.
+type Reply = std::result::Result<Turn, OperatorError>;
+
 fn split(key: &str) -> (&str, &str) {
     key.split_once(':').unwrap_or((key, ""))
 }
@@ -73,19 +76,20 @@ impl Engine {
         })
     }
 
-    /// The operator's message to the client (the turn the client's channel
-    /// shows); with `out`, saved as undelivered until the channel confirms it.
-    pub fn operator_reply(
+    /// Runs an action of the operator holding `session_key` that gives the
+    /// client a turn, committed with the session (with `out`, also as
+    /// undelivered until the channel confirms it).
+    fn holder_turn(
         &self,
         session_key: &str,
         operator: &str,
-        text: &str,
         out: Option<&Outgoing>,
-    ) -> Result<std::result::Result<Turn, OperatorError>> {
+        f: impl FnOnce(&Self, &mut Session) -> Result<Reply>,
+    ) -> Result<Reply> {
         let (ch, user) = split(session_key);
         let keep = out.map(|o| o.marker.as_str());
         let name = out.and_then(|o| o.operator.as_deref());
-        let reply = |r: &std::result::Result<Turn, OperatorError>| match r {
+        let reply = |r: &Reply| match r {
             Ok(t) => self.pending_reply(user, t, name),
             Err(_) => Ok(None),
         };
@@ -94,33 +98,45 @@ impl Engine {
             user,
             None,
             keep,
-            |e, s| {
-                if let Err(x) = Self::holder_check(s, operator) {
-                    return Ok((Err(x), None));
-                }
-                if text.trim().is_empty() {
-                    return Ok((Err(OperatorError::EmptyReply), None));
-                }
-                let at = e.clock.now().as_second();
-                s.history.push(Entry {
-                    who: format!("operator:{operator}"),
-                    text: text.to_string(),
-                    at,
-                });
-                let mut t = e.render(
-                    s,
-                    text.to_string(),
-                    Vec::new(),
-                    vec![Action::Handoff],
-                    Vec::new(),
-                );
-                // An operator's own words are not restyled, only shown.
-                t.text = text.to_string();
-                Ok((Ok(t), None))
+            |e, s| match Self::holder_check(s, operator) {
+                Err(x) => Ok((Err(x), None)),
+                Ok(()) => Ok((f(e, s)?, None)),
             },
             reply,
         )?;
         Ok(r.expect("no marker, always runs"))
+    }
+
+    /// The operator's message to the client (the turn the client's channel
+    /// shows); with `out`, saved as undelivered until the channel confirms it.
+    pub fn operator_reply(
+        &self,
+        session_key: &str,
+        operator: &str,
+        text: &str,
+        out: Option<&Outgoing>,
+    ) -> Result<Reply> {
+        self.holder_turn(session_key, operator, out, |e, s| {
+            if text.trim().is_empty() {
+                return Ok(Err(OperatorError::EmptyReply));
+            }
+            let at = e.clock.now().as_second();
+            s.history.push(Entry {
+                who: format!("operator:{operator}"),
+                text: text.to_string(),
+                at,
+            });
+            let mut t = e.render(
+                s,
+                text.to_string(),
+                Vec::new(),
+                vec![Action::Handoff],
+                Vec::new(),
+            );
+            // An operator's own words are not restyled, only shown.
+            t.text = text.to_string();
+            Ok(Ok(t))
+        })
     }
 
     /// Passes a held conversation to another operator, at most twice.
@@ -168,12 +184,9 @@ impl Engine {
         session_key: &str,
         operator: &str,
         out: Option<&Outgoing>,
-    ) -> Result<std::result::Result<Turn, OperatorError>> {
-        let (ch, user) = split(session_key);
-        let r = self.with_session(ch, user, |e, s| {
-            if let Err(x) = Self::holder_check(s, operator) {
-                return Ok((Err(x), None));
-            }
+    ) -> Result<Reply> {
+        // One commit: the conversation back with the bot and the bot's turn.
+        self.holder_turn(session_key, operator, out, |e, s| {
             s.handoff = None;
             e.store.queue_remove(session_key)?;
             let g = e.graph.clone();
@@ -183,11 +196,7 @@ impl Engine {
                 .clone()
                 .unwrap_or_else(|| g.classify.clone());
             s.wait = Wait::Node;
-            Ok((Ok(next), None))
-        })?;
-        match r {
-            Err(x) => Ok(Err(x)),
-            Ok(next) => self.resume_at(ch, user, &next, out).map(Ok),
-        }
+            Ok(Ok(e.returned_turn(s, &next)?))
+        })
     }
 }
