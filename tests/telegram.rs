@@ -102,46 +102,11 @@ async fn api(
         return Json(json!({"ok": true, "result": []})).into_response();
     }
     let mut g = f.lock().unwrap();
-    if method == "sendmessage" && g.fail_5xx > 0 {
-        g.fail_5xx -= 1;
-        g.calls.push(("5xx".into(), body));
-        if g.fail_5xx % 2 == 1 {
-            return (
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                Json(
-                    json!({"ok": false, "error_code": 500, "description": "Internal Server Error"}),
-                ),
-            )
-                .into_response();
+    if method == "sendmessage" {
+        if let Some((label, refused)) = refusal(&mut g) {
+            g.calls.push((label.into(), body));
+            return refused;
         }
-        return (
-            axum::http::StatusCode::BAD_GATEWAY,
-            [("content-type", "text/html")],
-            "<html><body><h1>502 Bad Gateway</h1></body></html>",
-        )
-            .into_response();
-    }
-    if method == "sendmessage" && g.fail_send > 0 {
-        g.fail_send -= 1;
-        g.calls.push(("429".into(), body));
-        return (
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            Json(
-                json!({"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 1", "parameters": {"retry_after": 1}}),
-            ),
-        )
-            .into_response();
-    }
-    if method == "sendmessage" && g.fail_hard > 0 {
-        g.fail_hard -= 1;
-        g.calls.push(("400".into(), body));
-        return (
-            axum::http::StatusCode::BAD_REQUEST,
-            Json(
-                json!({"ok": false, "error_code": 400, "description": "Bad Request: message is too long"}),
-            ),
-        )
-            .into_response();
     }
     g.calls.push((method.clone(), body.clone()));
     let result = match method.as_str() {
@@ -155,6 +120,57 @@ async fn api(
         _ => json!(true),
     };
     Json(json!({"ok": true, "result": result})).into_response()
+}
+
+/// The refusal due for the next sendMessage, if any: the label recorded in
+/// `calls` instead of the method, and the answer.
+fn refusal(g: &mut Fake) -> Option<(&'static str, Response)> {
+    use axum::http::StatusCode;
+    let api_error = |status: StatusCode, description: &str, extra: Value| {
+        let mut body =
+            json!({"ok": false, "error_code": status.as_u16(), "description": description});
+        if !extra.is_null() {
+            body["parameters"] = extra;
+        }
+        (status, Json(body)).into_response()
+    };
+    if g.fail_5xx > 0 {
+        g.fail_5xx -= 1;
+        let r = if g.fail_5xx % 2 == 1 {
+            api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal Server Error",
+                Value::Null,
+            )
+        } else {
+            (
+                StatusCode::BAD_GATEWAY,
+                [("content-type", "text/html")],
+                "<html><body><h1>502 Bad Gateway</h1></body></html>",
+            )
+                .into_response()
+        };
+        return Some(("5xx", r));
+    }
+    if g.fail_send > 0 {
+        g.fail_send -= 1;
+        let r = api_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too Many Requests: retry after 1",
+            json!({"retry_after": 1}),
+        );
+        return Some(("429", r));
+    }
+    if g.fail_hard > 0 {
+        g.fail_hard -= 1;
+        let r = api_error(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: message is too long",
+            Value::Null,
+        );
+        return Some(("400", r));
+    }
+    None
 }
 
 fn fake_server(f: Shared) -> String {

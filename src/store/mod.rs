@@ -28,8 +28,9 @@ pub struct Store {
     meta: Tree,
     outbox: Tree,
     seen: Tree,
-    /// Replies committed with a marked turn and not yet confirmed as sent,
-    /// by marker (a Telegram update id…): sent again after a crash or failure.
+    /// Replies committed with their turn and not yet confirmed as sent, by
+    /// marker (a Telegram update id, or an operator's message's
+    /// `telegram:out:<id>`): sent again after a crash or failure.
     undelivered: Tree,
     /// Operators' console sign-ins: sha256 of the cookie token → (login,
     /// expiry), so a restart does not sign everyone out.
