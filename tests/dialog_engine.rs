@@ -88,7 +88,13 @@ fn a_marked_reply_stays_undelivered_until_confirmed_across_a_restart() {
     let p: PendingReply = serde_json::from_slice(&pending[1].1).unwrap();
     assert_eq!(p.user, "42");
     assert_eq!(p.turn.text, answer);
-    assert_eq!(p.seq, e.session("telegram", "42").unwrap().unwrap().turns);
+    assert_eq!(
+        p.seq,
+        e.session(&otklik::store::SessionKey::new("telegram", "42"))
+            .unwrap()
+            .unwrap()
+            .turns
+    );
     // The input is not run again, and its reply stays until confirmed.
     assert!(e
         .handle_once(
@@ -321,7 +327,10 @@ fn kill_9_during_writes_loses_no_completed_turn() {
     child.wait().unwrap();
     let _ = writer.join();
     let (e, _) = engine_at(dir.path(), WORKDAY);
-    let s = e.session("web", "crash").unwrap().expect("session stored");
+    let s = e
+        .session(&otklik::store::SessionKey::new("web", "crash"))
+        .unwrap()
+        .expect("session stored");
     assert!(
         s.turns as usize > seen,
         "{} turns stored, {} replies were printed",
@@ -338,7 +347,10 @@ fn kill_9_during_writes_loses_no_completed_turn() {
         .unwrap();
     assert!(!t.text.is_empty());
     assert_eq!(
-        e.session("web", "crash").unwrap().unwrap().turns,
+        e.session(&otklik::store::SessionKey::new("web", "crash"))
+            .unwrap()
+            .unwrap()
+            .turns,
         s.turns + 1
     );
 }
@@ -374,7 +386,8 @@ fn generic_transitions_of_a_custom_graph() {
         Graph::from_sources(&[("main.yaml".into(), text)], &ids).unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
     let cfg = common::config_with_data(dir.path());
-    let store = otklik::store::Store::open(dir.path()).unwrap();
+    let store: std::sync::Arc<dyn otklik::store::Storage> =
+        std::sync::Arc::new(otklik::store::Store::open(dir.path()).unwrap());
     let status = otklik::services::status::provider(&cfg.status, &store).unwrap();
     let clock = std::sync::Arc::new(otklik::services::FixedClock::new(WORKDAY.parse().unwrap()));
     let e = Engine::with_parts(&cfg, nlu, graph, store, status, clock).unwrap();

@@ -68,10 +68,10 @@ proptest! {
     ) {
         let (e, _) = engine();
         for inp in inputs {
-            let before = e.session(channel, &user).unwrap().map(|s| s.turns).unwrap_or(0);
+            let before = e.session(&otklik::store::SessionKey::new(channel, user.as_str())).unwrap().map(|s| s.turns).unwrap_or(0);
             let r = e.handle(channel, &user, inp.clone());
             prop_assert!(r.is_ok(), "{inp:?} failed: {:?}", r.err());
-            let after = e.session(channel, &user).unwrap().unwrap();
+            let after = e.session(&otklik::store::SessionKey::new(channel, user.as_str())).unwrap().unwrap();
             prop_assert_eq!(after.turns, before + 1, "one input, one saved turn ({:?})", inp);
             let t = r.unwrap();
             if channel == "voice" {

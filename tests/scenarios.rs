@@ -8,10 +8,11 @@
 mod common;
 
 use otklik::dialog::style::has_emoji;
-use otklik::dialog::{Engine, Input, Turn};
+use otklik::dialog::{Engine, Input, Keep, Turn};
 use otklik::nlu::Nlu;
 use otklik::operator::OperatorError;
 use otklik::services::FixedClock;
+use otklik::store::SessionKey;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -172,17 +173,16 @@ fn store_value(engine: &Engine, user: &str, what: &str) -> String {
             .join(","),
         "queue" => st.queue().unwrap().len().to_string(),
         "transfers" => engine
-            .session(
-                user.split(':').next().unwrap(),
-                user.split(':').nth(1).unwrap(),
-            )
+            .session(&SessionKey::parse(user).unwrap())
             .unwrap()
             .unwrap()
             .transfers
             .to_string(),
         "history_has_personal" => {
-            let (c, u) = user.split_once(':').unwrap();
-            let s = engine.session(c, u).unwrap().unwrap();
+            let s = engine
+                .session(&SessionKey::parse(user).unwrap())
+                .unwrap()
+                .unwrap();
             s.history
                 .iter()
                 .any(|e| e.text.contains("912") || e.text.contains("Петров"))
@@ -206,7 +206,9 @@ fn run(sc: &Scenario, channel: &str, file: &Path) -> Vec<String> {
     let clock = Arc::new(FixedClock::new(ts(&sc.now)));
     let engine = Engine::new(&cfg, nlu(), clock.clone()).expect("engine");
     let user = "citizen";
-    let key = format!("{channel}:{user}");
+    let key = SessionKey::new(channel, user);
+    // The scenarios check the engine alone: no channel keeps anything.
+    let no_keep = |_: &Turn| Ok(Keep::default());
     let mut errors = Vec::new();
     if let Some(seg) = &sc.segment {
         engine
@@ -250,8 +252,8 @@ fn run(sc: &Scenario, channel: &str, file: &Path) -> Vec<String> {
             op_error = engine.take(&key, op).unwrap().err().map(|e| op_err(&e));
             None
         } else if let Some((op, text)) = &st.reply {
-            match engine.operator_reply(&key, op, text, None).unwrap() {
-                Ok(t) => Some(t),
+            match engine.operator_reply(&key, op, text, &no_keep).unwrap() {
+                Ok((t, _, _)) => Some(t),
                 Err(e) => {
                     op_error = Some(op_err(&e));
                     None
@@ -265,8 +267,8 @@ fn run(sc: &Scenario, channel: &str, file: &Path) -> Vec<String> {
                 .map(|e| op_err(&e));
             None
         } else if let Some(op) = &st.release {
-            match engine.release(&key, op, None).unwrap() {
-                Ok(t) => Some(t),
+            match engine.release(&key, op, &no_keep).unwrap() {
+                Ok((t, _, _)) => Some(t),
                 Err(e) => {
                     op_error = Some(op_err(&e));
                     None
@@ -378,7 +380,7 @@ fn run(sc: &Scenario, channel: &str, file: &Path) -> Vec<String> {
         }
         if let Some(checks) = &e.store {
             for (k, v) in checks {
-                let got = store_value(&engine, &key, k);
+                let got = store_value(&engine, &key.to_string(), k);
                 if &got != v {
                     fail(format!("store {k} = {got:?}, expected {v:?}"));
                 }

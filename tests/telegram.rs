@@ -307,19 +307,25 @@ impl Console {
 /// A bot polling a fresh Bot API double, with its server ready.
 struct Bot {
     f: Shared,
-    env: [(&'static str, String); 3],
+    env: Vec<(&'static str, String)>,
     server: common::Server,
     rt: tokio::runtime::Runtime,
     c: Chat,
 }
 
 fn polling_bot() -> Bot {
+    polling_bot_with(&[])
+}
+
+/// A polling bot with more settings.
+fn polling_bot_with(extra: &[(&'static str, String)]) -> Bot {
     let f: Shared = Arc::default();
-    let env = [
+    let mut env = vec![
         ("OTKLIK_TELEGRAM_TOKEN", TOKEN.to_string()),
         ("OTKLIK_TELEGRAM_API_URL", fake_server(f.clone())),
         ("OTKLIK_TELEGRAM_POLL_TIMEOUT_S", "1".to_string()),
     ];
+    env.extend(extra.iter().cloned());
     let server = common::start_server(&env);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -756,4 +762,68 @@ fn deep_links_help_and_stop() {
         "/stop closes with the rating: {t}"
     );
     button(&b, ":easy");
+}
+
+#[test]
+fn the_conversation_rate_limit_holds_on_telegram() {
+    let Bot { server, mut c, .. } =
+        polling_bot_with(&[("OTKLIK_HTTP_MESSAGES_PER_MINUTE", "3".into())]);
+    c.text("/start");
+    c.reply();
+    for _ in 0..2 {
+        c.text("пенсия");
+        let (t, _) = c.reply();
+        assert!(t.contains("Ваш вопрос решён?"), "{t}");
+    }
+    c.text("пенсия");
+    let (t, _) = c.reply();
+    assert!(t.contains("Слишком много сообщений"), "{t}");
+    c.quiet(1);
+    drop(server);
+}
+
+/// A reply holding the client's phone that could not be sent, then
+/// «отзываю согласие»: what goes out after the restart no longer has it.
+#[test]
+fn consent_withdrawal_scrubs_replies_not_yet_delivered() {
+    let Bot {
+        f,
+        env,
+        server,
+        rt,
+        mut c,
+    } = polling_bot();
+    c.text("/start");
+    c.reply();
+    c.text("перезвоните мне пожалуйста");
+    c.reply();
+    c.text("да, согласен");
+    c.reply();
+    c.text("+7 (912) 345-67-89");
+    c.reply();
+    c.text("завтра после 14");
+    c.reply();
+    c.text("пропустить");
+    let (t, _) = c.reply();
+    assert!(t.contains("+79123456789"), "{t}");
+    // Telegram refuses the confirmation, which repeats the phone.
+    f.lock().unwrap().fail_hard = 1;
+    c.text("да");
+    let failed = c.next("400");
+    assert!(
+        failed["text"].as_str().unwrap().contains("принята"),
+        "{failed}"
+    );
+    c.text("отзываю согласие на обработку персональных данных");
+    let (t, _) = c.reply();
+    assert!(t.contains("Согласие отозвано"), "{t}");
+    let server = server.restart(&env);
+    rt.block_on(common::wait_ready(&server.base));
+    let (t, _) = c.reply();
+    assert!(t.contains("принята"), "the kept reply still goes out: {t}");
+    assert!(
+        !t.contains("912") && !t.contains("345"),
+        "without the phone: {t}"
+    );
+    c.quiet(1);
 }

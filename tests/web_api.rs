@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{start_server, wait_ready, ADMIN_TOKEN, OPERATOR_PASSWORD};
+use common::{start_server, wait_ready, ADMIN_TOKEN, OPERATOR_PASSWORD, PORTAL_KEY};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -187,6 +187,7 @@ async fn rest_api_openapi_metrics_and_reload() {
     let c = reqwest::Client::new();
     let post = |body: Value| {
         c.post(format!("{}/api/v1/messages", s.base))
+            .bearer_auth(PORTAL_KEY)
             .json(&body)
             .send()
     };
@@ -254,7 +255,8 @@ async fn rest_api_openapi_metrics_and_reload() {
         .text()
         .await
         .unwrap();
-    assert!(m.contains("otklik_turns_total{channel=\"web\"} 3"), "{m}");
+    // The REST API is a channel of its own (its conversations are api:…).
+    assert!(m.contains("otklik_turns_total{channel=\"api\"} 3"), "{m}");
     assert!(
         m.contains("otklik_decisions_total{decision=\"answer\"}"),
         "{m}"
@@ -262,7 +264,8 @@ async fn rest_api_openapi_metrics_and_reload() {
     assert!(m.contains("otklik_turn_latency_seconds_bucket"), "{m}");
 
     // Reading a conversation needs the admin token (or an operator).
-    let url = format!("{}/api/v1/conversations/web:rest1", s.base);
+    // (an integration's conversations live in its own namespace)
+    let url = format!("{}/api/v1/conversations/api:portal:rest1", s.base);
     assert_eq!(c.get(&url).send().await.unwrap().status(), 401);
     let conv: Value = c
         .get(&url)
@@ -527,6 +530,7 @@ async fn sigterm_finishes_and_flushes() {
     let c = reqwest::Client::new();
     let r = c
         .post(format!("{}/api/v1/messages", s.base))
+        .bearer_auth(PORTAL_KEY)
         .json(&json!({"user": "term", "text": "пенсия"}))
         .send()
         .await
@@ -549,7 +553,9 @@ async fn sigterm_finishes_and_flushes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(status.success(), "{status:?}");
-    let store = otklik::store::Store::open(s.data_path()).unwrap();
-    let sess: Option<otklik::dialog::session::Session> = store.session("web:term").unwrap();
+    let store: std::sync::Arc<dyn otklik::store::Storage> =
+        std::sync::Arc::new(otklik::store::Store::open(s.data_path()).unwrap());
+    let key = otklik::store::SessionKey::new("api", "portal:term");
+    let sess: Option<otklik::dialog::session::Session> = store.session(&key).unwrap();
     assert_eq!(sess.unwrap().intent.as_deref(), Some("pension_application"));
 }

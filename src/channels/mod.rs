@@ -1,101 +1,99 @@
-//! Channel adapters: each turns its input into an engine input and renders
-//! the engine's turns. `hub` delivers messages to whoever is connected (web
-//! chat sockets, operator consoles); `web` is the web chat. A message that
-//! does not come from the client's own turn (an operator's reply, the bot
-//! taking the conversation back) goes through `deliver`, which knows how each
-//! channel reaches its client.
+//! Channels: thin adapters between a client's medium and the engine. Each
+//! implements `Channel`: it names itself, says what must be committed with a
+//! turn so that the reply survives a crash until it is delivered (`keep`),
+//! delivers committed turns (`deliver`), redelivers what a previous run
+//! left undelivered (`start`), and serves its routes. They are registered in
+//! one `Registry`; every client turn goes through the one turn service,
+//! `pipeline::Pipeline`, which holds the rules (readiness, limits,
+//! exactly-once inputs, metrics) for all of them.
 
+pub mod api;
 pub mod hub;
+pub mod pipeline;
 pub mod telegram;
 pub mod web;
 
-use crate::dialog::{Outgoing, Turn};
-use crate::http::AppState;
+use crate::dialog::{Keep, Turn};
+use crate::store::{Committed, SessionKey};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
-/// Who a message to the client is from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum From {
-    Bot,
-    Operator,
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a turn goes to the client, as its channel needs to know to keep it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Origin<'a> {
+    /// The operator whose message it is (their display name); none: the bot's.
+    pub operator: Option<&'a str>,
+    /// The client's input this turn answers, processed exactly once.
+    pub marker: Option<&'a str>,
+    /// What the client said, as the channel shows it back (the web chat's echo).
+    pub echo: Option<&'a serde_json::Value>,
 }
 
-/// What became of a message given to `deliver`.
+/// A committed turn on its way to the client.
+#[derive(Debug, Clone, Default)]
+pub struct Sent {
+    pub operator: Option<String>,
+    /// What the commit stored for the channel (the web outbox with seqs).
+    pub committed: Committed,
+    /// The undelivered record kept with the turn, cleared once it is sent.
+    pub marker: Option<String>,
+}
+
+/// What became of a turn given to `deliver`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
     /// Delivered, or stored where the client reads it (the web outbox).
     Sent,
-    /// Not sent now; saved as undelivered and sent by the channel later.
+    /// Not sent now; kept as undelivered and sent by the channel later.
     Later,
 }
 
-/// How a message the client did not ask for is kept until it is delivered on
-/// `session`'s channel, to be passed to the engine with it: a Telegram send
-/// can fail (Telegram unreachable, the bot not running), so there it is saved
-/// as undelivered with the turn; the web chat has its outbox instead.
-pub fn outgoing(
-    st: &AppState,
-    session: &str,
-    operator: Option<&str>,
-) -> anyhow::Result<Option<Outgoing>> {
-    Ok(match session.split_once(':') {
-        Some(("telegram", _)) => Some(Outgoing {
-            marker: format!("telegram:out:{}", st.store.next_id()?),
-            operator: operator.map(str::to_string),
-        }),
-        _ => None,
-    })
+pub trait Channel: Send + Sync {
+    /// The channel's name: the first part of its session keys.
+    fn name(&self) -> &'static str;
+
+    /// Records committed with a turn of `key` so its delivery survives a crash.
+    fn keep(&self, key: &SessionKey, turn: &Turn, origin: &Origin) -> anyhow::Result<Keep>;
+
+    /// Delivers a committed turn (a turn the client asked for, an operator's
+    /// message, the bot taking the conversation back).
+    fn deliver<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        turn: &'a Turn,
+        sent: &'a Sent,
+    ) -> BoxFuture<'a, anyhow::Result<Delivery>>;
+
+    /// Starts the channel's background work (polling, redelivery of what a
+    /// previous run left undelivered).
+    fn start(self: Arc<Self>) -> BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The channel's HTTP routes, with their state bound.
+    fn routes(self: Arc<Self>) -> axum::Router;
 }
 
-/// Delivers a turn that the client did not ask for to the client's channel;
-/// `out` is what `outgoing` gave for it.
-pub async fn deliver(
-    st: &AppState,
-    session: &str,
-    turn: &Turn,
-    from: From,
-    operator: Option<&str>,
-    out: Option<&Outgoing>,
-) -> anyhow::Result<Delivery> {
-    match session.split_once(':') {
-        Some(("web", _)) => {
-            web::push(
-                &st.store,
-                &st.hub,
-                session,
-                web::turn_message(turn, from, operator),
-            )?;
-            Ok(Delivery::Sent)
-        }
-        Some(("telegram", chat)) => {
-            let sent = match st.telegram.get() {
-                Some(tg) => {
-                    let chat: i64 = chat.parse()?;
-                    tg.send_turn(teloxide::types::ChatId(chat), turn, from, operator)
-                        .await
-                        .map_err(anyhow::Error::from)
-                }
-                None => Err(anyhow::anyhow!("the Telegram bot is not running")),
-            };
-            match (sent, out) {
-                (Ok(()), Some(o)) => {
-                    st.store.delivered(&o.marker)?;
-                    Ok(Delivery::Sent)
-                }
-                (Ok(()), None) => Ok(Delivery::Sent),
-                (Err(e), Some(o)) => {
-                    tracing::error!(
-                        "telegram: {session}: {e:#}; {} kept to send later",
-                        o.marker
-                    );
-                    Ok(Delivery::Later)
-                }
-                (Err(e), None) => Err(e),
-            }
-        }
-        // The voice channel connects its delivery here when it arrives.
-        _ => {
-            tracing::warn!("no live delivery for {session}: the message stays in its history");
-            Ok(Delivery::Sent)
-        }
+/// The channels this server runs, by name.
+#[derive(Default, Clone)]
+pub struct Registry {
+    channels: BTreeMap<&'static str, Arc<dyn Channel>>,
+}
+
+impl Registry {
+    pub fn add(&mut self, c: Arc<dyn Channel>) {
+        self.channels.insert(c.name(), c);
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Channel>> {
+        self.channels.get(name).cloned()
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<dyn Channel>> {
+        self.channels.values()
     }
 }

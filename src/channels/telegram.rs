@@ -7,23 +7,23 @@
 //! processed exactly once: its id is committed with the turn, and the polling
 //! offset is persisted. Bot API errors (429 with retry_after, 5xx, network)
 //! are retried with backoff. A reply (or an operator's message, see
-//! `channels::outgoing`) is committed with its turn as undelivered until
-//! sendMessage succeeds; one left over by a crash or a
-//! failed send goes out when the update comes again, at start-up, or by a
-//! periodic sweep (at least once rather than never).
+//! `keep`) is committed with its turn as undelivered until sendMessage
+//! succeeds; one left over by a crash or a failed send goes out when the
+//! update comes again, at start-up, or by a periodic sweep (at least once
+//! rather than never). Turns go through the shared turn service, so the
+//! conversation's rate limit and the length limit hold here too.
 
-use super::From;
-use crate::dialog::graph::SlotType;
-use crate::dialog::session::Wait;
-use crate::dialog::{Action, Engine, Input, PendingReply, Turn};
-use crate::http::{error, AppState};
+use super::pipeline::{Pipeline, TurnError, TurnRequest};
+use super::{BoxFuture, Channel, Delivery, Origin, Sent};
+use crate::dialog::{Action, Engine, Input, Keep, PendingReply, Turn};
+use crate::errors::error;
+use crate::store::SessionKey;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,45 +39,18 @@ use teloxide::types::{
 use teloxide::utils::html::escape;
 use teloxide::{Bot, RequestError};
 
-/// `[telegram]` in otklik.toml.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TelegramConfig {
-    /// The bot's token from @BotFather (OTKLIK_TELEGRAM_TOKEN); empty: no bot.
-    pub token: String,
-    /// The Bot API server (OTKLIK_TELEGRAM_API_URL): Telegram's own, a local
-    /// Bot API server, or a test double.
-    pub api_url: String,
-    /// "polling" or "webhook".
-    pub mode: String,
-    /// webhook: the public URL Telegram posts updates to (ending in /telegram/webhook).
-    pub webhook_url: String,
-    /// webhook: the secret Telegram sends in X-Telegram-Bot-Api-Secret-Token.
-    pub webhook_secret: String,
-    /// polling: seconds a getUpdates call waits for news.
-    pub poll_timeout_s: u32,
-}
-
-impl Default for TelegramConfig {
-    fn default() -> Self {
-        Self {
-            token: String::new(),
-            api_url: "https://api.telegram.org".into(),
-            mode: "polling".into(),
-            webhook_url: String::new(),
-            webhook_secret: String::new(),
-            poll_timeout_s: 25,
-        }
-    }
-}
+pub use crate::config::TelegramConfig;
 
 const OPERATOR_BUTTON: &str = "Оператор";
 const OFFSET_KEY: &str = "telegram_offset";
 const HELP: &str = "Я цифровой помощник министерства социальной защиты. Напишите вопрос своими словами: о пособиях, льготах, пенсии, записи на приём.\n\nКоманды:\n/profile — выбрать профиль, чтобы ответы были точнее\n/privacy — какие данные мы храним и как отозвать согласие\n/stop — завершить разговор\n\nКнопка «Оператор» соединит Вас с человеком в любой момент.";
 const STALE: &str = "Этот вариант уже неактуален. Выберите из последнего сообщения.";
 
+pub const NAME: &str = "telegram";
+
 pub struct Telegram {
     pub bot: Bot,
+    p: Arc<Pipeline>,
 }
 
 /// Retries a Bot API call: after `retry_after` on 429, with backoff on
@@ -156,12 +129,18 @@ pub fn html(t: &Turn) -> String {
 }
 
 impl Telegram {
-    pub fn new(cfg: &TelegramConfig) -> anyhow::Result<Self> {
+    pub fn new(p: Arc<Pipeline>) -> anyhow::Result<Arc<Self>> {
+        let cfg = &p.cfg.telegram;
         let url = url::Url::parse(&cfg.api_url)
             .map_err(|e| anyhow::anyhow!("telegram.api_url {:?}: {e}", cfg.api_url))?;
-        Ok(Self {
+        Ok(Arc::new(Self {
             bot: Bot::new(&cfg.token).set_api_url(url),
-        })
+            p,
+        }))
+    }
+
+    fn chat(key: &SessionKey) -> anyhow::Result<ChatId> {
+        Ok(ChatId(key.user.parse()?))
     }
 
     /// Sends a turn to a chat: the text, an inline keyboard for its choices
@@ -171,19 +150,14 @@ impl Telegram {
         &self,
         chat: ChatId,
         t: &Turn,
-        from: From,
         operator: Option<&str>,
     ) -> Result<(), RequestError> {
         if t.text.is_empty() {
             return Ok(());
         }
         let mut text = html(t);
-        if from == From::Operator {
-            text = format!(
-                "<b>{}</b>: {}",
-                escape(operator.unwrap_or("Оператор")),
-                text
-            );
+        if let Some(name) = operator {
+            text = format!("<b>{}</b>: {}", escape(name), text);
         }
         let markup = if t.actions.contains(&Action::RequestContact) {
             Some(contact_keyboard())
@@ -266,26 +240,10 @@ fn parse_start(payload: &str) -> Vec<Input> {
     v
 }
 
-/// Whether the engine waits for a phone number from this chat.
-fn awaits_phone(engine: &Engine, user: &str) -> bool {
-    let Ok(Some(s)) = engine.session("telegram", user) else {
-        return false;
-    };
-    let Wait::Field { field } = s.wait else {
-        return false;
-    };
-    engine
-        .graph
-        .nodes
-        .get(&s.node)
-        .and_then(|n| n.fields.get(field))
-        .is_some_and(|f| f.kind == SlotType::Phone)
-}
-
 fn message_step(engine: &Engine, m: &Message) -> Step {
-    let user = m.chat.id.0.to_string();
+    let key = SessionKey::new(NAME, m.chat.id.0.to_string());
     if let Some(c) = m.contact() {
-        if !awaits_phone(engine, &user) {
+        if !engine.expects_phone(&key) {
             return Step::UnaskedContact;
         }
         return Step::Engine(vec![Input::Text(c.phone_number.clone())]);
@@ -312,7 +270,7 @@ fn message_step(engine: &Engine, m: &Message) -> Step {
     }
 }
 
-fn callback_step(engine: &Engine, user: &str, data: &str) -> Step {
+fn callback_step(engine: &Engine, key: &SessionKey, data: &str) -> Step {
     if let Some(seg) = data.strip_prefix("p:") {
         return Step::Engine(vec![Input::SetSegment(seg.to_string())]);
     }
@@ -325,28 +283,96 @@ fn callback_step(engine: &Engine, user: &str, data: &str) -> Step {
     let Some((seq, id)) = rest.split_once(':') else {
         return Step::Ignore;
     };
-    let current = engine
-        .session("telegram", user)
-        .ok()
-        .flatten()
-        .map(|s| s.turns)
-        .unwrap_or(0);
-    if seq.parse::<u64>().ok() != Some(current) {
+    if seq.parse::<u64>().map_or(true, |n| engine.is_stale(key, n)) {
         return Step::Stale;
     }
     Step::Engine(vec![Input::Choice(id.to_string())])
 }
 
+impl Channel for Telegram {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    /// The reply is committed as undelivered under the update's marker (a
+    /// turn the client asked for) or a new `telegram:out:<id>` (an operator's
+    /// message, the bot taking the conversation back) until it is sent.
+    fn keep(&self, key: &SessionKey, turn: &Turn, origin: &Origin) -> anyhow::Result<Keep> {
+        if turn.text.is_empty() {
+            return Ok(Keep::default());
+        }
+        let marker = match origin.marker {
+            Some(m) => m.to_string(),
+            None => format!("{NAME}:out:{}", self.p.store.next_id()?),
+        };
+        let record = PendingReply {
+            at: self.p.clock.now().as_second(),
+            user: key.user.clone(),
+            seq: turn.seq,
+            turn: turn.clone(),
+            order: self.p.store.next_id()?,
+            operator: origin.operator.map(str::to_string),
+        };
+        Ok(Keep {
+            undelivered: vec![(marker.clone(), serde_json::to_vec(&record)?)],
+            marker: Some(marker),
+            ..Default::default()
+        })
+    }
+
+    /// Sends the turn and clears its undelivered record. A reply to an
+    /// update that cannot be sent is an error (a webhook answers 500 and
+    /// Telegram sends the update again); a message the client did not ask
+    /// for stays undelivered for the sweep (`Delivery::Later`).
+    fn deliver<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        turn: &'a Turn,
+        sent: &'a Sent,
+    ) -> BoxFuture<'a, anyhow::Result<Delivery>> {
+        Box::pin(async move {
+            let r = self
+                .send_turn(Self::chat(key)?, turn, sent.operator.as_deref())
+                .await;
+            match (r, sent.marker.as_deref()) {
+                (Ok(()), Some(m)) => {
+                    self.p.store.delivered(m)?;
+                    Ok(Delivery::Sent)
+                }
+                (Ok(()), None) => Ok(Delivery::Sent),
+                (Err(e), Some(m)) if m.starts_with(OUT_PREFIX) => {
+                    tracing::error!("telegram: {key}: {e}; {m} kept to send later");
+                    Ok(Delivery::Later)
+                }
+                (Err(e), _) => Err(e.into()),
+            }
+        })
+    }
+
+    fn start(self: Arc<Self>) -> BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(start(self))
+    }
+
+    fn routes(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/telegram/webhook", post(webhook))
+            .with_state(self)
+    }
+}
+
+const OUT_PREFIX: &str = "telegram:out:";
+
 /// Processes one update (exactly once: its id is committed with the turn).
-pub async fn process(st: &Arc<AppState>, tg: &Telegram, u: Update) -> anyhow::Result<()> {
+pub async fn process(tg: &Arc<Telegram>, u: Update) -> anyhow::Result<()> {
+    let st = &tg.p;
     let engine = st
         .engine()
-        .map_err(|_| anyhow::anyhow!("engine not loaded"))?;
+        .ok_or_else(|| anyhow::anyhow!("engine not loaded"))?;
     let marker = format!("telegram:update:{}", u.id.0);
     if st.store.marked(&marker)? {
         // Processed before (a restart, or Telegram sending it again after a
         // failure): only what was committed but not delivered goes out.
-        return redeliver(st, tg, Some(&marker), 0).await;
+        return redeliver(tg, Some(&marker), 0).await;
     }
     let (chat, step, callback) = match &u.kind {
         UpdateKind::Message(m) => (m.chat.id, message_step(&engine, m), None),
@@ -354,13 +380,13 @@ pub async fn process(st: &Arc<AppState>, tg: &Telegram, u: Update) -> anyhow::Re
             let Some(m) = q.regular_message() else {
                 return Ok(());
             };
-            let user = m.chat.id.0.to_string();
-            let step = callback_step(&engine, &user, q.data.as_deref().unwrap_or(""));
+            let key = SessionKey::new(NAME, m.chat.id.0.to_string());
+            let step = callback_step(&engine, &key, q.data.as_deref().unwrap_or(""));
             (m.chat.id, step, Some((q.id.clone(), m.id)))
         }
         _ => return Ok(()),
     };
-    let user = chat.0.to_string();
+    let key = SessionKey::new(NAME, chat.0.to_string());
     if let Some((qid, mid)) = &callback {
         // Answer the press, and take the keyboard off so it cannot be pressed again.
         let stale = matches!(step, Step::Stale);
@@ -376,9 +402,42 @@ pub async fn process(st: &Arc<AppState>, tg: &Telegram, u: Update) -> anyhow::Re
         })
         .await;
     }
-    let channel_only = !matches!(step, Step::Engine(_));
+    let inputs = match step {
+        Step::Engine(inputs) => inputs,
+        other => {
+            channel_step(tg, &engine, chat, &key, other).await?;
+            st.store.mark(&marker)?;
+            return Ok(());
+        }
+    };
+    // Earlier turns of this update committed before a crash: theirs first.
+    redeliver(tg, Some(&marker), 0).await?;
+    let mut req = TurnRequest::new(key, Input::Start);
+    req.inputs = inputs;
+    req.marker = Some(marker.clone());
+    match st.turn(tg.clone(), req).await {
+        Ok(_) => Ok(()),
+        Err(TurnError::Duplicate) => redeliver(tg, Some(&marker), 0).await,
+        Err(e @ (TurnError::RateLimited | TurnError::TooLong(_))) => {
+            tg.say(chat, &e.message(st.cfg.dialog.max_text_chars), None)
+                .await?;
+            st.store.mark(&marker)?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What the channel answers by itself (commands, stale buttons).
+async fn channel_step(
+    tg: &Telegram,
+    engine: &Engine,
+    chat: ChatId,
+    key: &SessionKey,
+    step: Step,
+) -> anyhow::Result<()> {
     match step {
-        Step::Ignore | Step::Stale => {}
+        Step::Ignore | Step::Stale | Step::Engine(_) => {}
         Step::Help => tg.say(chat, HELP, Some(persistent_keyboard())).await?,
         Step::UnaskedContact => {
             tg.say(
@@ -409,7 +468,7 @@ pub async fn process(st: &Arc<AppState>, tg: &Telegram, u: Update) -> anyhow::Re
             .await?
         }
         Step::Privacy => {
-            let consent = st.store.consent(&format!("telegram:{user}"))?;
+            let consent = tg.p.store.consent(&key.to_string())?;
             let status = match consent {
                 Some(c) if c.active() => {
                     let when = jiff::Timestamp::from_second(c.given_at)
@@ -430,55 +489,21 @@ pub async fn process(st: &Arc<AppState>, tg: &Telegram, u: Update) -> anyhow::Re
             ]]));
             tg.say(chat, &text, Some(markup)).await?
         }
-        Step::Engine(inputs) => {
-            let n = inputs.len();
-            for (i, input) in inputs.into_iter().enumerate() {
-                // One update may make several turns (/start with a deep link);
-                // the marker goes with the last, each earlier one has its own.
-                let m = if i + 1 == n {
-                    marker.clone()
-                } else {
-                    format!("{marker}:{i}")
-                };
-                let e = engine.clone();
-                let (u2, m2) = (user.clone(), m.clone());
-                let t0 = std::time::Instant::now();
-                let turn = tokio::task::spawn_blocking(move || {
-                    e.handle_once("telegram", &u2, input, Some(&m2))
-                })
-                .await??;
-                let Some(turn) = turn else {
-                    // Processed before a restart: deliver it if that never happened.
-                    redeliver(st, tg, Some(&m), 0).await?;
-                    continue;
-                };
-                st.turn_done("telegram", &turn, t0);
-                tg.send_turn(chat, &turn, From::Bot, None).await?;
-                st.store.delivered(&m)?;
-            }
-        }
-    }
-    if channel_only {
-        st.store.mark(&marker)?;
     }
     Ok(())
 }
 
 /// Sends the replies committed but not confirmed as sent — of `marker` (and
 /// its sub-markers), or all — that are at least `min_age_s` old, in order.
-async fn redeliver(
-    st: &AppState,
-    tg: &Telegram,
-    marker: Option<&str>,
-    min_age_s: i64,
-) -> anyhow::Result<()> {
+async fn redeliver(tg: &Telegram, marker: Option<&str>, min_age_s: i64) -> anyhow::Result<()> {
+    let store = &tg.p.store;
     let mut pending = Vec::new();
-    for (m, bytes) in st.store.undelivered(marker)? {
+    for (m, bytes) in store.undelivered(marker)? {
         match serde_json::from_slice::<PendingReply>(&bytes) {
             Ok(p) => pending.push((m, p)),
             Err(e) => {
                 tracing::error!("telegram: unreadable undelivered reply {m}: {e}");
-                st.store.delivered(&m)?;
+                store.delivered(&m)?;
             }
         }
     }
@@ -491,19 +516,15 @@ async fn redeliver(
         }
         if now - p.at > GIVE_UP_S {
             tracing::error!("telegram: giving up a reply undelivered for a day ({m})");
-            st.store.delivered(&m)?;
+            store.delivered(&m)?;
             continue;
         }
         let chat = ChatId(p.user.parse()?);
         let mut turn = p.turn;
         turn.seq = p.seq;
-        let from = match p.operator {
-            Some(_) => From::Operator,
-            None => From::Bot,
-        };
-        match tg.send_turn(chat, &turn, from, p.operator.as_deref()).await {
+        match tg.send_turn(chat, &turn, p.operator.as_deref()).await {
             Ok(()) => {
-                st.store.delivered(&m)?;
+                store.delivered(&m)?;
                 tracing::info!("telegram: delivered a reply left undelivered ({m})");
             }
             // For one update the caller reports it (a webhook answers 500).
@@ -521,32 +542,33 @@ const GIVE_UP_S: i64 = 86_400;
 
 /// Replies left undelivered by a send that failed after its retries: every
 /// minute, those at least a minute old.
-async fn redelivery(st: Arc<AppState>, tg: Arc<Telegram>) {
-    let mut shutdown = st.shutdown.clone();
+async fn redelivery(tg: Arc<Telegram>) {
+    let mut shutdown = tg.p.shutdown.clone();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(60)) => {}
             _ = shutdown.changed() => return,
         }
-        if let Err(e) = redeliver(&st, &tg, None, 60).await {
+        if let Err(e) = redeliver(&tg, None, 60).await {
             tracing::error!("telegram redelivery: {e:#}");
         }
     }
 }
 
 /// At start-up: every reply a previous run left undelivered, then the sweep.
-async fn start_redelivery(st: Arc<AppState>, tg: Arc<Telegram>) {
-    if let Err(e) = redeliver(&st, &tg, None, 0).await {
+async fn start_redelivery(tg: Arc<Telegram>) {
+    if let Err(e) = redeliver(&tg, None, 0).await {
         tracing::error!("telegram redelivery: {e:#}");
     }
-    tokio::spawn(redelivery(st, tg));
+    tokio::spawn(redelivery(tg));
 }
 
 /// Long polling: reads updates from the persisted offset, processes each,
 /// and persists the next offset.
-pub async fn poll(st: Arc<AppState>, tg: Arc<Telegram>) {
+pub async fn poll(tg: Arc<Telegram>) {
+    let st = tg.p.clone();
     let mut shutdown = st.shutdown.clone();
-    while st.engine().is_err() {
+    while st.engine().is_none() {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             _ = shutdown.changed() => return,
@@ -564,7 +586,7 @@ pub async fn poll(st: Arc<AppState>, tg: Arc<Telegram>) {
         .unwrap_or(0);
     tracing::info!("telegram: polling from update {offset}");
     // Before new updates, so that none of them races with these replies.
-    start_redelivery(st.clone(), tg.clone()).await;
+    start_redelivery(tg.clone()).await;
     let timeout = st.cfg.telegram.poll_timeout_s;
     loop {
         let updates = tokio::select! {
@@ -581,7 +603,7 @@ pub async fn poll(st: Arc<AppState>, tg: Arc<Telegram>) {
         };
         for u in updates {
             let next = u.id.0 as i32 + 1;
-            if let Err(e) = process(&st, &tg, u).await {
+            if let Err(e) = process(&tg, u).await {
                 tracing::error!("telegram update: {e:#}");
             }
             offset = offset.max(next);
@@ -592,19 +614,12 @@ pub async fn poll(st: Arc<AppState>, tg: Arc<Telegram>) {
     }
 }
 
-/// Starts the bot if a token is configured: polling, or registers the webhook.
-pub async fn start(st: Arc<AppState>) -> anyhow::Result<()> {
-    let cfg = &st.cfg.telegram;
-    if cfg.token.is_empty() {
-        return Ok(());
-    }
-    let tg = Arc::new(Telegram::new(cfg)?);
-    if st.telegram.set(tg.clone()).is_err() {
-        anyhow::bail!("the Telegram bot is already running");
-    }
+/// Starts the bot: polling, or registers the webhook.
+async fn start(tg: Arc<Telegram>) -> anyhow::Result<()> {
+    let cfg = &tg.p.cfg.telegram;
     match cfg.mode.as_str() {
         "polling" => {
-            tokio::spawn(poll(st.clone(), tg));
+            tokio::spawn(poll(tg.clone()));
         }
         "webhook" => {
             if cfg.webhook_url.is_empty() || cfg.webhook_secret.len() < 16 {
@@ -612,7 +627,7 @@ pub async fn start(st: Arc<AppState>) -> anyhow::Result<()> {
             }
             let url = url::Url::parse(&cfg.webhook_url)?;
             let secret = cfg.webhook_secret.clone();
-            tokio::spawn(start_redelivery(st.clone(), tg.clone()));
+            tokio::spawn(start_redelivery(tg.clone()));
             // Registered in the background: a slow Bot API must not hold up serving.
             tokio::spawn(async move {
                 match retry("setWebhook", || {
@@ -633,19 +648,15 @@ pub async fn start(st: Arc<AppState>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/telegram/webhook", post(webhook))
-}
-
-async fn webhook(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let cfg = &st.cfg.telegram;
-    let Some(tg) = st.telegram.get().cloned().filter(|_| cfg.mode == "webhook") else {
+async fn webhook(State(tg): State<Arc<Telegram>>, headers: HeaderMap, body: Bytes) -> Response {
+    let cfg = &tg.p.cfg.telegram;
+    if cfg.mode != "webhook" {
         return error(
             StatusCode::NOT_FOUND,
             "not_found",
             "Вебхук Telegram не настроен.",
         );
-    };
+    }
     let given = headers
         .get("x-telegram-bot-api-secret-token")
         .and_then(|v| v.to_str().ok())
@@ -667,7 +678,7 @@ async fn webhook(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Byte
             )
         }
     };
-    if let Err(e) = process(&st, &tg, update).await {
+    if let Err(e) = process(&tg, update).await {
         tracing::error!("telegram webhook update: {e:#}");
         // 500 makes Telegram deliver it again; the id marker keeps it from running twice.
         return error(

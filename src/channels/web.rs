@@ -1,15 +1,16 @@
 //! The web chat: the demo page (`/`), the embeddable widget (`/widget.js`)
 //! and its WebSocket (`/ws/chat?client=…`). Every message of a conversation
 //! (the client's echo, the bot's turns, an operator's replies) is appended to
-//! the client's outbox with a sequence number, so a reconnect or a page
-//! reload replays exactly what was missed; client messages carry ids and a
-//! resent id is not processed twice.
+//! the client's outbox with a sequence number in the same commit as its
+//! turn, so a reconnect or a page reload replays exactly what was missed,
+//! even after a crash; a client message's id is committed with its turn, so
+//! a resend is not processed twice and is never swallowed.
 
-use super::hub::Hub;
-use super::From;
-use crate::dialog::{Input, Turn};
-use crate::http::{error, AppState};
-use crate::store::Store;
+use super::pipeline::{Pipeline, TurnError, TurnRequest};
+use super::{BoxFuture, Channel, Delivery, Origin, Sent};
+use crate::dialog::{Input, Keep, Turn};
+use crate::errors::error;
+use crate::store::SessionKey;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
@@ -18,36 +19,59 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const INDEX: &str = include_str!("../../web/index.html");
 const WIDGET: &str = include_str!("../../web/widget.js");
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/", get(|| async { Html(INDEX) }))
-        .route(
-            "/widget.js",
-            get(|| async {
-                (
-                    [
-                        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-                        // the widget is embedded on other sites
-                        (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-                    ],
-                    WIDGET,
-                )
-            }),
-        )
-        .route("/ws/chat", get(chat_socket))
+pub const NAME: &str = "web";
+
+pub struct Web {
+    p: Arc<Pipeline>,
+    /// Open WebSocket connections (chat and operator consoles).
+    sockets: Arc<Sockets>,
 }
 
-/// The JSON a web client receives for a turn.
-pub fn turn_message(t: &Turn, from: From, operator: Option<&str>) -> Value {
+/// Counts open WebSockets against `http.max_connections`.
+#[derive(Default)]
+pub struct Sockets {
+    open: AtomicUsize,
+}
+
+/// Counts an open WebSocket until dropped.
+pub struct SocketGuard(Arc<Sockets>);
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Sockets {
+    /// Counts a WebSocket in; `None` when `max` are open.
+    pub fn open(self: &Arc<Self>, max: usize) -> Option<SocketGuard> {
+        let n = self.open.fetch_add(1, Ordering::SeqCst);
+        if n >= max {
+            self.open.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(SocketGuard(self.clone()))
+    }
+}
+
+impl Web {
+    pub fn new(p: Arc<Pipeline>, sockets: Arc<Sockets>) -> Arc<Self> {
+        Arc::new(Self { p, sockets })
+    }
+}
+
+/// The JSON a web client receives for a turn (`operator`: whose message it is).
+pub fn turn_message(t: &Turn, operator: Option<&str>) -> Value {
     json!({
         "type": "msg",
-        "from": match from { From::Bot => "bot", From::Operator => "operator" },
+        "from": if operator.is_some() { "operator" } else { "bot" },
         "operator": operator,
         "text": t.text,
         "choices": t.choices.iter().map(|c| json!({"id": c.id, "label": c.label})).collect::<Vec<_>>(),
@@ -56,13 +80,57 @@ pub fn turn_message(t: &Turn, from: From, operator: Option<&str>) -> Value {
     })
 }
 
-/// Appends to the outbox and pushes to the connected sockets.
-pub fn push(store: &Store, hub: &Hub, session: &str, msg: Value) -> anyhow::Result<()> {
-    let seq = store.outbox_append(session, &msg)?;
-    let mut m = msg;
-    m["seq"] = seq.into();
-    hub.send(session, &m.to_string());
-    Ok(())
+impl Channel for Web {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    /// The echo and the reply go to the outbox in the turn's commit.
+    fn keep(&self, _key: &SessionKey, turn: &Turn, origin: &Origin) -> anyhow::Result<Keep> {
+        let mut outbox: Vec<Value> = origin.echo.cloned().into_iter().collect();
+        if !turn.text.is_empty() {
+            outbox.push(turn_message(turn, origin.operator));
+        }
+        Ok(Keep {
+            outbox,
+            ..Default::default()
+        })
+    }
+
+    /// Pushes what the commit put in the outbox to the connected sockets.
+    fn deliver<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        _turn: &'a Turn,
+        sent: &'a Sent,
+    ) -> BoxFuture<'a, anyhow::Result<Delivery>> {
+        Box::pin(async move {
+            for m in &sent.committed.outbox {
+                self.p.hub.send(&key.to_string(), &m.to_string());
+            }
+            Ok(Delivery::Sent)
+        })
+    }
+
+    fn routes(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/", get(|| async { Html(INDEX) }))
+            .route(
+                "/widget.js",
+                get(|| async {
+                    (
+                        [
+                            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                            // the widget is embedded on other sites
+                            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+                        ],
+                        WIDGET,
+                    )
+                }),
+            )
+            .route("/ws/chat", get(chat_socket))
+            .with_state(self)
+    }
 }
 
 #[derive(Deserialize)]
@@ -78,7 +146,7 @@ fn valid_client(id: &str) -> bool {
 }
 
 async fn chat_socket(
-    State(st): State<Arc<AppState>>,
+    State(web): State<Arc<Web>>,
     q: Result<Query<ChatQuery>, axum::extract::rejection::QueryRejection>,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -96,19 +164,19 @@ async fn chat_socket(
             "Идентификатор клиента: от 8 до 64 латинских букв, цифр, «-» или «_».",
         );
     }
-    let Some(guard) = st.open_socket() else {
+    let Some(guard) = web.sockets.open(web.p.cfg.http.max_connections) else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "busy",
             "Сейчас слишком много собеседников. Попробуйте через минуту.",
         );
     };
-    let max = st.cfg.http.ws_max_message_bytes;
+    let max = web.p.cfg.http.ws_max_message_bytes;
     ws.max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| async move {
             let _guard = guard;
-            run_chat(st, socket, format!("web:{}", q.client)).await;
+            run_chat(web, socket, SessionKey::new(NAME, q.client)).await;
         })
 }
 
@@ -150,9 +218,10 @@ async fn send(socket: &mut WebSocket, text: String) -> bool {
     )
 }
 
-async fn run_chat(st: Arc<AppState>, mut socket: WebSocket, session: String) {
-    let (conn, mut rx) = st.hub.connect(&session);
-    let mut shutdown = st.shutdown.clone();
+async fn run_chat(web: Arc<Web>, mut socket: WebSocket, key: SessionKey) {
+    let session = key.to_string();
+    let (conn, mut rx) = web.p.hub.connect(&session);
+    let mut shutdown = web.p.shutdown.clone();
     loop {
         tokio::select! {
             incoming = socket.recv() => {
@@ -169,7 +238,7 @@ async fn run_chat(st: Arc<AppState>, mut socket: WebSocket, session: String) {
                 match serde_json::from_str::<ClientMsg>(&text) {
                     Ok(m) => {
                         let mut alive = true;
-                        for reply in on_message(&st, &session, m).await {
+                        for reply in on_message(&web, &key, m).await {
                             if !send(&mut socket, reply).await { alive = false; break }
                         }
                         if !alive { break }
@@ -192,67 +261,75 @@ async fn run_chat(st: Arc<AppState>, mut socket: WebSocket, session: String) {
             }
         }
     }
-    st.hub.disconnect(&session, conn);
+    web.p.hub.disconnect(&session, conn);
+}
+
+/// The welcome and the replay after a hello: the segment the page chose
+/// (applied silently), the greeting of a new conversation (committed to the
+/// outbox, not pushed: the replay carries it), then what the client missed.
+async fn hello(
+    web: &Arc<Web>,
+    key: &SessionKey,
+    last_seq: u64,
+    segment: Option<String>,
+) -> Vec<String> {
+    let Some(engine) = web.p.engine() else {
+        return vec![err_msg("starting", &TurnError::Starting.message(0), None)];
+    };
+    let ch: Arc<dyn Channel> = web.clone();
+    let current = engine.session(key).ok().flatten().map(|s| s.segment);
+    if let Some(seg) = segment.filter(|s| engine.graph.segments.contains_key(s)) {
+        if current.as_deref() != Some(seg.as_str()) {
+            let mut r = TurnRequest::new(key.clone(), Input::SetSegment(seg));
+            r.silent = true;
+            r.live = false;
+            if let Err(e) = web.p.turn(ch.clone(), r).await {
+                tracing::warn!("web: segment for {key}: {e}");
+            }
+        }
+    }
+    let segment = engine
+        .session(key)
+        .ok()
+        .flatten()
+        .map(|s| s.segment)
+        .unwrap_or_else(|| "universal".into());
+    let mut out = vec![json!({
+        "type": "welcome",
+        "segment": segment,
+        "voice": false,
+        "max_chars": web.p.cfg.dialog.max_text_chars,
+    })
+    .to_string()];
+    let fresh = web
+        .p
+        .store
+        .outbox_since(key, 0)
+        .map(|v| v.is_empty())
+        .unwrap_or(false);
+    if fresh {
+        let mut r = TurnRequest::new(key.clone(), Input::Start);
+        r.live = false;
+        if let Err(e) = web.p.turn(ch, r).await {
+            tracing::error!("web: greeting {key}: {e}");
+        }
+    }
+    out.extend(
+        web.p
+            .store
+            .outbox_since(key, last_seq)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| m.to_string()),
+    );
+    out
 }
 
 /// Handles one client message; returns what goes to this socket only
 /// (errors, the welcome and the replay after a hello).
-async fn on_message(st: &Arc<AppState>, session: &str, m: ClientMsg) -> Vec<String> {
-    let engine = match st.engine() {
-        Ok(e) => e,
-        Err(_) => {
-            return vec![err_msg(
-                "starting",
-                "Сервис запускается. Попробуйте через несколько секунд.",
-                None,
-            )]
-        }
-    };
-    let user = session.trim_start_matches("web:").to_string();
+async fn on_message(web: &Arc<Web>, key: &SessionKey, m: ClientMsg) -> Vec<String> {
     let (id, input, echo) = match m {
-        ClientMsg::Hello { last_seq, segment } => {
-            let e = engine.clone();
-            let u = user.clone();
-            let seg = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
-                if let Some(seg) = segment.filter(|s| e.graph.segments.contains_key(s)) {
-                    if e.session("web", &u)?.is_none_or(|s| s.segment != seg) {
-                        e.handle("web", &u, Input::SetSegment(seg))?;
-                    }
-                }
-                Ok(e.session("web", &u)?
-                    .map(|s| s.segment)
-                    .unwrap_or_else(|| "universal".into()))
-            })
-            .await;
-            let segment = match seg {
-                Ok(Ok(s)) => s,
-                _ => "universal".into(),
-            };
-            let mut out = vec![json!({
-                "type": "welcome",
-                "segment": segment,
-                "voice": false,
-                "max_chars": st.cfg.dialog.max_text_chars,
-            })
-            .to_string()];
-            let fresh = st
-                .store
-                .outbox_since(session, 0)
-                .map(|v| v.is_empty())
-                .unwrap_or(false);
-            if fresh {
-                // A new client: the conversation starts; the greeting comes with the replay below.
-                run_turn(st, &engine, session, &user, Input::Start, false).await;
-            }
-            out.extend(
-                st.store
-                    .outbox_since(session, last_seq)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|m| m.to_string()),
-            );
-            return out;
-        }
+        ClientMsg::Hello { last_seq, segment } => return hello(web, key, last_seq, segment).await,
         ClientMsg::Text { id, text } => (id, Input::Text(text.clone()), text),
         ClientMsg::Choice { id, choice, label } => {
             let l = label.unwrap_or_else(|| choice.clone());
@@ -267,85 +344,23 @@ async fn on_message(st: &Arc<AppState>, session: &str, m: ClientMsg) -> Vec<Stri
             None,
         )];
     }
-    if let Input::Text(t) = &input {
-        let max = st.cfg.dialog.max_text_chars;
-        if t.chars().count() > max {
-            return vec![err_msg(
-                "too_long",
-                &format!("Сообщение слишком длинное: не больше {max} знаков."),
-                Some(&id),
-            )];
-        }
+    if web.p.engine().is_none() {
+        return vec![err_msg("starting", &TurnError::Starting.message(0), None)];
     }
-    if st.limiter.check_key(&user).is_err() {
-        return vec![err_msg(
-            "rate_limited",
-            "Слишком много сообщений подряд. Подождите немного и отправьте снова.",
-            Some(&id),
-        )];
-    }
-    match st.store.first_sight(session, &id) {
-        Ok(true) => {}
-        Ok(false) => return Vec::new(), // a resend: it was processed, the replay has its reply
+    let mut req = TurnRequest::new(key.clone(), input);
+    req.marker = Some(format!("{key}:msg:{id}"));
+    req.echo = (!echo.is_empty())
+        .then(|| json!({"type": "msg", "from": "client", "id": id, "text": echo}));
+    match web.p.turn(web.clone(), req).await {
+        Ok(_) => Vec::new(),
+        // A resend: it was processed, and its reply is in the replay.
+        Err(TurnError::Duplicate) => Vec::new(),
         Err(e) => {
-            tracing::error!("dedup: {e:#}");
-            return vec![err_msg(
-                "internal",
-                "Внутренняя ошибка. Попробуйте ещё раз позже.",
-                Some(&id),
-            )];
-        }
-    }
-    if !echo.is_empty() {
-        let m = json!({"type": "msg", "from": "client", "id": id, "text": echo});
-        if let Err(e) = push(&st.store, &st.hub, session, m) {
-            tracing::error!("outbox: {e:#}");
-        }
-    }
-    run_turn(st, &engine, session, &user, input, true).await;
-    Vec::new()
-}
-
-/// Runs one turn on the engine and stores the bot's reply in the outbox,
-/// pushing it to the connected sockets when `live`.
-async fn run_turn(
-    st: &Arc<AppState>,
-    engine: &Arc<crate::dialog::Engine>,
-    session: &str,
-    user: &str,
-    input: Input,
-    live: bool,
-) {
-    let e = engine.clone();
-    let u = user.to_string();
-    let t0 = Instant::now();
-    let r = tokio::task::spawn_blocking(move || e.handle("web", &u, input)).await;
-    match r {
-        Ok(Ok(turn)) => {
-            st.turn_done("web", &turn, t0);
-            if !turn.text.is_empty() {
-                let m = turn_message(&turn, From::Bot, None);
-                let r = if live {
-                    push(&st.store, &st.hub, session, m)
-                } else {
-                    st.store.outbox_append(session, &m).map(|_| ())
-                };
-                if let Err(e) = r {
-                    tracing::error!("outbox: {e:#}");
-                }
+            if let TurnError::Failed(x) = &e {
+                tracing::error!("turn failed for {key}: {x:#}");
             }
+            let max = web.p.cfg.dialog.max_text_chars;
+            vec![err_msg(e.code(), &e.message(max), Some(&id))]
         }
-        Ok(Err(e)) => {
-            tracing::error!("turn failed for {session}: {e:#}");
-            st.hub.send(
-                session,
-                &err_msg(
-                    "internal",
-                    "Не получилось ответить. Попробуйте ещё раз.",
-                    None,
-                ),
-            );
-        }
-        Err(e) => tracing::error!("turn task failed: {e}"),
     }
 }

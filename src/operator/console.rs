@@ -5,10 +5,12 @@
 //! appointments), the live "queue changed" WebSocket, and the console page.
 
 use super::{OperatorError, MAX_TRANSFERS};
-use crate::channels::{deliver, outgoing, Delivery, From};
+use crate::channels::pipeline::Pipeline;
+use crate::channels::web::Sockets;
+use crate::channels::Delivery;
 use crate::config::Config;
-use crate::http::{error, internal, AppState};
-use crate::store::Store;
+use crate::errors::{error, internal, starting};
+use crate::store::{SessionKey, Storage};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -19,10 +21,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,28 +31,7 @@ const PAGE: &str = include_str!("../../web/operator.html");
 const SCRIPT: &str = include_str!("../../web/operator.js");
 const COOKIE: &str = "otklik_operator";
 
-/// `[operators]` in otklik.toml.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OperatorsConfig {
-    /// TOML file of `[[operator]]` entries: login, name, password_hash
-    /// (`otklik hash-password` makes one). Missing file: no one can sign in.
-    pub accounts_file: PathBuf,
-    /// How long a sign-in lasts, hours.
-    pub session_hours: u64,
-    /// Mark the session cookie Secure (browsers accept it on https and on localhost).
-    pub secure_cookie: bool,
-}
-
-impl Default for OperatorsConfig {
-    fn default() -> Self {
-        Self {
-            accounts_file: "operators.toml".into(),
-            session_hours: 12,
-            secure_cookie: true,
-        }
-    }
-}
+pub use crate::config::OperatorsConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,7 +102,7 @@ impl Console {
 
     /// Signs `login` in: a new random cookie token, saved (as its hash, so a
     /// copy of the database does not sign anyone in) to survive restarts.
-    fn open(&self, store: &Store, login: &str, now: i64) -> anyhow::Result<String> {
+    fn open(&self, store: &dyn Storage, login: &str, now: i64) -> anyhow::Result<String> {
         let token = format!(
             "{:032x}{:032x}",
             rand::random::<u128>(),
@@ -134,7 +114,7 @@ impl Console {
     }
 
     /// The operator signed in with this cookie value, while the account exists.
-    pub fn who(&self, store: &Store, token: &str, now: i64) -> Option<String> {
+    pub fn who(&self, store: &dyn Storage, token: &str, now: i64) -> Option<String> {
         match store.signin_get(&token_key(token), now) {
             Ok(login) => login.filter(|l| self.accounts.contains_key(l)),
             Err(e) => {
@@ -169,19 +149,60 @@ fn unauthorized() -> Response {
     )
 }
 
-impl FromRequestParts<Arc<AppState>> for Operator {
-    type Rejection = Response;
-    async fn from_request_parts(parts: &mut Parts, st: &Arc<AppState>) -> Result<Self, Response> {
-        let jar = CookieJar::from_headers(&parts.headers);
-        let now = st.clock.now().as_second();
+/// The operator's desk: what the console's handlers share.
+pub struct Desk {
+    pub p: Arc<Pipeline>,
+    pub console: Console,
+    pub sockets: Arc<Sockets>,
+}
+
+impl Desk {
+    pub fn new(p: Arc<Pipeline>, sockets: Arc<Sockets>) -> anyhow::Result<Arc<Self>> {
+        Ok(Arc::new(Self {
+            console: Console::load(&p.cfg)?,
+            p,
+            sockets,
+        }))
+    }
+
+    /// The operator signed in with the request's cookie.
+    pub fn signed_in(&self, headers: &axum::http::HeaderMap) -> Option<String> {
+        let jar = CookieJar::from_headers(headers);
+        let now = self.p.clock.now().as_second();
         jar.get(COOKIE)
-            .and_then(|c| st.console.who(&st.store, c.value(), now))
+            .and_then(|c| self.console.who(self.p.store.as_ref(), c.value(), now))
+    }
+
+    /// The engine, or a 503 while the model is still loading (a ready
+    /// response for handlers to return as is, hence the large error type).
+    #[allow(clippy::result_large_err)]
+    fn engine(&self) -> Result<Arc<crate::dialog::Engine>, Response> {
+        self.p.engine().ok_or_else(starting)
+    }
+}
+
+impl FromRequestParts<Arc<Desk>> for Operator {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, st: &Arc<Desk>) -> Result<Self, Response> {
+        st.signed_in(&parts.headers)
             .map(Operator)
             .ok_or_else(unauthorized)
     }
 }
 
-pub fn routes() -> Router<Arc<AppState>> {
+/// A conversation named in a path (`channel:user`), or a ready 400.
+#[allow(clippy::result_large_err)]
+fn session_key(s: &str) -> Result<SessionKey, Response> {
+    SessionKey::parse(s).ok_or_else(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "bad_session",
+            "Разговор указывается как канал:пользователь, например web:abc.",
+        )
+    })
+}
+
+pub fn routes(desk: Arc<Desk>) -> Router {
     Router::new()
         .route("/operator", get(|| async { Html(PAGE) }))
         .route(
@@ -214,6 +235,7 @@ pub fn routes() -> Router<Arc<AppState>> {
             post(release),
         )
         .route("/ws/operator", get(socket))
+        .with_state(desk)
 }
 
 #[derive(Deserialize)]
@@ -224,7 +246,7 @@ struct LoginRequest {
 }
 
 async fn login(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<Desk>>,
     jar: CookieJar,
     body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -249,10 +271,11 @@ async fn login(
             "Неверный логин или пароль.",
         );
     };
-    let token = match st
-        .console
-        .open(&st.store, &acc.login, st.clock.now().as_second())
-    {
+    let token = match st.console.open(
+        st.p.store.as_ref(),
+        &acc.login,
+        st.p.clock.now().as_second(),
+    ) {
         Ok(t) => t,
         Err(e) => return internal(e),
     };
@@ -269,9 +292,9 @@ async fn login(
         .into_response()
 }
 
-async fn logout(State(st): State<Arc<AppState>>, jar: CookieJar) -> Response {
+async fn logout(State(st): State<Arc<Desk>>, jar: CookieJar) -> Response {
     if let Some(c) = jar.get(COOKIE) {
-        if let Err(e) = st.store.signin_remove(&token_key(c.value())) {
+        if let Err(e) = st.p.store.signin_remove(&token_key(c.value())) {
             return internal(e);
         }
     }
@@ -282,11 +305,11 @@ async fn logout(State(st): State<Arc<AppState>>, jar: CookieJar) -> Response {
         .into_response()
 }
 
-async fn me(State(st): State<Arc<AppState>>, Operator(login): Operator) -> Response {
+async fn me(State(st): State<Arc<Desk>>, Operator(login): Operator) -> Response {
     Json(json!({"login": login, "name": st.console.name(&login)})).into_response()
 }
 
-async fn operators(State(st): State<Arc<AppState>>, Operator(_): Operator) -> Response {
+async fn operators(State(st): State<Arc<Desk>>, Operator(_): Operator) -> Response {
     let mut items: Vec<_> = st
         .console
         .accounts
@@ -298,13 +321,12 @@ async fn operators(State(st): State<Arc<AppState>>, Operator(_): Operator) -> Re
 }
 
 fn queue_item(
-    st: &AppState,
+    st: &Desk,
     engine: &crate::dialog::Engine,
     q: &crate::store::QueueItem,
 ) -> serde_json::Value {
-    let (ch, user) = q.session.split_once(':').unwrap_or((&q.session, ""));
-    let s = engine.session(ch, user).ok().flatten();
-    let now = st.clock.now().as_second();
+    let s = SessionKey::parse(&q.session).and_then(|k| engine.session(&k).ok().flatten());
+    let now = st.p.clock.now().as_second();
     json!({
         "session": q.session,
         "channel": q.channel,
@@ -318,12 +340,12 @@ fn queue_item(
     })
 }
 
-async fn queue(State(st): State<Arc<AppState>>, Operator(_): Operator) -> Response {
+async fn queue(State(st): State<Arc<Desk>>, Operator(_): Operator) -> Response {
     let engine = match st.engine() {
         Ok(e) => e,
         Err(r) => return r,
     };
-    match engine.queue() {
+    match st.p.store.queue() {
         Ok(items) => Json(
             json!({"items": items.iter().map(|q| queue_item(&st, &engine, q)).collect::<Vec<_>>()}),
         )
@@ -332,15 +354,15 @@ async fn queue(State(st): State<Arc<AppState>>, Operator(_): Operator) -> Respon
     }
 }
 
-async fn callbacks(State(st): State<Arc<AppState>>, Operator(_): Operator) -> Response {
-    match st.store.callbacks() {
+async fn callbacks(State(st): State<Arc<Desk>>, Operator(_): Operator) -> Response {
+    match st.p.store.callbacks() {
         Ok(v) => Json(json!({"items": v})).into_response(),
         Err(e) => internal(e),
     }
 }
 
-async fn appointments(State(st): State<Arc<AppState>>, Operator(_): Operator) -> Response {
-    match st.store.appointments() {
+async fn appointments(State(st): State<Arc<Desk>>, Operator(_): Operator) -> Response {
+    match st.p.store.appointments() {
         Ok(v) => Json(json!({"items": v})).into_response(),
         Err(e) => internal(e),
     }
@@ -379,7 +401,7 @@ fn op_error(e: OperatorError) -> Response {
 
 /// Runs an engine operation for an operator off the async workers.
 async fn with_engine<T: Send + 'static>(
-    st: &Arc<AppState>,
+    st: &Arc<Desk>,
     f: impl FnOnce(&crate::dialog::Engine) -> anyhow::Result<Result<T, OperatorError>> + Send + 'static,
 ) -> Result<T, Response> {
     let engine = st.engine()?;
@@ -392,24 +414,29 @@ async fn with_engine<T: Send + 'static>(
 }
 
 async fn take(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<Desk>>,
     Operator(op): Operator,
     Path(session): Path<String>,
 ) -> Response {
-    let s2 = session.clone();
-    let r = with_engine(&st, move |e| e.take(&s2, &op)).await;
-    st.hub.queue_changed();
+    let key = match session_key(&session) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let k2 = key.clone();
+    let r = with_engine(&st, move |e| e.take(&k2, &op)).await;
+    st.p.hub.queue_changed();
     match r {
         Ok(_) => {
             let engine = match st.engine() {
                 Ok(e) => e,
                 Err(r) => return r,
             };
-            let item = engine
-                .queue()
-                .unwrap_or_default()
-                .into_iter()
-                .find(|q| q.session == session);
+            let item =
+                st.p.store
+                    .queue()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|q| q.session == session);
             Json(
                 item.map(|q| queue_item(&st, &engine, &q))
                     .unwrap_or(json!({})),
@@ -427,7 +454,7 @@ struct ReplyRequest {
 }
 
 async fn reply(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<Desk>>,
     Operator(op): Operator,
     Path(session): Path<String>,
     body: Result<Json<ReplyRequest>, axum::extract::rejection::JsonRejection>,
@@ -439,28 +466,23 @@ async fn reply(
             "Ожидается JSON вида {\"text\": \"…\"}.",
         );
     };
+    let key = match session_key(&session) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
     let name = st.console.name(&op);
-    let out = match outgoing(&st, &session, Some(&name)) {
-        Ok(o) => o,
+    let keep = match st.p.keeper(&key, Some(name.clone())) {
+        Ok(k) => k,
         Err(e) => return internal(e),
     };
-    let (s2, o2, out2) = (session.clone(), op.clone(), out.clone());
-    match with_engine(&st, move |e| {
-        e.operator_reply(&s2, &o2, &req.text, out2.as_ref())
-    })
-    .await
-    {
-        Ok(turn) => {
-            st.hub.queue_changed();
-            let r = deliver(
-                &st,
-                &session,
-                &turn,
-                From::Operator,
-                Some(&name),
-                out.as_ref(),
-            );
-            delivered(r.await)
+    let k2 = key.clone();
+    match with_engine(&st, move |e| e.operator_reply(&k2, &op, &req.text, &keep)).await {
+        Ok((turn, committed, kept)) => {
+            st.p.hub.queue_changed();
+            let r =
+                st.p.deliver(&key, &turn, Some(&name), committed, &kept)
+                    .await;
+            delivered(r)
         }
         Err(r) => r,
     }
@@ -491,7 +513,7 @@ struct TransferRequest {
 }
 
 async fn transfer(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<Desk>>,
     Operator(op): Operator,
     Path(session): Path<String>,
     body: Result<Json<TransferRequest>, axum::extract::rejection::JsonRejection>,
@@ -510,8 +532,12 @@ async fn transfer(
             "Такого оператора нет: выберите другого оператора из списка.",
         );
     }
-    let r = with_engine(&st, move |e| e.transfer(&session, &op, &req.to)).await;
-    st.hub.queue_changed();
+    let key = match session_key(&session) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let r = with_engine(&st, move |e| e.transfer(&key, &op, &req.to)).await;
+    st.p.hub.queue_changed();
     match r {
         Ok(n) => Json(json!({"transfers": n, "max_transfers": MAX_TRANSFERS})).into_response(),
         Err(r) => r,
@@ -519,29 +545,35 @@ async fn transfer(
 }
 
 async fn release(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<Desk>>,
     Operator(op): Operator,
     Path(session): Path<String>,
 ) -> Response {
-    let out = match outgoing(&st, &session, None) {
-        Ok(o) => o,
+    let key = match session_key(&session) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let keep = match st.p.keeper(&key, None) {
+        Ok(k) => k,
         Err(e) => return internal(e),
     };
-    let (s2, out2) = (session.clone(), out.clone());
-    let r = with_engine(&st, move |e| e.release(&s2, &op, out2.as_ref())).await;
-    st.hub.queue_changed();
+    let k2 = key.clone();
+    let r = with_engine(&st, move |e| e.release(&k2, &op, &keep)).await;
+    st.p.hub.queue_changed();
     match r {
-        Ok(turn) => delivered(deliver(&st, &session, &turn, From::Bot, None, out.as_ref()).await),
+        Ok((turn, committed, kept)) => {
+            delivered(st.p.deliver(&key, &turn, None, committed, &kept).await)
+        }
         Err(r) => r,
     }
 }
 
 async fn socket(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<Desk>>,
     Operator(_): Operator,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let Some(guard) = st.open_socket() else {
+    let Some(guard) = st.sockets.open(st.p.cfg.http.max_connections) else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "busy",
@@ -554,9 +586,9 @@ async fn socket(
     })
 }
 
-async fn push_queue(st: Arc<AppState>, mut socket: WebSocket) {
-    let mut changes = st.hub.watch_queue();
-    let mut shutdown = st.shutdown.clone();
+async fn push_queue(st: Arc<Desk>, mut socket: WebSocket) {
+    let mut changes = st.p.hub.watch_queue();
+    let mut shutdown = st.p.shutdown.clone();
     let msg = json!({"type": "queue"}).to_string();
     if socket
         .send(Message::Text(msg.clone().into()))

@@ -6,89 +6,9 @@ use super::hours::{fmt_time, parse_holidays, parse_span, weekday_phrase, Span};
 use anyhow::{bail, Context, Result};
 use jiff::civil::{Date, Time};
 use jiff::{Timestamp, Zoned};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Named {
-    pub id: String,
-    pub name: String,
-    #[serde(default)]
-    pub address: String,
-}
-
-/// `[appointments]` in otklik.toml.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AppointmentsConfig {
-    /// Days of the week with reception: mon, tue, … sun.
-    pub days: Vec<String>,
-    /// Reception hours, "HH:MM-HH:MM".
-    pub hours: String,
-    pub slot_minutes: u32,
-    /// Clients per slot (per service and office).
-    pub capacity: u32,
-    /// How many days ahead can be booked.
-    pub horizon_days: u32,
-    /// Days offered at once (the voice robot reads them out).
-    pub days_offered: usize,
-    /// Times offered at once.
-    pub times_offered: usize,
-    pub holidays: Vec<String>,
-    pub services: Vec<Named>,
-    pub offices: Vec<Named>,
-}
-
-impl Default for AppointmentsConfig {
-    fn default() -> Self {
-        Self {
-            days: ["mon", "tue", "wed", "thu", "fri"]
-                .map(String::from)
-                .to_vec(),
-            hours: "09:00-17:00".into(),
-            slot_minutes: 30,
-            capacity: 1,
-            horizon_days: 14,
-            days_offered: 5,
-            times_offered: 6,
-            holidays: vec![
-                "2026-12-31".into(),
-                "2027-01-01".into(),
-                "2027-01-02".into(),
-            ],
-            services: vec![
-                Named {
-                    id: "benefits".into(),
-                    name: "Пособия и выплаты".into(),
-                    address: String::new(),
-                },
-                Named {
-                    id: "benefits_privileges".into(),
-                    name: "Льготы и компенсации".into(),
-                    address: String::new(),
-                },
-                Named {
-                    id: "social_services".into(),
-                    name: "Социальное обслуживание".into(),
-                    address: String::new(),
-                },
-            ],
-            offices: vec![
-                Named {
-                    id: "central".into(),
-                    name: "Центральный офис".into(),
-                    address: "ул. Ленина, 1".into(),
-                },
-                Named {
-                    id: "north".into(),
-                    name: "Северный отдел".into(),
-                    address: "ул. Мира, 15".into(),
-                },
-            ],
-        }
-    }
-}
+pub use crate::config::{AppointmentsConfig, Named};
 
 const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 

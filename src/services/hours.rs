@@ -5,45 +5,9 @@ use anyhow::{bail, Context, Result};
 use jiff::civil::{Date, Time, Weekday};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, Zoned};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
-/// `[hours]` in otklik.toml: each day is "HH:MM-HH:MM" or "" (closed).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HoursConfig {
-    pub timezone: String,
-    pub mon: String,
-    pub tue: String,
-    pub wed: String,
-    pub thu: String,
-    pub fri: String,
-    pub sat: String,
-    pub sun: String,
-    /// Days off ("YYYY-MM-DD") on top of the weekly schedule.
-    pub holidays: Vec<String>,
-}
-
-impl Default for HoursConfig {
-    fn default() -> Self {
-        let day = "09:00-18:00".to_string();
-        Self {
-            timezone: "Europe/Moscow".into(),
-            mon: day.clone(),
-            tue: day.clone(),
-            wed: day.clone(),
-            thu: day,
-            fri: "09:00-16:45".into(),
-            sat: String::new(),
-            sun: String::new(),
-            holidays: vec![
-                "2026-12-31".into(),
-                "2027-01-01".into(),
-                "2027-01-02".into(),
-            ],
-        }
-    }
-}
+pub use crate::config::HoursConfig;
 
 pub type Span = (Time, Time);
 

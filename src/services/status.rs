@@ -2,18 +2,11 @@
 //! application». A provider is either the demo one (seeded records in the
 //! store) or an HTTP backend (`GET {url}/{number}` → `{"status": …, "details": …}`).
 
-use crate::store::Store;
-use serde::{Deserialize, Serialize};
+pub use crate::config::StatusConfig;
+pub use crate::store::AppStatus;
+use crate::store::Storage;
+use std::sync::Arc;
 use std::time::Duration;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AppStatus {
-    /// The state in the citizen's words: «на рассмотрении», «одобрено»…
-    pub status: String,
-    /// What to do next, when there is anything to say.
-    #[serde(default)]
-    pub details: String,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
@@ -24,28 +17,6 @@ pub enum StatusError {
 pub trait StatusProvider: Send + Sync {
     /// `Ok(None)`: no application with this number.
     fn lookup(&self, number: &str) -> Result<Option<AppStatus>, StatusError>;
-}
-
-/// `[status]` in otklik.toml.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StatusConfig {
-    /// "demo" (records seeded in the store) or "http".
-    pub provider: String,
-    /// http: the base URL; the number is appended as a path segment.
-    pub url: String,
-    /// http: how long to wait for the backend, milliseconds.
-    pub timeout_ms: u64,
-}
-
-impl Default for StatusConfig {
-    fn default() -> Self {
-        Self {
-            provider: "demo".into(),
-            url: String::new(),
-            timeout_ms: 3000,
-        }
-    }
 }
 
 /// Records the demo provider is seeded with (shown in the README).
@@ -68,12 +39,12 @@ pub const DEMO_RECORDS: &[(&str, &str, &str)] = &[
 ];
 
 pub struct DemoStatus {
-    store: Store,
+    store: Arc<dyn Storage>,
 }
 
 impl DemoStatus {
     /// Seeds the demo records (once) and serves them from the store.
-    pub fn new(store: Store) -> anyhow::Result<Self> {
+    pub fn new(store: Arc<dyn Storage>) -> anyhow::Result<Self> {
         for (n, s, d) in DEMO_RECORDS {
             store.seed_status(
                 n,
@@ -138,7 +109,10 @@ impl StatusProvider for HttpStatus {
     }
 }
 
-pub fn provider(cfg: &StatusConfig, store: &Store) -> anyhow::Result<Box<dyn StatusProvider>> {
+pub fn provider(
+    cfg: &StatusConfig,
+    store: &Arc<dyn Storage>,
+) -> anyhow::Result<Box<dyn StatusProvider>> {
     match cfg.provider.as_str() {
         "demo" => Ok(Box::new(DemoStatus::new(store.clone())?)),
         "http" => Ok(Box::new(HttpStatus::new(

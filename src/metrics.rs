@@ -1,18 +1,14 @@
 //! Prometheus metrics at `/metrics`: conversation turns, classifier
 //! decisions, handoffs to people and turn latency per channel, plus HTTP
-//! requests by route and status.
+//! requests by route and status. The channels' turn service and the HTTP
+//! middleware record here; `/metrics` renders it.
 
-use super::AppState;
 use crate::dialog::Turn;
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Channel {
@@ -101,27 +97,16 @@ impl Metrics {
         }
     }
 
+    /// Counts an HTTP request by its matched route and status.
+    pub fn request(&self, route: String, status: u16) {
+        self.requests
+            .get_or_create(&RouteLabel { route, status })
+            .inc();
+    }
+
     pub fn render(&self) -> String {
         let mut s = String::new();
         prometheus_client::encoding::text::encode(&mut s, &self.registry).unwrap_or_default();
         s
     }
-}
-
-/// Middleware counting requests by matched route and status.
-pub async fn track(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let resp = next.run(req).await;
-    st.metrics
-        .requests
-        .get_or_create(&RouteLabel {
-            route,
-            status: resp.status().as_u16(),
-        })
-        .inc();
-    resp
 }

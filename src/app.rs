@@ -1,0 +1,163 @@
+//! The application: opens storage once, builds the turn service, registers
+//! the channels, the operators' desk and the admin API, merges their routes
+//! into one axum server, and runs it until SIGTERM (the model loads after
+//! the socket is bound; `/readyz` says when it is ready). It also runs the
+//! retention sweep. Nothing below imports this module.
+
+use crate::channels::api::{Api, Keys};
+use crate::channels::pipeline::Pipeline;
+use crate::channels::telegram::Telegram;
+use crate::channels::web::{Sockets, Web};
+use crate::channels::{Channel, Registry};
+use crate::config::Config;
+use crate::http::api::Admin;
+use crate::operator::console::Desk;
+use crate::services::SystemClock;
+use crate::store::{LocalLocks, Storage, Store};
+use axum::extract::DefaultBodyLimit;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct App {
+    pub p: Arc<Pipeline>,
+    pub desk: Arc<Desk>,
+    pub admin: Arc<Admin>,
+    channels: Vec<Arc<dyn Channel>>,
+}
+
+impl App {
+    /// Everything but the model (loaded by `serve` in the background).
+    pub fn new(cfg: Config) -> anyhow::Result<Self> {
+        let store: Arc<dyn Storage> = Arc::new(Store::open(&cfg.data_dir)?);
+        let keys = Keys::load(&cfg.api.keys_file)?;
+        let p = Pipeline::new(
+            cfg,
+            store,
+            Arc::new(LocalLocks::default()),
+            Arc::new(SystemClock),
+        );
+        let sockets = Arc::new(Sockets::default());
+        let mut channels: Vec<Arc<dyn Channel>> = vec![
+            Web::new(p.clone(), sockets.clone()),
+            Api::new(p.clone(), keys),
+        ];
+        if !p.cfg.telegram.token.is_empty() {
+            channels.push(Telegram::new(p.clone())?);
+        }
+        let mut registry = Registry::default();
+        for c in &channels {
+            registry.add(c.clone());
+        }
+        p.set_registry(registry);
+        let desk = Desk::new(p.clone(), sockets)?;
+        let admin = Admin::new(p.clone(), desk.clone());
+        Ok(Self {
+            p,
+            desk,
+            admin,
+            channels,
+        })
+    }
+
+    pub fn router(&self) -> axum::Router {
+        let mut r = crate::http::api::routes(self.admin.clone())
+            .merge(crate::operator::console::routes(self.desk.clone()));
+        for c in &self.channels {
+            r = r.merge(c.clone().routes());
+        }
+        r.layer(DefaultBodyLimit::max(self.p.cfg.http.max_body_bytes))
+            .layer(axum::middleware::from_fn_with_state(
+                self.p.clone(),
+                crate::http::track,
+            ))
+    }
+}
+
+/// Removes delivery bookkeeping past its retention, now and then periodically.
+async fn sweep(p: Arc<Pipeline>) {
+    let keep = p.cfg.retention.retention();
+    let every = Duration::from_secs(p.cfg.retention.sweep_minutes.max(1) as u64 * 60);
+    let mut shutdown = p.shutdown.clone();
+    loop {
+        let (st, now) = (p.store.clone(), p.clock.now().as_second());
+        match tokio::task::spawn_blocking(move || st.sweep(now, &keep)).await {
+            Ok(Ok(n)) => tracing::debug!("retention sweep: {n:?}"),
+            Ok(Err(e)) => tracing::error!("retention sweep: {e:#}"),
+            Err(e) => tracing::error!("retention sweep: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Serves until SIGTERM or Ctrl-C. The model loads after the socket is bound;
+/// on shutdown, turns in flight finish, sockets close, and storage is flushed.
+pub async fn serve(app: App) -> anyhow::Result<()> {
+    let p = app.p.clone();
+    let addr = p.cfg.http.addr.clone();
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    let st = p.clone();
+    let loader = tokio::task::spawn_blocking(move || {
+        let t = std::time::Instant::now();
+        let e = st.load()?;
+        let n = e.nlu.kb.intents.len();
+        st.set_engine(e);
+        tracing::info!(
+            "ready: {n} intents loaded in {:.2} s",
+            t.elapsed().as_secs_f64()
+        );
+        Ok::<_, anyhow::Error>(())
+    });
+    for c in &app.channels {
+        c.clone().start().await?;
+    }
+    tokio::spawn(sweep(p.clone()));
+    let st = p.clone();
+    let service = app
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, service).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        st.stop();
+    });
+    let load_failed = tokio::spawn(async move {
+        match loader.await {
+            Ok(Ok(())) => std::future::pending::<anyhow::Error>().await,
+            Ok(Err(e)) => e,
+            Err(e) => anyhow::anyhow!("loading panicked: {e}"),
+        }
+    });
+    tokio::select! {
+        r = server => r?,
+        e = load_failed => {
+            let e = e.unwrap_or_else(|j| anyhow::anyhow!("{j}"));
+            return Err(e.context("cannot load the model, knowledge base or dialogs"));
+        }
+    }
+    p.store.flush()?;
+    tracing::info!("stopped; storage flushed");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

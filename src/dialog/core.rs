@@ -1,0 +1,348 @@
+//! The engine core: a conversation's turn under its lock, committed with
+//! everything it wrote (`TurnWrites`: the session, its log entry, the
+//! channel's delivery records, the input's marker) in one storage commit,
+//! run again when a condition checked during the turn lost a race; the
+//! client's turn (history, log entry); what channels may ask of a session;
+//! resuming; and rendering a turn for its channel.
+
+use crate::analytics::{anonymise, pseudonym, LogEntry};
+use crate::nlu::kb::Link;
+use crate::store::{Committed, ConversationLock, Keep, SessionKey, TurnWrites};
+use anyhow::Result;
+use std::sync::Arc;
+
+use super::graph::SlotType;
+use super::session::{ChoiceOut, Entry, Session, Wait};
+use super::{graph, style, Action, Engine, Input, Out, PendingReply, Turn};
+
+/// How often a turn runs again when its commit lost a race.
+const ATTEMPTS: usize = 3;
+
+/// Options of a client's turn.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TurnOpts<'a> {
+    /// Identifies the input: committed with the turn, and an input whose
+    /// marker was committed before is not run again.
+    pub marker: Option<&'a str>,
+    /// Whose style applies when it is not the session's channel's (web,
+    /// telegram, voice; the REST API lets an integration choose).
+    pub style: Option<&'a str>,
+}
+
+impl Engine {
+    /// Serialises the turns of a conversation with `locks` (in-process by
+    /// default; a shared lock for several instances).
+    pub fn with_locks(mut self, locks: Arc<dyn ConversationLock>) -> Self {
+        self.locks = locks;
+        self
+    }
+
+    /// Runs `f` on the session of `key` under its lock and commits it with
+    /// what `f` wrote.
+    pub(crate) fn with_session<T>(
+        &self,
+        key: &SessionKey,
+        f: impl FnMut(&Self, &mut Session, &mut TurnWrites) -> Result<T>,
+    ) -> Result<T> {
+        Ok(self
+            .with_session_committed(key, None, f)?
+            .expect("no marker, always runs")
+            .0)
+    }
+
+    /// As `with_session`, with `marker` committed with the turn: an input
+    /// whose marker was committed before is not run again (None). Returns
+    /// what the commit assigned too (the web outbox's sequence numbers).
+    pub(crate) fn with_session_committed<T>(
+        &self,
+        key: &SessionKey,
+        marker: Option<&str>,
+        mut f: impl FnMut(&Self, &mut Session, &mut TurnWrites) -> Result<T>,
+    ) -> Result<Option<(T, Committed)>> {
+        let _held = self.locks.lock(&key.to_string());
+        if let Some(m) = marker {
+            if self.store.marked(m)? {
+                return Ok(None);
+            }
+        }
+        for _ in 0..ATTEMPTS {
+            let mut s: Session = self.store.session(key)?.unwrap_or_default();
+            if s.channel.is_empty() {
+                s.channel = key.channel.clone();
+                s.user = key.user.clone();
+                s.segment = "universal".into();
+            }
+            let mut w = TurnWrites::default();
+            let v = f(self, &mut s, &mut w)?;
+            let over = s.history.len().saturating_sub(self.cfg.history_limit);
+            s.history.drain(..over);
+            w.session = Some((key.clone(), serde_json::to_vec(&s)?));
+            w.marker = marker.map(str::to_string);
+            match self.store.commit(&w)? {
+                Ok(c) => return Ok(Some((v, c))),
+                Err(conflict) => tracing::info!("{key}: {conflict}; the turn runs again"),
+            }
+        }
+        anyhow::bail!("{key}: the turn lost {ATTEMPTS} races in a row; try again")
+    }
+
+    /// The stored conversation of a client.
+    pub fn session(&self, key: &SessionKey) -> Result<Option<Session>> {
+        self.store.session(key)
+    }
+
+    /// Whether the conversation waits for a phone number (a channel may
+    /// accept a shared contact then, and only then).
+    pub fn expects_phone(&self, key: &SessionKey) -> bool {
+        let Ok(Some(s)) = self.session(key) else {
+            return false;
+        };
+        let Wait::Field { field } = s.wait else {
+            return false;
+        };
+        self.graph
+            .nodes
+            .get(&s.node)
+            .and_then(|n| n.fields.get(field))
+            .is_some_and(|f| f.kind == SlotType::Phone)
+    }
+
+    /// Whether a choice offered in turn `seq` is out of date (a button of
+    /// an older message).
+    pub fn is_stale(&self, key: &SessionKey, seq: u64) -> bool {
+        let current = self
+            .session(key)
+            .ok()
+            .flatten()
+            .map(|s| s.turns)
+            .unwrap_or(0);
+        seq != current
+    }
+
+    fn known_channel(channel: &str) -> Result<()> {
+        if !graph::CHANNELS.contains(&channel) {
+            anyhow::bail!("unknown channel {channel:?} (web, telegram or voice)");
+        }
+        Ok(())
+    }
+
+    /// One turn: the client's input in, the bot's reply out (saved before it returns).
+    pub fn handle(&self, channel: &str, user: &str, input: Input) -> Result<Turn> {
+        Self::known_channel(channel)?;
+        let key = SessionKey::new(channel, user);
+        Ok(self
+            .turn(&key, input, TurnOpts::default(), &|_| Ok(Keep::default()))?
+            .expect("no marker, always runs")
+            .0)
+    }
+
+    /// A turn for an input identified by `marker` (a Telegram update id…):
+    /// the marker is saved with the turn, and an input whose marker was saved
+    /// before is not processed again (None) — exactly once across restarts.
+    /// The reply is also saved as undelivered (`PendingReply`) until the
+    /// channel calls `Storage::delivered` for the marker.
+    pub fn handle_once(
+        &self,
+        channel: &str,
+        user: &str,
+        input: Input,
+        marker: Option<&str>,
+    ) -> Result<Option<Turn>> {
+        Self::known_channel(channel)?;
+        let key = SessionKey::new(channel, user);
+        let keep = |t: &Turn| -> Result<Keep> {
+            let (Some(m), Some(r)) = (marker, self.pending_reply(user, t, None)?) else {
+                return Ok(Keep::default());
+            };
+            Ok(Keep {
+                undelivered: vec![(m.to_string(), r)],
+                marker: Some(m.to_string()),
+                ..Default::default()
+            })
+        };
+        let opts = TurnOpts {
+            marker,
+            style: None,
+        };
+        Ok(self.turn(&key, input, opts, &keep)?.map(|(t, _)| t))
+    }
+
+    /// A client's turn on a channel: committed with what `keep` returns for
+    /// it (the channel's delivery records) and the input's marker; None when
+    /// the marker was committed before.
+    pub fn turn(
+        &self,
+        key: &SessionKey,
+        input: Input,
+        opts: TurnOpts,
+        keep: &dyn Fn(&Turn) -> Result<Keep>,
+    ) -> Result<Option<(Turn, Committed)>> {
+        self.with_session_committed(key, opts.marker, |e, s, w| {
+            if let Some(style) = opts.style {
+                s.style = Some(style.to_string()).filter(|x| *x != s.channel);
+            }
+            let turn = e.client_turn(s, &input, w)?;
+            w.keep(&keep(&turn)?);
+            Ok(turn)
+        })
+    }
+
+    /// Steps the graph for `input` and records the turn in the history and
+    /// the log entry.
+    fn client_turn(&self, s: &mut Session, input: &Input, w: &mut TurnWrites) -> Result<Turn> {
+        let mut out = Out::default();
+        let client_text = match input {
+            Input::Text(t) => t.clone(),
+            Input::Choice(id) => s
+                .choices
+                .iter()
+                .find(|c| &c.id == id)
+                .map(|c| c.label.clone())
+                .unwrap_or_default(),
+            Input::Dtmf(d) => format!("[DTMF {d}]"),
+            _ => String::new(),
+        };
+        self.step(s, input.clone(), &mut out)?;
+        let now = self.now();
+        if !client_text.is_empty() {
+            s.history.push(Entry {
+                who: "client".into(),
+                text: client_text.clone(),
+                at: now,
+            });
+        }
+        s.turns += 1;
+        let mut turn = self.render(
+            s,
+            out.texts.join("\n\n"),
+            out.choices.clone(),
+            out.actions.clone(),
+            out.links.clone(),
+        );
+        turn.events = out.events.clone();
+        if !turn.text.is_empty() {
+            s.history.push(Entry {
+                who: "bot".into(),
+                text: turn.text.clone(),
+                at: now,
+            });
+        }
+        let personal = s.personal_values();
+        let text = if out.personal_input {
+            "[данные]".into()
+        } else if !matches!(input, Input::Text(_)) {
+            String::new()
+        } else {
+            anonymise(
+                &client_text,
+                &personal.iter().map(String::as_str).collect::<Vec<_>>(),
+            )
+        };
+        let mut writes = std::mem::take(&mut out.writes);
+        writes.log = Some(LogEntry {
+            ts: now,
+            conversation: pseudonym(&self.salt, &s.key(), s.conversation),
+            channel: s.channel.clone(),
+            segment: s.segment.clone(),
+            node: s.node.clone(),
+            text,
+            intent: s.intent.clone(),
+            decision: s.decision.clone(),
+            events: out.events,
+        });
+        *w = writes;
+        Ok(turn)
+    }
+
+    /// The undelivered record of `t` for `user` (none for a silent turn).
+    pub(crate) fn pending_reply(
+        &self,
+        user: &str,
+        t: &Turn,
+        operator: Option<&str>,
+    ) -> Result<Option<Vec<u8>>> {
+        if t.text.is_empty() {
+            return Ok(None);
+        }
+        let p = PendingReply {
+            at: self.now(),
+            user: user.to_string(),
+            seq: t.seq,
+            turn: t.clone(),
+            order: self.store.next_id()?,
+            operator: operator.map(str::to_string),
+        };
+        Ok(Some(serde_json::to_vec(&p)?))
+    }
+
+    /// The bot's turn when an operator gives the conversation back: it says
+    /// so and enters `node` (called inside the operator's commit).
+    pub(crate) fn returned_turn(&self, s: &mut Session, node: &str) -> Result<Turn> {
+        let mut out = Out::default();
+        out.say(self.p("operator_returned"));
+        self.enter(s, node, &mut out)?;
+        let turn = self.render(
+            s,
+            out.texts.join("\n\n"),
+            out.choices,
+            out.actions,
+            out.links,
+        );
+        s.history.push(Entry {
+            who: "bot".into(),
+            text: turn.text.clone(),
+            at: self.now(),
+        });
+        Ok(turn)
+    }
+
+    /// The last prompt again, for a client coming back (page reload, restart).
+    pub fn resume(&self, channel: &str, user: &str) -> Result<Option<Turn>> {
+        let Some(s) = self.session(&SessionKey::new(channel, user))? else {
+            return Ok(None);
+        };
+        if s.ended || s.wait == Wait::Fresh {
+            return Ok(None);
+        }
+        let text = s.prompt.clone();
+        Ok(Some(self.render(
+            &s,
+            text,
+            s.choices.clone(),
+            Vec::new(),
+            Vec::new(),
+        )))
+    }
+
+    pub(crate) fn render(
+        &self,
+        s: &Session,
+        text: String,
+        choices: Vec<ChoiceOut>,
+        actions: Vec<Action>,
+        links: Vec<Link>,
+    ) -> Turn {
+        let g = &self.graph;
+        let style_of = s.style.as_deref().unwrap_or(&s.channel);
+        let ch = g.channel(style_of);
+        let choices = choices
+            .into_iter()
+            .map(|mut c| {
+                c.label = style::adapt(&c.label, g, style_of, &s.segment);
+                c
+            })
+            .collect();
+        Turn {
+            text: style::adapt(&text, g, style_of, &s.segment),
+            choices,
+            actions,
+            intent: s.intent.clone(),
+            decision: s.decision.clone(),
+            segment: s.segment.clone(),
+            links: if ch.links { links } else { Vec::new() },
+            node: s.node.clone(),
+            seq: s.turns,
+            events: Vec::new(),
+        }
+    }
+}

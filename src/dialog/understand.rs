@@ -1,0 +1,101 @@
+//! Understanding a free-text question: the classifier's decision becomes an
+//! answer, «Вы имели в виду …?», three likely options, or an honest "not
+//! understood" with options; and routing an intent to its node.
+
+use crate::nlu::classifier::Decision;
+use anyhow::{Context, Result};
+
+use super::session::{ChoiceOut, Session, Wait};
+use super::{choice, fill, style, Engine, Out};
+
+impl Engine {
+    pub(super) fn classify_text(&self, s: &mut Session, text: &str, out: &mut Out) -> Result<()> {
+        let c = match self.nlu.classifier.classify(text) {
+            Ok(c) => c,
+            Err(e)
+                if e.downcast_ref::<crate::nlu::classifier::InputError>()
+                    .is_some() =>
+            {
+                out.say(self.p("empty"));
+                self.repeat(s, out);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        s.candidates = c.top.iter().map(|t| t.intent.clone()).collect();
+        s.decision = Some(c.decision.as_str().to_string());
+        out.events.push(format!("decision:{}", c.decision.as_str()));
+        let best = c.top.first().map(|t| t.intent.clone());
+        match c.decision {
+            Decision::Answer => self.route_intent(s, &best.unwrap(), out),
+            Decision::Confirm => {
+                let intent = best.unwrap();
+                let title = self
+                    .nlu
+                    .kb
+                    .intent(&intent)
+                    .map(|i| i.title.clone())
+                    .unwrap_or_default();
+                s.intent = Some(intent.clone());
+                self.ask(
+                    s,
+                    out,
+                    fill(&self.p("confirm"), &[("title", title)]),
+                    self.yes_no(),
+                    Wait::Confirm { intent },
+                );
+                Ok(())
+            }
+            Decision::Alternatives => {
+                let top: Vec<String> = s.candidates.iter().take(3).cloned().collect();
+                self.offer_options(s, out, self.p("alternatives"), top)
+            }
+            Decision::OutOfScope => {
+                s.intent = None;
+                let top: Vec<String> = s.candidates.iter().take(3).cloned().collect();
+                self.offer_options(s, out, self.p("not_understood"), top)
+            }
+        }
+    }
+
+    /// Intents as choices (ordered for the segment), plus «Другое» and the operator.
+    pub(super) fn offer_options(
+        &self,
+        s: &mut Session,
+        out: &mut Out,
+        text: String,
+        mut intents: Vec<String>,
+    ) -> Result<()> {
+        style::order_for_segment(&mut intents, &self.nlu.kb, &self.graph, &s.segment);
+        let mut cs: Vec<ChoiceOut> = intents
+            .iter()
+            .filter_map(|id| self.nlu.kb.intent(id))
+            .enumerate()
+            .map(|(i, it)| choice(&it.id, &it.title, Some(&(i + 1).to_string())))
+            .collect();
+        let n = cs.len();
+        cs.push(choice(
+            "other",
+            &self.p("choice_other"),
+            Some(&(n + 1).to_string()),
+        ));
+        cs.push(self.operator_choice());
+        s.node = self.graph.classify.clone();
+        self.ask(s, out, text, cs, Wait::Options);
+        Ok(())
+    }
+
+    pub(super) fn route_intent(&self, s: &mut Session, intent: &str, out: &mut Out) -> Result<()> {
+        let g = self.graph.clone();
+        s.intent = Some(intent.to_string());
+        out.events.push(format!("intent:{intent}"));
+        let cl = g.node(&g.classify);
+        let target = cl
+            .routes
+            .get(intent)
+            .or(cl.next.as_ref())
+            .cloned()
+            .context("classify node without next")?;
+        self.enter(s, &target, out)
+    }
+}

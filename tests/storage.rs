@@ -1,0 +1,375 @@
+//! The storage conformance suite: what every `Storage` backend must do.
+//! Each check takes a fresh backend from `open`; `sled` runs it here, and a
+//! shared backend (PostgreSQL) runs the same checks.
+
+use otklik::store::{
+    Appointment, BookingError, BookingOp, Callback, Conflict, ConversationLock, Forget, Keep,
+    LocalLocks, QueueItem, QueueOp, Retention, SessionKey, Storage, Store, TurnWrites,
+};
+use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+type Open<'a> = &'a dyn Fn() -> Arc<dyn Storage>;
+
+fn appt(user: &str, time: &str) -> Appointment {
+    Appointment {
+        id: 0,
+        user: user.into(),
+        service: "benefits".into(),
+        office: "central".into(),
+        date: "2026-11-27".into(),
+        time: time.into(),
+        name: Some("Иванова Анна".into()),
+        created: 0,
+    }
+}
+
+fn session_bytes(v: serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// Everything a turn writes becomes visible together; a refused condition
+/// writes nothing at all.
+fn atomic_turn_commit(open: Open) {
+    let st = open();
+    let key = SessionKey::new("web", "alice");
+    let mut a = appt("web:alice", "09:00");
+    a.id = st.next_id().unwrap();
+    let keep = Keep {
+        outbox: vec![json!({"type": "msg", "text": "Вы записаны"})],
+        undelivered: vec![("telegram:update:1".into(), b"{\"user\":\"1\"}".to_vec())],
+        marker: Some("telegram:update:1".into()),
+    };
+    let mut w = TurnWrites {
+        session: Some((key.clone(), session_bytes(json!({"turns": 1})))),
+        marker: Some("web:alice:msg:1".into()),
+        bookings: vec![BookingOp::Book {
+            appointment: a.clone(),
+            capacity: 1,
+        }],
+        callbacks: vec![Callback {
+            id: st.next_id().unwrap(),
+            user: key.to_string(),
+            phone: "+79991112233".into(),
+            preferred_time: "утром".into(),
+            topic: "пенсия".into(),
+            created: 0,
+        }],
+        ..Default::default()
+    };
+    w.keep(&keep);
+    let done = st.commit(&w).unwrap().unwrap();
+    assert_eq!(done.outbox.len(), 1);
+    assert_eq!(
+        done.outbox[0]["seq"], 1,
+        "the outbox numbers messages from 1"
+    );
+    assert!(st.marked("web:alice:msg:1").unwrap());
+    assert_eq!(st.appointments_of("web:alice").unwrap().len(), 1);
+    assert_eq!(st.callbacks().unwrap().len(), 1);
+    assert_eq!(st.undelivered(None).unwrap().len(), 1);
+    assert_eq!(st.outbox_since(&key, 0).unwrap().len(), 1);
+
+    // The same slot again, with a new session state, a marker and a message:
+    // the slot is full, so none of it is written.
+    let mut b = appt("web:bob", "09:00");
+    b.id = st.next_id().unwrap();
+    let w = TurnWrites {
+        session: Some((key.clone(), session_bytes(json!({"turns": 2})))),
+        marker: Some("web:alice:msg:2".into()),
+        bookings: vec![BookingOp::Book {
+            appointment: b,
+            capacity: 1,
+        }],
+        outbox: vec![json!({"type": "msg", "text": "ещё"})],
+        ..Default::default()
+    };
+    assert_eq!(
+        st.commit(&w).unwrap().unwrap_err(),
+        Conflict::Booking(BookingError::SlotTaken)
+    );
+    let s: serde_json::Value = st.session(&key).unwrap().unwrap();
+    assert_eq!(s["turns"], 1, "the session stays as it was");
+    assert!(!st.marked("web:alice:msg:2").unwrap());
+    assert_eq!(st.outbox_since(&key, 0).unwrap().len(), 1);
+    assert_eq!(
+        st.booked("benefits", "central", "2026-11-27", "09:00")
+            .unwrap(),
+        1
+    );
+
+    // Someone else's appointment cannot be cancelled; one's own can.
+    let cancel = |user: &str| TurnWrites {
+        bookings: vec![BookingOp::Cancel {
+            id: a.id,
+            user: user.into(),
+        }],
+        ..Default::default()
+    };
+    assert_eq!(
+        st.commit(&cancel("web:bob")).unwrap().unwrap_err(),
+        Conflict::Booking(BookingError::NotFound)
+    );
+    st.commit(&cancel("web:alice")).unwrap().unwrap();
+    assert_eq!(
+        st.booked("benefits", "central", "2026-11-27", "09:00")
+            .unwrap(),
+        0
+    );
+}
+
+/// One turn of a conversation at a time; other conversations go on.
+fn lock_exclusion(locks: Arc<dyn ConversationLock>) {
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    std::thread::scope(|sc| {
+        for _ in 0..8 {
+            let (locks, inside, most) = (locks.clone(), inside.clone(), most.clone());
+            sc.spawn(move || {
+                for _ in 0..20 {
+                    let _g = locks.lock("web:same");
+                    let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(n, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_micros(200));
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        1,
+        "two turns of one conversation ran at once"
+    );
+    let held = locks.lock("web:a");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let _g = locks.lock("web:b");
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("another conversation is not held up");
+    });
+    drop(held);
+}
+
+/// Bookings from 16 threads at once never pass the slot's capacity.
+fn booking_capacity_under_threads(open: Open) {
+    let st = open();
+    let won: usize = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..16)
+            .map(|i| {
+                let st = st.clone();
+                sc.spawn(move || {
+                    st.book(appt(&format!("web:u{i}"), "10:00"), 3)
+                        .unwrap()
+                        .is_ok()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap() as usize).sum()
+    });
+    assert_eq!(won, 3, "exactly the capacity is booked");
+    assert_eq!(
+        st.booked("benefits", "central", "2026-11-27", "10:00")
+            .unwrap(),
+        3
+    );
+    // Moving into a full slot is refused and keeps the old one.
+    let mine = st.appointments_of("web:mover").unwrap();
+    assert!(mine.is_empty());
+    let a = st.book(appt("web:mover", "11:00"), 3).unwrap().unwrap();
+    let mv = TurnWrites {
+        bookings: vec![BookingOp::Move {
+            id: a.id,
+            user: "web:mover".into(),
+            date: a.date.clone(),
+            time: "10:00".into(),
+            capacity: 3,
+        }],
+        ..Default::default()
+    };
+    assert_eq!(
+        st.commit(&mv).unwrap().unwrap_err(),
+        Conflict::Booking(BookingError::SlotTaken)
+    );
+    assert_eq!(st.appointment(a.id).unwrap().unwrap().time, "11:00");
+}
+
+/// Withdrawal deletes or scrubs the client's personal data everywhere it is
+/// kept, in the turn's commit, and leaves other clients' data alone.
+fn consent_withdrawal_deletes_personal_data(open: Open) {
+    let st = open();
+    let web = SessionKey::new("web", "carol");
+    let tg = SessionKey::new("telegram", "4242");
+    let other = SessionKey::new("web", "dave");
+    let phone = "+7 999 111-22-33";
+    for (key, marker) in [
+        (&web, None),
+        (&tg, Some("telegram:update:9")),
+        (&other, None),
+    ] {
+        let mut w = TurnWrites {
+            session: Some((key.clone(), session_bytes(json!({})))),
+            callbacks: vec![Callback {
+                id: st.next_id().unwrap(),
+                user: key.to_string(),
+                phone: phone.into(),
+                preferred_time: String::new(),
+                topic: String::new(),
+                created: 0,
+            }],
+            ..Default::default()
+        };
+        let mut a = appt(&key.to_string(), &format!("1{}:00", w.callbacks[0].id % 7));
+        a.id = st.next_id().unwrap();
+        w.bookings.push(BookingOp::Book {
+            appointment: a,
+            capacity: 10,
+        });
+        match marker {
+            None => w.outbox.push(json!({"type": "msg", "from": "client", "text": phone})),
+            Some(m) => w.undelivered.push((
+                m.to_string(),
+                serde_json::to_vec(&json!({"user": key.user, "turn": {"text": format!("Перезвоним на номер {phone}")}, "at": 0})).unwrap(),
+            )),
+        }
+        st.commit(&w).unwrap().unwrap();
+    }
+    for key in [&web, &tg] {
+        let w = TurnWrites {
+            session: Some((key.clone(), session_bytes(json!({})))),
+            forget: Some(Forget {
+                key: key.clone(),
+                values: vec![phone.to_string(), "Иванова Анна".into()],
+            }),
+            outbox: vec![json!({"type": "msg", "text": "Согласие отозвано"})],
+            ..Default::default()
+        };
+        st.commit(&w).unwrap().unwrap();
+    }
+    let shows = |v: &serde_json::Value| {
+        let t = v.to_string();
+        t.contains("999") || t.contains("Иванова")
+    };
+    let outbox = st.outbox_since(&web, 0).unwrap();
+    assert_eq!(outbox.len(), 2, "messages stay, scrubbed");
+    assert!(!outbox.iter().any(shows), "{outbox:?}");
+    for (_, r) in st.undelivered(None).unwrap() {
+        let v: serde_json::Value = serde_json::from_slice(&r).unwrap();
+        assert!(!shows(&v), "{v}");
+    }
+    let callbacks = st.callbacks().unwrap();
+    assert_eq!(callbacks.len(), 1);
+    assert_eq!(
+        callbacks[0].user,
+        other.to_string(),
+        "only the others' are kept"
+    );
+    for a in st.appointments().unwrap() {
+        assert_eq!(a.name.is_some(), a.user == other.to_string(), "{a:?}");
+    }
+    assert!(
+        shows(&st.outbox_since(&other, 0).unwrap()[0]),
+        "others untouched"
+    );
+}
+
+/// Sweeps drop delivery bookkeeping past its retention and keep the rest.
+fn sweeps(open: Open) {
+    let st = open();
+    let key = SessionKey::new("web", "erin");
+    st.commit(&TurnWrites {
+        session: Some((key.clone(), session_bytes(json!({})))),
+        marker: Some("web:erin:msg:1".into()),
+        outbox: vec![json!({"type": "msg", "text": "старое"})],
+        undelivered: vec![(
+            "telegram:update:5".into(),
+            serde_json::to_vec(&json!({"user": "5", "at": 0})).unwrap(),
+        )],
+        ..Default::default()
+    })
+    .unwrap()
+    .unwrap();
+    let now = jiff::Timestamp::now().as_second();
+    let keep = Retention {
+        seen_s: 3600,
+        outbox_s: 3600,
+        undelivered_s: 3600,
+    };
+    let n = st.sweep(now, &keep).unwrap();
+    assert_eq!(n.seen + n.outbox, 0, "fresh records stay: {n:?}");
+    assert_eq!(n.undelivered, 1, "a reply undelivered since 1970 goes");
+    let n = st.sweep(now + 7200, &keep).unwrap();
+    assert_eq!((n.seen, n.outbox), (1, 1), "{n:?}");
+    assert!(!st.marked("web:erin:msg:1").unwrap());
+    assert!(st.outbox_since(&key, 0).unwrap().is_empty());
+    // Sequence numbers go on after a sweep: a client never sees one twice.
+    let c = st
+        .commit(&TurnWrites {
+            session: Some((key.clone(), session_bytes(json!({})))),
+            outbox: vec![json!({"type": "msg", "text": "новое"})],
+            ..Default::default()
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.outbox[0]["seq"], 2);
+}
+
+/// A queued conversation is claimed by one operator only.
+fn queue_claims(open: Open) {
+    let st = open();
+    let item = QueueItem {
+        session: "web:frank".into(),
+        channel: "web".into(),
+        segment: "universal".into(),
+        intent: None,
+        since: 1,
+        operator: None,
+    };
+    let q = |op: QueueOp| TurnWrites {
+        queue: vec![op],
+        ..Default::default()
+    };
+    st.commit(&q(QueueOp::Put(item))).unwrap().unwrap();
+    let claim = |who: &str| {
+        q(QueueOp::Claim {
+            session: "web:frank".into(),
+            operator: who.into(),
+        })
+    };
+    st.commit(&claim("op1")).unwrap().unwrap();
+    assert_eq!(
+        st.commit(&claim("op2")).unwrap().unwrap_err(),
+        Conflict::Taken
+    );
+    assert_eq!(st.queue().unwrap()[0].operator.as_deref(), Some("op1"));
+    st.commit(&q(QueueOp::Remove("web:frank".into())))
+        .unwrap()
+        .unwrap();
+    assert!(st.queue().unwrap().is_empty());
+}
+
+fn conformance(open: Open, locks: Arc<dyn ConversationLock>) {
+    atomic_turn_commit(open);
+    lock_exclusion(locks);
+    booking_capacity_under_threads(open);
+    consent_withdrawal_deletes_personal_data(open);
+    sweeps(open);
+    queue_claims(open);
+}
+
+#[test]
+fn sled_passes_the_storage_conformance_suite() {
+    let dirs = std::sync::Mutex::new(Vec::new());
+    let open = || -> Arc<dyn Storage> {
+        let d = tempfile::tempdir().unwrap();
+        let st = Store::open(d.path()).unwrap();
+        dirs.lock().unwrap().push(d);
+        Arc::new(st)
+    };
+    conformance(&open, Arc::new(LocalLocks::default()));
+}
