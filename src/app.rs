@@ -67,6 +67,7 @@ impl App {
             r = r.merge(c.clone().routes());
         }
         r.layer(DefaultBodyLimit::max(self.p.cfg.http.max_body_bytes))
+            .layer(axum::middleware::from_fn(crate::http::security_headers))
             .layer(axum::middleware::from_fn_with_state(
                 self.p.clone(),
                 crate::http::track,

@@ -116,6 +116,13 @@ pub struct ClassifierConfig {
     pub epochs: usize,
     /// Also train on each intent's title and the first sentence of its answers.
     pub derived_examples: bool,
+    /// Tokens of a citizen's message the classifier embeds at most: what a
+    /// citizen asks is in the first sentences, and a long message costs the
+    /// encoder time in proportion to its length.
+    pub max_query_tokens: usize,
+    /// Messages embedded at once at most; others wait their turn, so a few
+    /// clients cannot take every core.
+    pub max_concurrent_encodes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,6 +140,12 @@ pub struct HttpConfig {
     pub ws_max_message_bytes: usize,
     /// `/api/v1/classify` calls per client address and minute (it is open to all).
     pub classify_per_minute: u32,
+    /// Sites (scheme://host[:port]) whose pages may open the web chat's
+    /// WebSocket besides this server's own (`*`: any).
+    pub allowed_origins: Vec<String>,
+    /// Token for `/metrics` (Authorization: Bearer …); empty: only clients on
+    /// this machine (loopback) may read it.
+    pub metrics_token: String,
 }
 
 impl Default for Config {
@@ -196,6 +209,8 @@ impl Default for ClassifierConfig {
             l2: 1e-3,
             epochs: 300,
             derived_examples: true,
+            max_query_tokens: 128,
+            max_concurrent_encodes: 2,
         }
     }
 }
@@ -209,6 +224,8 @@ impl Default for HttpConfig {
             messages_per_minute: 30,
             ws_max_message_bytes: 16 * 1024,
             classify_per_minute: 60,
+            allowed_origins: Vec::new(),
+            metrics_token: String::new(),
         }
     }
 }
@@ -512,6 +529,16 @@ pub struct OperatorsConfig {
     pub session_hours: u64,
     /// Mark the session cookie Secure (browsers accept it on https and on localhost).
     pub secure_cookie: bool,
+    /// Failed sign-ins of one account before each further one locks it
+    /// (for 1 s, then 2 s, 4 s… up to `max_lock_minutes`).
+    pub lock_after_failures: u32,
+    /// Failed sign-ins from one address before each further one locks it.
+    pub lock_address_after_failures: u32,
+    /// The longest lock, minutes.
+    pub max_lock_minutes: u64,
+    /// How long a sign-in may wait for a password-checking place (at most
+    /// one per core) before it gets 429, milliseconds.
+    pub hashing_wait_ms: u64,
 }
 
 impl Default for OperatorsConfig {
@@ -520,6 +547,10 @@ impl Default for OperatorsConfig {
             accounts_file: "operators.toml".into(),
             session_hours: 12,
             secure_cookie: true,
+            lock_after_failures: 5,
+            lock_address_after_failures: 20,
+            max_lock_minutes: 15,
+            hashing_wait_ms: 2000,
         }
     }
 }

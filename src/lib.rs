@@ -9,7 +9,7 @@
 //! knowledge base, classifier, evaluation), `config` (settings), `services`
 //! (hours, appointment slots, application status), `store` (storage behind
 //! the `Storage` trait), `metrics`, `errors` (JSON errors), `analytics`
-//! (anonymised turn logs), and `classification_json`, the JSON shape of a
+//! (anonymised turn logs), `yaml` (bounded YAML), and `classification_json`, the JSON shape of a
 //! classification shared by the CLI and the API.
 
 pub mod analytics;
@@ -24,6 +24,7 @@ pub mod nlu;
 pub mod operator;
 pub mod services;
 pub mod store;
+pub mod yaml;
 
 use nlu::classifier::Classification;
 

@@ -136,6 +136,20 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Serve => {
             raise_open_files_limit();
+            tune_malloc();
+            #[cfg(unix)]
+            // SAFETY: umask only sets the mode mask for files created later:
+            // the database and caches hold personal data, for the owner only.
+            unsafe {
+                libc::umask(0o077);
+            }
+            for f in [
+                cli.config.as_path(),
+                cfg.operators.accounts_file.as_path(),
+                cfg.api.keys_file.as_path(),
+            ] {
+                warn_if_shared(f);
+            }
             let app = otklik::app::App::new(cfg)?;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -400,6 +414,38 @@ fn chat(
         }
     }
     Ok(())
+}
+
+/// Warns when a file of secrets can be read by others than its owner.
+fn warn_if_shared(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            if m.permissions().mode() & 0o044 != 0 {
+                tracing::warn!(
+                    "{} can be read by other users; it holds secrets: chmod 600 {}",
+                    path.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+/// Keeps memory given back to the system under floods of large short-lived
+/// allocations (each operator sign-in runs argon2 in 19 MiB): glibc's
+/// mmap threshold otherwise grows after the first such block is freed, so
+/// later ones come from per-thread arenas and stay there. A fixed threshold
+/// of 1 MiB maps every such block and unmaps it when freed; fewer arenas
+/// bound what the blocking threads can keep.
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters, before threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 4);
+    }
 }
 
 /// Lets `serve` hold thousands of sockets: raises the soft limit of open

@@ -26,8 +26,14 @@ pub struct RouteLabel {
     pub status: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    signins: Family<ReasonLabel, Counter>,
     turns: Family<Channel, Counter>,
     decisions: Family<DecisionLabel, Counter>,
     handoffs: Family<Channel, Counter>,
@@ -45,6 +51,12 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.002, 2.0, 12))
         });
         let requests = Family::<RouteLabel, Counter>::default();
+        let signins = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "signin_refusals",
+            "Operator sign-ins refused, by reason (bad_credentials, locked, busy)",
+            signins.clone(),
+        );
         registry.register("turns", "Conversation turns answered", turns.clone());
         registry.register(
             "decisions",
@@ -68,6 +80,7 @@ impl Default for Metrics {
         );
         Self {
             registry,
+            signins,
             turns,
             decisions,
             handoffs,
@@ -95,6 +108,15 @@ impl Metrics {
                     .inc();
             }
         }
+    }
+
+    /// Counts a refused operator sign-in.
+    pub fn signin_refused(&self, reason: &str) {
+        self.signins
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     /// Counts an HTTP request by its matched route and status.

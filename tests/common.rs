@@ -177,3 +177,62 @@ pub fn serve_in_background(app: axum::Router) -> std::net::SocketAddr {
     });
     rx.recv().unwrap()
 }
+
+// A web chat client over a real WebSocket.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn ws(base: &str, client: &str) -> Ws {
+    let url = format!(
+        "{}/ws/chat?client={client}",
+        base.replace("http://", "ws://")
+    );
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+pub async fn send(w: &mut Ws, v: Value) {
+    w.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// The next JSON message, or None after `secs` of silence.
+pub async fn recv(w: &mut Ws, secs: u64) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(secs), w.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return Some(serde_json::from_str(&t).unwrap()),
+            Ok(Some(Ok(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// Messages until one matches `pred` (which is returned last).
+pub async fn until(w: &mut Ws, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let mut got = Vec::new();
+    while let Some(v) = recv(w, 30).await {
+        let done = pred(&v);
+        got.push(v);
+        if done {
+            return got;
+        }
+    }
+    panic!("no matching message; got {got:?}");
+}
+
+pub fn is_bot(v: &Value) -> bool {
+    v["type"] == "msg" && v["from"] == "bot"
+}
+
+/// Every JSON message until `secs` of silence (or the socket closes).
+pub async fn drain(w: &mut Ws, secs: u64) -> Vec<Value> {
+    let mut got = Vec::new();
+    while let Some(v) = recv(w, secs).await {
+        got.push(v);
+    }
+    got
+}

@@ -224,3 +224,21 @@ fn held_out_set_is_recognised() {
         assert!(r.oos_rejected >= 0.85, "oos {}", r.oos_rejected);
     });
 }
+
+/// Only the first `classifier.max_query_tokens` tokens of a message are
+/// embedded: a long tail of junk (random letters, accents, CJK) after the
+/// question costs nothing and changes nothing.
+#[test]
+fn a_long_message_is_embedded_up_to_the_token_cap() {
+    let nlu = common::shared_nlu();
+    let c = &nlu.classifier;
+    assert_eq!(c.cfg.max_query_tokens, 128);
+    let head = "как оформить пенсию по старости и какие документы нужны ".repeat(20);
+    let tail: String = "ёжикx\u{301}漢字ъыь".repeat(150);
+    let a = c.embed_query(&head).unwrap();
+    let b = c.embed_query(&format!("{head}{tail}")).unwrap();
+    let cos: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+    assert!(cos > 0.9999, "the tail changed the embedding: cos {cos}");
+    let d = c.classify(&format!("{head}{tail}")).unwrap();
+    assert_eq!(d.top[0].intent, "pension_application");
+}

@@ -6,57 +6,11 @@
 
 mod common;
 
-use common::{start_server, wait_ready, ADMIN_TOKEN, CRM_KEY, PORTAL_KEY};
-use futures_util::{SinkExt, StreamExt};
+use common::{
+    drain, is_bot, send, start_server, until, wait_ready, ws, Server, Ws, ADMIN_TOKEN, CRM_KEY,
+    PORTAL_KEY,
+};
 use serde_json::{json, Value};
-use std::time::Duration;
-use tokio_tungstenite::tungstenite::Message;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn ws(base: &str, client: &str) -> Ws {
-    let url = format!(
-        "{}/ws/chat?client={client}",
-        base.replace("http://", "ws://")
-    );
-    tokio_tungstenite::connect_async(url).await.unwrap().0
-}
-
-async fn send(w: &mut Ws, v: Value) {
-    w.send(Message::Text(v.to_string().into())).await.unwrap();
-}
-
-/// Every JSON message until `secs` of silence (or the socket closes).
-async fn drain(w: &mut Ws, secs: u64) -> Vec<Value> {
-    let mut got = Vec::new();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(secs), w.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => got.push(serde_json::from_str(&t).unwrap()),
-            Ok(Some(Ok(_))) => continue,
-            _ => return got,
-        }
-    }
-}
-
-/// Messages until a bot message arrives (it is returned last).
-async fn until_bot(w: &mut Ws) -> Vec<Value> {
-    let mut got = Vec::new();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), w.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => {
-                let v: Value = serde_json::from_str(&t).unwrap();
-                let bot = v["type"] == "msg" && v["from"] == "bot";
-                got.push(v);
-                if bot {
-                    return got;
-                }
-            }
-            Ok(Some(Ok(_))) => continue,
-            _ => panic!("no bot message; got {got:?}"),
-        }
-    }
-}
 
 fn seq(v: &Value) -> u64 {
     v["seq"].as_u64().unwrap_or(0)
@@ -183,14 +137,15 @@ async fn the_classifier_is_limited_per_address() {
 /// A crash right after a client's message was committed: after the restart
 /// the replay brings its echo and reply exactly once, and a resend of the
 /// message is recognised (nothing runs twice).
-#[tokio::test]
-async fn a_web_reply_committed_before_a_crash_is_replayed_exactly_once() {
-    let s = start_server(&[("OTKLIK_FAULT", "after_commit".into())]);
+/// A client greeted, then its first question sent to a server that aborts
+/// at `fault`; returns the server restarted without the fault, the
+/// greeting, and the question (to resend).
+async fn crash_at(fault: &str, client: &str) -> (Server, Value, Value) {
+    let s = start_server(&[("OTKLIK_FAULT", fault.into())]);
     wait_ready(&s.base).await;
-    let client = "crash-after-1";
     let mut w = ws(&s.base, client).await;
     send(&mut w, json!({"type": "hello", "last_seq": 0})).await;
-    let greeting = until_bot(&mut w).await.pop().unwrap();
+    let greeting = until(&mut w, is_bot).await.pop().unwrap();
     let q = json!({"type": "text", "id": "m1", "text": "как оформить единое пособие на ребенка"});
     send(&mut w, q.clone()).await;
     let lost = drain(&mut w, 10).await;
@@ -200,9 +155,25 @@ async fn a_web_reply_committed_before_a_crash_is_replayed_exactly_once() {
     );
     let s = s.restart(&[]);
     wait_ready(&s.base).await;
+    (s, greeting, q)
+}
+
+/// Reconnects and says hello after `greeting`: the socket and the replay.
+async fn reconnect(s: &Server, client: &str, greeting: &Value) -> (Ws, Vec<Value>) {
     let mut w = ws(&s.base, client).await;
-    send(&mut w, json!({"type": "hello", "last_seq": seq(&greeting)})).await;
+    send(&mut w, json!({"type": "hello", "last_seq": seq(greeting)})).await;
     let replay = drain(&mut w, 3).await;
+    (w, replay)
+}
+
+/// A crash right after a client's message was committed: after the restart
+/// the replay brings its echo and reply exactly once, and a resend of the
+/// message is recognised (nothing runs twice).
+#[tokio::test]
+async fn a_web_reply_committed_before_a_crash_is_replayed_exactly_once() {
+    let client = "crash-after-1";
+    let (s, greeting, q) = crash_at("after_commit", client).await;
+    let (mut w, replay) = reconnect(&s, client, &greeting).await;
     let echoes = replay
         .iter()
         .filter(|m| m["from"] == "client" && m["id"] == "m1")
@@ -226,26 +197,15 @@ async fn a_web_reply_committed_before_a_crash_is_replayed_exactly_once() {
 /// so the resend after the restart is processed (not swallowed as seen).
 #[tokio::test]
 async fn a_web_message_lost_before_the_commit_is_processed_when_resent() {
-    let s = start_server(&[("OTKLIK_FAULT", "before_commit".into())]);
-    wait_ready(&s.base).await;
     let client = "crash-before-1";
-    let mut w = ws(&s.base, client).await;
-    send(&mut w, json!({"type": "hello", "last_seq": 0})).await;
-    let greeting = until_bot(&mut w).await.pop().unwrap();
-    let q = json!({"type": "text", "id": "m1", "text": "как оформить единое пособие на ребенка"});
-    send(&mut w, q.clone()).await;
-    drain(&mut w, 10).await;
-    let s = s.restart(&[]);
-    wait_ready(&s.base).await;
-    let mut w = ws(&s.base, client).await;
-    send(&mut w, json!({"type": "hello", "last_seq": seq(&greeting)})).await;
-    let replay = drain(&mut w, 3).await;
+    let (s, greeting, q) = crash_at("before_commit", client).await;
+    let (mut w, replay) = reconnect(&s, client, &greeting).await;
     assert!(
         replay.iter().all(|m| m["type"] == "welcome"),
         "nothing of the lost message was kept: {replay:?}"
     );
     send(&mut w, q).await;
-    let got = until_bot(&mut w).await;
+    let got = until(&mut w, is_bot).await;
     assert!(got.iter().any(|m| m["from"] == "client" && m["id"] == "m1"));
     assert!(got.last().unwrap()["text"]
         .as_str()
@@ -262,7 +222,7 @@ async fn consent_withdrawal_reaches_the_web_chats_replay() {
     let client = "withdraw-0001";
     let mut w = ws(&s.base, client).await;
     send(&mut w, json!({"type": "hello", "last_seq": 0})).await;
-    until_bot(&mut w).await;
+    until(&mut w, is_bot).await;
     let steps: [(&str, &str); 7] = [
         ("t1", "перезвоните мне пожалуйста"),
         ("t2", "да, согласен"),
@@ -275,7 +235,7 @@ async fn consent_withdrawal_reaches_the_web_chats_replay() {
     let mut last = Vec::new();
     for (id, text) in steps {
         send(&mut w, json!({"type": "text", "id": id, "text": text})).await;
-        last = until_bot(&mut w).await;
+        last = until(&mut w, is_bot).await;
     }
     assert!(
         last.last().unwrap()["text"]

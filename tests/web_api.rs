@@ -5,54 +5,14 @@
 
 mod common;
 
-use common::{start_server, wait_ready, ADMIN_TOKEN, OPERATOR_PASSWORD, PORTAL_KEY};
-use futures_util::{SinkExt, StreamExt};
+use common::{
+    is_bot, recv, send, start_server, until, wait_ready, ws, ADMIN_TOKEN, OPERATOR_PASSWORD,
+    PORTAL_KEY,
+};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn ws(base: &str, client: &str) -> Ws {
-    let url = format!(
-        "{}/ws/chat?client={client}",
-        base.replace("http://", "ws://")
-    );
-    tokio_tungstenite::connect_async(url).await.unwrap().0
-}
-
-async fn send(w: &mut Ws, v: Value) {
-    w.send(Message::Text(v.to_string().into())).await.unwrap();
-}
-
-/// The next JSON message, or None after `secs` of silence.
-async fn recv(w: &mut Ws, secs: u64) -> Option<Value> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(secs), w.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => return Some(serde_json::from_str(&t).unwrap()),
-            Ok(Some(Ok(_))) => continue,
-            _ => return None,
-        }
-    }
-}
-
-/// Messages until one matches `pred` (which is returned last).
-async fn until(w: &mut Ws, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
-    let mut got = Vec::new();
-    while let Some(v) = recv(w, 30).await {
-        let done = pred(&v);
-        got.push(v);
-        if done {
-            return got;
-        }
-    }
-    panic!("no matching message; got {got:?}");
-}
-
-fn is_bot(v: &Value) -> bool {
-    v["type"] == "msg" && v["from"] == "bot"
-}
 
 #[tokio::test]
 async fn web_chat_protocol_replay_dedup_and_limits() {

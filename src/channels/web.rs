@@ -133,6 +133,25 @@ impl Channel for Web {
     }
 }
 
+/// Whether a WebSocket's `Origin` is this server itself (`Host`), or one of
+/// `allowed` (`*` allows any). A client without `Origin` is not a browser
+/// page, which is what the check protects against, and passes.
+pub fn origin_allowed(headers: &axum::http::HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let own = origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| !host.is_empty() && rest == host);
+    own || allowed
+        .iter()
+        .any(|a| a == "*" || a.trim_end_matches('/') == origin)
+}
+
 #[derive(Deserialize)]
 struct ChatQuery {
     client: String,
@@ -147,9 +166,17 @@ fn valid_client(id: &str) -> bool {
 
 async fn chat_socket(
     State(web): State<Arc<Web>>,
+    headers: axum::http::HeaderMap,
     q: Result<Query<ChatQuery>, axum::extract::rejection::QueryRejection>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if !origin_allowed(&headers, &web.p.cfg.http.allowed_origins) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "bad_origin",
+            "Чат нельзя открыть с этого сайта: его адрес не указан в настройках сервера (http.allowed_origins).",
+        );
+    }
     let Ok(Query(q)) = q else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -171,7 +198,9 @@ async fn chat_socket(
             "Сейчас слишком много собеседников. Попробуйте через минуту.",
         );
     };
-    let max = web.p.cfg.http.ws_max_message_bytes;
+    // The socket takes up to four times the limit, so that a message over
+    // it gets a clear error and close code 1009 rather than a dropped line.
+    let max = web.p.cfg.http.ws_max_message_bytes.saturating_mul(4);
     ws.max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| async move {
@@ -218,15 +247,41 @@ async fn send(socket: &mut WebSocket, text: String) -> bool {
     )
 }
 
+/// The error a client gets for a message over `max` bytes, then close code
+/// 1009 (message too big).
+async fn close_too_big(socket: &mut WebSocket, max: usize) {
+    let m = format!(
+        "Сообщение слишком большое: не больше {} КБ. Сократите его, пожалуйста.",
+        max / 1024
+    );
+    let _ = send(socket, err_msg("too_large", &m, None)).await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: 1009,
+            reason: Utf8Bytes::from_static("message too big"),
+        })))
+        .await;
+}
+
 async fn run_chat(web: Arc<Web>, mut socket: WebSocket, key: SessionKey) {
+    let max = web.p.cfg.http.ws_max_message_bytes;
     let session = key.to_string();
     let (conn, mut rx) = web.p.hub.connect(&session);
     let mut shutdown = web.p.shutdown.clone();
     loop {
         tokio::select! {
             incoming = socket.recv() => {
-                let Some(Ok(msg)) = incoming else { break };
+                let Some(msg) = incoming else { break };
+                let Ok(msg) = msg else {
+                    // Over the frame limit (or a broken connection): say why.
+                    close_too_big(&mut socket, max).await;
+                    break;
+                };
                 let text = match msg {
+                    Message::Text(t) if t.len() > max => {
+                        close_too_big(&mut socket, max).await;
+                        break;
+                    }
                     Message::Text(t) => t,
                     Message::Close(_) => break,
                     Message::Binary(_) => {

@@ -314,8 +314,15 @@ pub struct GraphErrors(pub Vec<Problem>);
 impl fmt::Display for GraphErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "the dialog graph has {} problem(s):", self.0.len())?;
-        for p in &self.0 {
+        for p in self.0.iter().take(crate::yaml::MAX_PROBLEMS) {
             writeln!(f, "  {p}")?;
+        }
+        if self.0.len() > crate::yaml::MAX_PROBLEMS {
+            writeln!(
+                f,
+                "  … and {} more",
+                self.0.len() - crate::yaml::MAX_PROBLEMS
+            )?;
         }
         Ok(())
     }
@@ -377,6 +384,10 @@ impl Graph {
                 line,
                 message,
             };
+            if crate::yaml::check_expansion(text).is_err() {
+                problems.push(p(0, "the file expands beyond its limit: its aliases (*name) repeat too much; write the values out".into()));
+                continue;
+            }
             let doc: GraphFile = match serde_yaml::from_str(text) {
                 Ok(d) => d,
                 Err(e) => {

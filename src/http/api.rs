@@ -124,7 +124,24 @@ async fn readyz(State(st): State<Arc<Admin>>) -> Response {
     }
 }
 
-async fn metrics(State(st): State<Arc<Admin>>) -> Response {
+async fn metrics(
+    State(st): State<Arc<Admin>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let token = &st.p.cfg.http.metrics_token;
+    let allowed = if token.is_empty() {
+        peer.ip().is_loopback()
+    } else {
+        bearer_is(&headers, token)
+    };
+    if !allowed {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Метрики доступны по токену (http.metrics_token) или с этой машины.",
+        );
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -172,17 +189,29 @@ async fn classify(
 
 fn is_admin(st: &Admin, headers: &HeaderMap) -> bool {
     let token = &st.p.cfg.admin_token;
-    !token.is_empty()
-        && headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+    !token.is_empty() && bearer_is(headers, token)
 }
 
-/// Compares secrets without leaking where they differ through timing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether the request carries `Authorization: Bearer <secret>`. The
+/// digests are compared, in constant time, so neither the secret's content
+/// nor its length shows in the timing.
+fn bearer_is(headers: &HeaderMap, secret: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(secret.as_bytes()),
+    );
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// A conversation: segment, where it is, its handoff and history (admin token or operator).

@@ -208,6 +208,8 @@ pub struct Classifier {
     max_chars: usize,
     cache: Mutex<HashMap<String, Vec<f32>>>,
     cache_entries: usize,
+    /// Messages being embedded now, bounded by `max_concurrent_encodes`.
+    encoding: (Mutex<usize>, std::sync::Condvar),
     /// Examples the model had to embed when this classifier was built (the rest came from the cache).
     pub embedded_at_build: usize,
 }
@@ -342,6 +344,7 @@ impl Classifier {
             max_chars: 2000,
             cache: Mutex::new(HashMap::new()),
             cache_entries: opts.cache_entries,
+            encoding: (Mutex::new(0), std::sync::Condvar::new()),
             embedded_at_build: 0,
         })
     }
@@ -360,16 +363,40 @@ impl Classifier {
         if let Some(v) = self.cache.lock().unwrap().get(&text) {
             return Ok(v.clone());
         }
-        let v = self
-            .encoder
-            .embed(&[&format!("{}{}", self.prefix, text)])?
-            .remove(0);
+        let v = {
+            let _turn = self.encoding_turn();
+            self.encoder
+                .embed_capped(
+                    &[&format!("{}{}", self.prefix, text)],
+                    self.cfg.max_query_tokens.max(1),
+                )?
+                .remove(0)
+        };
         let mut c = self.cache.lock().unwrap();
         if c.len() >= self.cache_entries {
             c.clear(); // a simple bound: repeated texts within a window stay cached
         }
         c.insert(text, v.clone());
         Ok(v)
+    }
+
+    /// Waits for one of the `max_concurrent_encodes` places to embed a message.
+    fn encoding_turn(&self) -> impl Drop + '_ {
+        struct Place<'a>(&'a (Mutex<usize>, std::sync::Condvar));
+        impl Drop for Place<'_> {
+            fn drop(&mut self) {
+                *self.0 .0.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+                self.0 .1.notify_one();
+            }
+        }
+        let (n, freed) = &self.encoding;
+        let max = self.cfg.max_concurrent_encodes.max(1);
+        let mut busy = n.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy >= max {
+            busy = freed.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+        *busy += 1;
+        Place(&self.encoding)
     }
 
     pub fn classify(&self, text: &str) -> Result<Classification> {

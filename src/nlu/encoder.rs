@@ -332,12 +332,18 @@ impl Encoder {
 
     /// Embeds texts (already carrying any `query: ` prefix); one unit vector each.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.embed_capped(texts, usize::MAX)
+    }
+
+    /// As `embed`, with only the first `cap` tokens of each text.
+    pub fn embed_capped(&self, texts: &[&str], cap: usize) -> Result<Vec<Vec<f32>>> {
         let (bos, eos) = self.tokenizer.specials();
         let win = self.max_tokens - 2;
         // (text index, weight, ids) for every window of every text.
         let mut windows: Vec<(usize, f32, Vec<u32>)> = Vec::new();
         for (i, t) in texts.iter().enumerate() {
-            let content = self.tokenizer.content_ids(t)?;
+            let mut content = self.tokenizer.content_ids(t)?;
+            content.truncate(cap);
             if content.is_empty() {
                 windows.push((i, 1.0, vec![bos, eos]));
             }

@@ -88,8 +88,15 @@ pub struct KbErrors(pub Vec<Problem>);
 impl fmt::Display for KbErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "the knowledge base has {} problem(s):", self.0.len())?;
-        for p in &self.0 {
+        for p in self.0.iter().take(crate::yaml::MAX_PROBLEMS) {
             writeln!(f, "  {p}")?;
+        }
+        if self.0.len() > crate::yaml::MAX_PROBLEMS {
+            writeln!(
+                f,
+                "  … and {} more",
+                self.0.len() - crate::yaml::MAX_PROBLEMS
+            )?;
         }
         Ok(())
     }
@@ -220,6 +227,10 @@ impl KnowledgeBase {
                 }
             };
             let lines: Vec<&str> = text.lines().collect();
+            if crate::yaml::check_expansion(text).is_err() {
+                problems.push(problem(0, "the file expands beyond its limit: its aliases (*name) repeat too much; write the values out".into()));
+                continue;
+            }
             let doc: FileDoc = match serde_yaml::from_str(text) {
                 Ok(d) => d,
                 Err(e) => {

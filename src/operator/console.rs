@@ -4,6 +4,7 @@
 //! `/api/v1/operator/` (queue, take, reply, transfer, release, callbacks,
 //! appointments), the live "queue changed" WebSocket, and the console page.
 
+use super::signin::{Refusal, SignInGuard};
 use super::{OperatorError, MAX_TRANSFERS};
 use crate::channels::pipeline::Pipeline;
 use crate::channels::web::Sockets;
@@ -14,7 +15,7 @@ use crate::store::{SessionKey, Storage};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -50,6 +51,8 @@ struct AccountsFile {
 
 pub struct Console {
     accounts: HashMap<String, Account>,
+    /// Checked for an unknown login, so that it costs what a real one does.
+    dummy_hash: String,
     ttl: Duration,
     secure: bool,
 }
@@ -86,18 +89,22 @@ impl Console {
         }
         Ok(Self {
             accounts,
+            dummy_hash: hash_password(&format!("{:032x}", rand::random::<u128>()))?,
             ttl: Duration::from_secs(c.session_hours * 3600),
             secure: c.secure_cookie,
         })
     }
 
+    /// The account if the password is right. An unknown login is checked
+    /// against a dummy hash: both take one argon2 run.
     fn check(&self, login: &str, password: &str) -> Option<&Account> {
-        let a = self.accounts.get(login)?;
-        let h = PasswordHash::new(&a.password_hash).ok()?;
-        Argon2::default()
+        let a = self.accounts.get(login);
+        let hash = a.map_or(self.dummy_hash.as_str(), |a| a.password_hash.as_str());
+        let h = PasswordHash::new(hash).ok()?;
+        let ok = Argon2::default()
             .verify_password(password.as_bytes(), &h)
-            .ok()
-            .map(|_| a)
+            .is_ok();
+        a.filter(|_| ok)
     }
 
     /// Signs `login` in: a new random cookie token, saved (as its hash, so a
@@ -154,12 +161,14 @@ pub struct Desk {
     pub p: Arc<Pipeline>,
     pub console: Console,
     pub sockets: Arc<Sockets>,
+    guard: SignInGuard,
 }
 
 impl Desk {
     pub fn new(p: Arc<Pipeline>, sockets: Arc<Sockets>) -> anyhow::Result<Arc<Self>> {
         Ok(Arc::new(Self {
             console: Console::load(&p.cfg)?,
+            guard: SignInGuard::new(&p.cfg.operators),
             p,
             sockets,
         }))
@@ -245,8 +254,42 @@ struct LoginRequest {
     password: String,
 }
 
+/// 429 with Retry-After for a locked account or address, or a full pool.
+fn refused(st: &Desk, r: Refusal, login: &str, ip: std::net::IpAddr) -> Response {
+    let (reason, mut resp) = match r {
+        Refusal::Locked(d) => {
+            let minutes = d.as_secs().div_ceil(60).max(1);
+            let mut resp = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "locked",
+                &format!("Слишком много неудачных попыток входа. Попробуйте через {minutes} мин."),
+            );
+            if let Ok(v) = header::HeaderValue::from_str(&d.as_secs().max(1).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            ("locked", resp)
+        }
+        Refusal::Busy => (
+            "busy",
+            error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+                "Сервер занят проверкой входа. Попробуйте через несколько секунд.",
+            ),
+        ),
+    };
+    if reason == "busy" {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("2"));
+    }
+    tracing::warn!("operator sign-in refused ({reason}) for {login:?} from {ip}");
+    st.p.metrics.signin_refused(reason);
+    resp
+}
+
 async fn login(
     State(st): State<Arc<Desk>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     jar: CookieJar,
     body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -257,20 +300,38 @@ async fn login(
             "Ожидается JSON вида {\"login\": \"…\", \"password\": \"…\"}.",
         );
     };
+    let ip = peer.ip();
+    if let Some(r) = st.guard.refused(&req.login, ip) {
+        return refused(&st, r, &req.login, ip);
+    }
     let st2 = st.clone();
-    // argon2 takes tens of milliseconds: off the async workers.
-    let ok =
-        tokio::task::spawn_blocking(move || st2.console.check(&req.login, &req.password).cloned())
-            .await
-            .ok()
-            .flatten();
-    let Some(acc) = ok else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "bad_credentials",
-            "Неверный логин или пароль.",
-        );
+    let (login, password) = (req.login.clone(), req.password);
+    // argon2 takes tens of milliseconds and 19 MiB: on the bounded pool.
+    let checked = st
+        .guard
+        .check(move || st2.console.check(&login, &password).cloned())
+        .await;
+    let acc = match checked {
+        Ok(Some(acc)) => acc,
+        Ok(None) => {
+            st.p.metrics.signin_refused("bad_credentials");
+            if let Some(lock) = st.guard.failed(&req.login, ip) {
+                tracing::warn!(
+                    "operator sign-in: {:?} from {ip} locked for {} s after repeated failures",
+                    req.login,
+                    lock.as_secs()
+                );
+            }
+            crate::nlu::release_freed_memory();
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "bad_credentials",
+                "Неверный логин или пароль.",
+            );
+        }
+        Err(r) => return refused(&st, r, &req.login, ip),
     };
+    st.guard.succeeded(&acc.login);
     let token = match st.console.open(
         st.p.store.as_ref(),
         &acc.login,
@@ -571,8 +632,18 @@ async fn release(
 async fn socket(
     State(st): State<Arc<Desk>>,
     Operator(_): Operator,
+    headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // The console's own pages only: another site's page must not ride on
+    // an operator's cookie.
+    if !crate::channels::web::origin_allowed(&headers, &[]) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "bad_origin",
+            "Консоль оператора открывается только со своего адреса.",
+        );
+    }
     let Some(guard) = st.sockets.open(st.p.cfg.http.max_connections) else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,

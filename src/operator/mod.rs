@@ -3,5 +3,6 @@
 //! to a conversation is the engine's (`dialog::handoff`).
 
 pub mod console;
+pub mod signin;
 
 pub use crate::dialog::handoff::{OperatorError, Reply, MAX_TRANSFERS};

@@ -103,6 +103,32 @@ struct ForgetPlan {
     undelivered: Vec<(String, Vec<u8>)>,
 }
 
+/// The database holds personal data: its folder is the owner's alone (0700)
+/// and so are its files (0600).
+fn private(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let set = |p: &Path, mode: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("cannot restrict {}", p.display()))
+        };
+        set(dir, 0o700)?;
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            let p = e.path();
+            if e.file_type()?.is_dir() {
+                if p.file_name().is_some_and(|n| n == "db") {
+                    private(&p)?;
+                }
+            } else if p.parent().is_some_and(|d| d.ends_with("db")) {
+                set(&p, 0o600)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 // Indexes of the trees in a commit's transaction.
 const SESSIONS: usize = 0;
 const LOG: usize = 1;
@@ -122,12 +148,14 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join("db");
+        private(dir)?;
         let db = sled::Config::new().path(&path).open().with_context(|| {
             format!(
                 "cannot open the database {} (is another otklik using it?)",
                 path.display()
             )
         })?;
+        private(&path)?;
         let t = |n: &str| db.open_tree(n);
         Ok(Self {
             sessions: t("sessions")?,

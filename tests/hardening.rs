@@ -1,0 +1,328 @@
+//! `otklik serve` attacked the way a stranger on the internet would, on
+//! loopback: a sign-in flood, password guessing, login enumeration by timing.
+
+mod common;
+
+use common::{start_server, wait_ready, OPERATOR_PASSWORD};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+fn rss_mb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb / 1024
+}
+
+async fn sign_in(c: &reqwest::Client, base: &str, login: &str, password: &str) -> (u16, Value) {
+    let r = c
+        .post(format!("{base}/api/v1/operator/login"))
+        .json(&json!({"login": login, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// 500 wrong passwords, 64 at a time: the password checks queue on a pool
+/// of one per core and their memory goes back (the server once grew to
+/// 12.7 GB and stayed there).
+#[tokio::test]
+async fn a_sign_in_flood_keeps_memory_bounded() {
+    let s = start_server(&[
+        ("OTKLIK_OPERATORS_LOCK_AFTER_FAILURES", "100000".into()),
+        (
+            "OTKLIK_OPERATORS_LOCK_ADDRESS_AFTER_FAILURES",
+            "100000".into(),
+        ),
+    ]);
+    wait_ready(&s.base).await;
+    let c = reqwest::Client::new();
+    let before = rss_mb(s.child.id());
+    let codes: Vec<u16> = futures_util::stream::iter(0..500)
+        .map(|i| {
+            let (c, base) = (c.clone(), s.base.clone());
+            async move { sign_in(&c, &base, &format!("op{}", i % 3), "wrong").await.0 }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    assert!(
+        codes.iter().all(|c| *c == 401 || *c == 429),
+        "only refusals: {codes:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_mb(s.child.id());
+    let busy = codes.iter().filter(|c| **c == 429).count();
+    eprintln!("sign-in flood: RSS {before} MB before, {after} MB after; {busy} of 500 got 429");
+    assert!(
+        after < 400,
+        "RSS {before} MB before, {after} MB after the flood"
+    );
+    let m = c
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("otklik_signin_refusals_total{reason=\"bad_credentials\"}"),
+        "{m}"
+    );
+    // The right password still works after the flood.
+    assert_eq!(sign_in(&c, &s.base, "op1", OPERATOR_PASSWORD).await.0, 200);
+}
+
+/// Guessing locks the account (even the right password waits), then the
+/// address; an unknown login costs as long as a known one.
+#[tokio::test]
+async fn guessing_locks_the_account_then_the_address_and_timing_tells_nothing() {
+    let s = start_server(&[("OTKLIK_OPERATORS_LOCK_ADDRESS_AFTER_FAILURES", "16".into())]);
+    wait_ready(&s.base).await;
+    let c = reqwest::Client::new();
+    let timed = |login: &'static str| {
+        let (c, base) = (c.clone(), s.base.clone());
+        async move {
+            let t0 = Instant::now();
+            let (status, _) = sign_in(&c, &base, login, "wrong").await;
+            (status, t0.elapsed())
+        }
+    };
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for _ in 0..4 {
+        let (st, t) = timed("op2").await;
+        assert_eq!(st, 401);
+        known.push(t);
+        let (st, t) = timed("ghost").await;
+        assert_eq!(st, 401);
+        unknown.push(t);
+    }
+    known.sort();
+    unknown.sort();
+    let (k, u) = (known[2], unknown[2]);
+    assert!(
+        u * 2 >= k && k * 2 >= u,
+        "an unknown login answers in {u:?}, a known one in {k:?}"
+    );
+    // op1: five failures, then even the right password is refused for a while.
+    for _ in 0..5 {
+        assert_eq!(sign_in(&c, &s.base, "op1", "wrong").await.0, 401);
+    }
+    let r = c
+        .post(format!("{}/api/v1/operator/login", s.base))
+        .json(&json!({"login": "op1", "password": OPERATOR_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().get("retry-after").is_some());
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "locked");
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Попробуйте через"));
+    // Another account is not locked by op1's failures…
+    assert_eq!(sign_in(&c, &s.base, "op2", OPERATOR_PASSWORD).await.0, 200);
+    // …until the address has failed too often: 4 + 4 + 5 failures so far.
+    for _ in 0..4 {
+        sign_in(&c, &s.base, "nobody", "wrong").await;
+    }
+    let (st, e) = sign_in(&c, &s.base, "op2", OPERATOR_PASSWORD).await;
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (429, Some("locked")),
+        "{e}"
+    );
+    let m = c
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("otklik_signin_refusals_total{reason=\"locked\"}"),
+        "{m}"
+    );
+}
+
+async fn ws_with_origin(
+    base: &str,
+    path: &str,
+    origin: &str,
+) -> Result<common::Ws, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("{}{path}", base.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("origin", origin.parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.map(|(w, _)| w)
+}
+
+/// Pages carry a CSP without inline scripts, nosniff and a referrer policy;
+/// the console may not be framed; sockets check their page's origin; an
+/// oversized message gets a clear error and close code 1009; a huge
+/// `last_seq` replays nothing; metrics need the token when one is set; the
+/// database is the owner's alone.
+#[tokio::test]
+async fn headers_origins_big_messages_metrics_and_file_modes() {
+    let s = start_server(&[
+        (
+            "OTKLIK_HTTP_ALLOWED_ORIGINS",
+            "https://minsoc.example.ru".into(),
+        ),
+        ("OTKLIK_HTTP_METRICS_TOKEN", "metrics-secret".into()),
+    ]);
+    wait_ready(&s.base).await;
+    let c = reqwest::Client::new();
+    for (path, frames) in [
+        ("/", "frame-ancestors 'self'"),
+        ("/operator", "frame-ancestors 'none'"),
+    ] {
+        let r = c.get(format!("{}{path}", s.base)).send().await.unwrap();
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-eval"),
+            "{csp}"
+        );
+        assert!(csp.contains(frames), "{path}: {csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert!(h.contains_key("referrer-policy"));
+    }
+    let r = c.get(format!("{}/widget.js", s.base)).send().await.unwrap();
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+
+    // Origins: the configured site and the server's own pages, nobody else.
+    let host = s.base.replace("http://", "");
+    assert!(ws_with_origin(
+        &s.base,
+        "/ws/chat?client=origin-ok-1",
+        "https://minsoc.example.ru"
+    )
+    .await
+    .is_ok());
+    assert!(ws_with_origin(
+        &s.base,
+        "/ws/chat?client=origin-ok-2",
+        &format!("http://{host}")
+    )
+    .await
+    .is_ok());
+    let err = ws_with_origin(
+        &s.base,
+        "/ws/chat?client=origin-bad-1",
+        "https://evil.example",
+    )
+    .await
+    .unwrap_err();
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(r) => {
+            assert_eq!(r.status(), 403);
+            let body = String::from_utf8(r.body().clone().unwrap_or_default()).unwrap();
+            assert!(
+                body.contains("bad_origin") && body.contains("allowed_origins"),
+                "{body}"
+            );
+        }
+        e => panic!("expected 403, got {e}"),
+    }
+
+    // The console's socket: its own page only, even with an operator's cookie.
+    let r = c
+        .post(format!("{}/api/v1/operator/login", s.base))
+        .json(&json!({"login": "op1", "password": OPERATOR_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let console = |origin: String| {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("{}/ws/operator", s.base.replace("http://", "ws://"))
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert("origin", origin.parse().unwrap());
+        req.headers_mut().insert("cookie", cookie.parse().unwrap());
+        tokio_tungstenite::connect_async(req)
+    };
+    assert!(console(format!("http://{host}")).await.is_ok());
+    match console("https://minsoc.example.ru".into())
+        .await
+        .unwrap_err()
+    {
+        tokio_tungstenite::tungstenite::Error::Http(r) => assert_eq!(r.status(), 403),
+        e => panic!("expected 403, got {e}"),
+    }
+
+    // A message over the limit: the error, then close code 1009.
+    let mut w = common::ws(&s.base, "big-message-1").await;
+    common::send(&mut w, json!({"type": "hello", "last_seq": u64::MAX})).await;
+    let replay = common::drain(&mut w, 2).await;
+    assert_eq!(
+        replay.len(),
+        1,
+        "a huge last_seq replays nothing: {replay:?}"
+    );
+    assert_eq!(replay[0]["type"], "welcome");
+    let big = "я".repeat(10_000); // 20,000 bytes
+    common::send(&mut w, json!({"type": "text", "id": "b1", "text": big})).await;
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut got_error = false;
+    let mut close = None;
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), w.next()).await {
+        match m {
+            Ok(Message::Text(t)) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                got_error |= v["code"] == "too_large";
+            }
+            Ok(Message::Close(f)) => {
+                close = f.map(|f| u16::from(f.code));
+                break;
+            }
+            _ => break,
+        }
+    }
+    assert!(got_error, "a clear error first");
+    assert_eq!(close, Some(1009));
+
+    // Metrics with a token set: only with it.
+    let m = |token: Option<&str>| {
+        let mut r = c.get(format!("{}/metrics", s.base));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(m(None).await.unwrap().status(), 401);
+    assert_eq!(m(Some("wrong")).await.unwrap().status(), 401);
+    assert_eq!(m(Some("metrics-secret")).await.unwrap().status(), 200);
+
+    // The database: 0700 folders, 0600 files.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(s.data_path()), 0o700);
+    let db = s.data_path().join("db");
+    assert_eq!(mode(&db), 0o700);
+    for e in std::fs::read_dir(&db).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+    }
+}
