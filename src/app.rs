@@ -82,7 +82,17 @@ async fn sweep(p: Arc<Pipeline>) {
     let mut shutdown = p.shutdown.clone();
     loop {
         let (st, now) = (p.store.clone(), p.clock.now().as_second());
-        match tokio::task::spawn_blocking(move || st.sweep(now, &keep)).await {
+        let engine = p.engine();
+        let silent_s = p.cfg.retention.silent_hours as i64 * 3600;
+        let swept = tokio::task::spawn_blocking(move || {
+            let n = st.sweep(now, &keep)?;
+            let silent = match engine {
+                Some(e) => e.expire_silent(now, silent_s)?,
+                None => 0,
+            };
+            Ok::<_, anyhow::Error>((n, silent))
+        });
+        match swept.await {
             Ok(Ok(n)) => tracing::debug!("retention sweep: {n:?}"),
             Ok(Err(e)) => tracing::error!("retention sweep: {e:#}"),
             Err(e) => tracing::error!("retention sweep: {e}"),

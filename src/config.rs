@@ -140,6 +140,14 @@ pub struct HttpConfig {
     pub ws_max_message_bytes: usize,
     /// `/api/v1/classify` calls per client address and minute (it is open to all).
     pub classify_per_minute: u32,
+    /// Web chat messages per client address and minute (beside the
+    /// conversation's own limit: one address cannot multiply it by opening
+    /// many conversations).
+    pub messages_per_address_per_minute: u32,
+    /// Web chat hellos (each replays the conversation) per conversation, and
+    /// per client address, per minute.
+    pub hellos_per_minute: u32,
+    pub hellos_per_address_per_minute: u32,
     /// Sites (scheme://host[:port]) whose pages may open the web chat's
     /// WebSocket besides this server's own (`*`: any).
     pub allowed_origins: Vec<String>,
@@ -224,6 +232,9 @@ impl Default for HttpConfig {
             messages_per_minute: 30,
             ws_max_message_bytes: 16 * 1024,
             classify_per_minute: 60,
+            messages_per_address_per_minute: 120,
+            hellos_per_minute: 20,
+            hellos_per_address_per_minute: 120,
             allowed_origins: Vec::new(),
             metrics_token: String::new(),
         }
@@ -605,6 +616,9 @@ pub struct RetentionConfig {
     pub outbox_days: u32,
     /// Replies never confirmed as delivered, hours.
     pub undelivered_hours: u32,
+    /// Conversations in which the client never said anything (a page
+    /// opened and left), hours.
+    pub silent_hours: u32,
     /// How often the sweep runs, minutes.
     pub sweep_minutes: u32,
 }
@@ -615,6 +629,7 @@ impl Default for RetentionConfig {
             seen_days: 30,
             outbox_days: 30,
             undelivered_hours: 24,
+            silent_hours: 24,
             sweep_minutes: 60,
         }
     }

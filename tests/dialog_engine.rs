@@ -8,6 +8,7 @@ mod common;
 use common::{engine_at, WORKDAY};
 use otklik::dialog::{Engine, Input, PendingReply, Turn};
 use otklik::services::status::{HttpStatus, StatusProvider};
+use otklik::services::Clock;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -403,4 +404,22 @@ fn generic_transitions_of_a_custom_graph() {
     assert!(h(Input::Dtmf("5555#".into())).starts_with("Код 5555 принят."));
     let t = e.handle("voice", "g", Input::Choice("go".into())).unwrap();
     assert!(t.text.contains("Чем могу помочь"), "{}", t.text);
+}
+
+#[test]
+fn conversations_in_which_nobody_said_anything_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, clock) = engine_at(dir.path(), WORKDAY);
+    e.handle("web", "opened-and-left", Input::Start).unwrap();
+    e.handle("web", "asked", Input::Start).unwrap();
+    say(&e, "asked", "когда придёт пенсия");
+    let key = |u: &str| otklik::store::SessionKey::new("web", u);
+    let now = clock.now().as_second();
+    assert_eq!(e.expire_silent(now + 3600, 86_400).unwrap(), 0, "too early");
+    assert_eq!(e.expire_silent(now + 90_000, 86_400).unwrap(), 1);
+    assert!(e.session(&key("opened-and-left")).unwrap().is_none());
+    assert!(
+        e.session(&key("asked")).unwrap().is_some(),
+        "the other stays"
+    );
 }

@@ -326,3 +326,50 @@ async fn headers_origins_big_messages_metrics_and_file_modes() {
         }
     }
 }
+
+/// One address cannot multiply the conversation's limit by opening many
+/// conversations, nor replay a conversation over and over.
+#[tokio::test]
+async fn limits_hold_per_address_and_hellos_are_limited() {
+    let s = start_server(&[
+        ("OTKLIK_HTTP_MESSAGES_PER_MINUTE", "100".into()),
+        ("OTKLIK_HTTP_MESSAGES_PER_ADDRESS_PER_MINUTE", "6".into()),
+        ("OTKLIK_HTTP_HELLOS_PER_MINUTE", "3".into()),
+    ]);
+    wait_ready(&s.base).await;
+    let (mut accepted, mut limited) = (0, 0);
+    for client in ["addr-limit-1", "addr-limit-2", "addr-limit-3"] {
+        let mut w = common::ws(&s.base, client).await;
+        common::send(&mut w, json!({"type": "hello", "last_seq": 0})).await;
+        common::until(&mut w, common::is_bot).await;
+        for i in 0..4 {
+            common::send(
+                &mut w,
+                json!({"type": "text", "id": format!("m{i}"), "text": "пенсия"}),
+            )
+            .await;
+        }
+        for m in common::drain(&mut w, 3).await {
+            if m["from"] == "client" {
+                accepted += 1;
+            }
+            if m["code"] == "rate_limited" {
+                limited += 1;
+            }
+        }
+    }
+    // 12 questions from one address, 4 per conversation: 6 pass.
+    assert_eq!((accepted, limited), (6, 6), "per-address limit");
+    let mut w = common::ws(&s.base, "addr-limit-1").await;
+    let mut refused = 0;
+    for _ in 0..5 {
+        common::send(&mut w, json!({"type": "hello", "last_seq": 0})).await;
+        refused += common::drain(&mut w, 1)
+            .await
+            .iter()
+            .filter(|m| m["code"] == "rate_limited")
+            .count();
+    }
+    // Three hellos a minute per conversation: it had one, two more pass.
+    assert_eq!(refused, 3, "hellos are limited");
+}

@@ -34,6 +34,8 @@ pub struct Pipeline {
     pub metrics: Metrics,
     /// Messages per conversation and minute, on every channel.
     limiter: DefaultKeyedRateLimiter<String>,
+    /// Messages per client address and minute (web chat).
+    by_address: DefaultKeyedRateLimiter<std::net::IpAddr>,
     registry: OnceLock<Registry>,
     /// Flips to true when the server is shutting down.
     pub shutdown: watch::Receiver<bool>,
@@ -105,6 +107,9 @@ pub struct TurnRequest {
     pub silent: bool,
     /// Whose style applies, when not the channel's (web, telegram, voice).
     pub style: Option<String>,
+    /// The client's address, limited beside the conversation (none where the
+    /// channel's server speaks for the clients: Telegram, integrations).
+    pub address: Option<std::net::IpAddr>,
 }
 
 impl TurnRequest {
@@ -117,6 +122,7 @@ impl TurnRequest {
             live: true,
             silent: false,
             style: None,
+            address: None,
         }
     }
 }
@@ -130,8 +136,10 @@ impl Pipeline {
     ) -> Arc<Self> {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let per_minute = NonZeroU32::new(cfg.http.messages_per_minute.max(1)).unwrap();
+        let per_address = NonZeroU32::new(cfg.http.messages_per_address_per_minute.max(1)).unwrap();
         Arc::new(Self {
             limiter: governor::RateLimiter::keyed(Quota::per_minute(per_minute)),
+            by_address: governor::RateLimiter::keyed(Quota::per_minute(per_address)),
             cfg,
             engine: RwLock::new(None),
             encoder: RwLock::new(None),
@@ -227,7 +235,11 @@ impl Pipeline {
                 return Err(TurnError::Duplicate);
             }
         }
-        if self.limiter.check_key(&req.key.to_string()).is_err() {
+        if self.limiter.check_key(&req.key.to_string()).is_err()
+            || req
+                .address
+                .is_some_and(|a| self.by_address.check_key(&a).is_err())
+        {
             return Err(TurnError::RateLimited);
         }
         let t0 = Instant::now();

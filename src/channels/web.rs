@@ -12,13 +12,16 @@ use crate::dialog::{Input, Keep, Turn};
 use crate::errors::error;
 use crate::store::SessionKey;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, Response};
 use axum::routing::get;
 use axum::Router;
+use governor::{DefaultKeyedRateLimiter, Quota};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +35,9 @@ pub struct Web {
     p: Arc<Pipeline>,
     /// Open WebSocket connections (chat and operator consoles).
     sockets: Arc<Sockets>,
+    /// Hellos (each replays the conversation) per conversation and per address.
+    hellos: DefaultKeyedRateLimiter<String>,
+    hellos_by_address: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 /// Counts open WebSockets against `http.max_connections`.
@@ -63,7 +69,16 @@ impl Sockets {
 
 impl Web {
     pub fn new(p: Arc<Pipeline>, sockets: Arc<Sockets>) -> Arc<Self> {
-        Arc::new(Self { p, sockets })
+        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap());
+        let h = &p.cfg.http;
+        Arc::new(Self {
+            hellos: governor::RateLimiter::keyed(per_minute(h.hellos_per_minute)),
+            hellos_by_address: governor::RateLimiter::keyed(per_minute(
+                h.hellos_per_address_per_minute,
+            )),
+            p,
+            sockets,
+        })
     }
 }
 
@@ -166,6 +181,7 @@ fn valid_client(id: &str) -> bool {
 
 async fn chat_socket(
     State(web): State<Arc<Web>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: axum::http::HeaderMap,
     q: Result<Query<ChatQuery>, axum::extract::rejection::QueryRejection>,
     ws: WebSocketUpgrade,
@@ -205,7 +221,11 @@ async fn chat_socket(
         .max_frame_size(max)
         .on_upgrade(move |socket| async move {
             let _guard = guard;
-            run_chat(web, socket, SessionKey::new(NAME, q.client)).await;
+            let client = Client {
+                key: SessionKey::new(NAME, q.client),
+                ip: peer.ip(),
+            };
+            run_chat(web, socket, client).await;
         })
 }
 
@@ -263,7 +283,14 @@ async fn close_too_big(socket: &mut WebSocket, max: usize) {
         .await;
 }
 
-async fn run_chat(web: Arc<Web>, mut socket: WebSocket, key: SessionKey) {
+/// Who is on a socket: the conversation and the address it comes from.
+struct Client {
+    key: SessionKey,
+    ip: IpAddr,
+}
+
+async fn run_chat(web: Arc<Web>, mut socket: WebSocket, client: Client) {
+    let key = &client.key;
     let max = web.p.cfg.http.ws_max_message_bytes;
     let session = key.to_string();
     let (conn, mut rx) = web.p.hub.connect(&session);
@@ -293,7 +320,7 @@ async fn run_chat(web: Arc<Web>, mut socket: WebSocket, key: SessionKey) {
                 match serde_json::from_str::<ClientMsg>(&text) {
                     Ok(m) => {
                         let mut alive = true;
-                        for reply in on_message(&web, &key, m).await {
+                        for reply in on_message(&web, &client, m).await {
                             if !send(&mut socket, reply).await { alive = false; break }
                         }
                         if !alive { break }
@@ -324,10 +351,20 @@ async fn run_chat(web: Arc<Web>, mut socket: WebSocket, key: SessionKey) {
 /// outbox, not pushed: the replay carries it), then what the client missed.
 async fn hello(
     web: &Arc<Web>,
-    key: &SessionKey,
+    client: &Client,
     last_seq: u64,
     segment: Option<String>,
 ) -> Vec<String> {
+    let key = &client.key;
+    if web.hellos.check_key(&key.to_string()).is_err()
+        || web.hellos_by_address.check_key(&client.ip).is_err()
+    {
+        return vec![err_msg(
+            "rate_limited",
+            "Слишком много подключений подряд. Подождите минуту и обновите страницу.",
+            None,
+        )];
+    }
     let Some(engine) = web.p.engine() else {
         return vec![err_msg("starting", &TurnError::Starting.message(0), None)];
     };
@@ -382,9 +419,12 @@ async fn hello(
 
 /// Handles one client message; returns what goes to this socket only
 /// (errors, the welcome and the replay after a hello).
-async fn on_message(web: &Arc<Web>, key: &SessionKey, m: ClientMsg) -> Vec<String> {
+async fn on_message(web: &Arc<Web>, client: &Client, m: ClientMsg) -> Vec<String> {
+    let key = &client.key;
     let (id, input, echo) = match m {
-        ClientMsg::Hello { last_seq, segment } => return hello(web, key, last_seq, segment).await,
+        ClientMsg::Hello { last_seq, segment } => {
+            return hello(web, client, last_seq, segment).await
+        }
         ClientMsg::Text { id, text } => (id, Input::Text(text.clone()), text),
         ClientMsg::Choice { id, choice, label } => {
             let l = label.unwrap_or_else(|| choice.clone());
@@ -403,6 +443,7 @@ async fn on_message(web: &Arc<Web>, key: &SessionKey, m: ClientMsg) -> Vec<Strin
         return vec![err_msg("starting", &TurnError::Starting.message(0), None)];
     }
     let mut req = TurnRequest::new(key.clone(), input);
+    req.address = Some(client.ip);
     req.marker = Some(format!("{key}:msg:{id}"));
     req.echo = (!echo.is_empty())
         .then(|| json!({"type": "msg", "from": "client", "id": id, "text": echo}));

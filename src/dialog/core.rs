@@ -86,6 +86,26 @@ impl Engine {
         anyhow::bail!("{key}: the turn lost {ATTEMPTS} races in a row; try again")
     }
 
+    /// Removes the conversations in which the client never said anything
+    /// and nothing happened for `older_than_s` seconds (a page opened and
+    /// left); returns how many.
+    pub fn expire_silent(&self, now: i64, older_than_s: i64) -> Result<usize> {
+        let mut n = 0;
+        for key in self.store.session_keys()? {
+            let _held = self.locks.lock(&key.to_string());
+            let Some(s) = self.session(&key)? else {
+                continue;
+            };
+            let said = s.history.iter().any(|e| e.who == "client");
+            let last = s.history.last().map_or(0, |e| e.at);
+            if !said && s.handoff.is_none() && now - last > older_than_s {
+                self.store.remove_conversation(&key)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// The stored conversation of a client.
     pub fn session(&self, key: &SessionKey) -> Result<Option<Session>> {
         self.store.session(key)

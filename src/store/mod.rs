@@ -321,6 +321,10 @@ pub trait Storage: Send + Sync {
     fn signin_get(&self, key: &str, now: i64) -> Result<Option<String>>;
     fn signin_remove(&self, key: &str) -> Result<()>;
 
+    /// Removes a conversation: its session and its web outbox (a
+    /// conversation in which the client never said anything, expired).
+    fn remove_conversation(&self, key: &SessionKey) -> Result<()>;
+
     /// Removes markers, outbox messages and undelivered replies older than
     /// the retention allows (`now` in Unix seconds).
     fn sweep(&self, now: i64, keep: &Retention) -> Result<Swept>;

@@ -582,6 +582,26 @@ impl Storage for Store {
         self.flush()
     }
 
+    fn remove_conversation(&self, key: &SessionKey) -> Result<()> {
+        let keys: Vec<sled::IVec> = self
+            .outbox
+            .scan_prefix(outbox_prefix(key))
+            .keys()
+            .collect::<sled::Result<_>>()?;
+        let counter = format!("seq\u{0}{key}");
+        (&self.sessions, &self.outbox, &self.meta)
+            .transaction(|(sessions, outbox, meta)| {
+                sessions.remove(key.to_string().as_bytes())?;
+                for k in &keys {
+                    outbox.remove(k)?;
+                }
+                meta.remove(counter.as_bytes())?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| anyhow::anyhow!("cannot remove {key}: {e:?}"))?;
+        self.flush()
+    }
+
     fn sweep(&self, now: i64, keep: &Retention) -> Result<Swept> {
         let mut n = Swept::default();
         for kv in self.seen.iter() {
