@@ -15,7 +15,6 @@ use crate::operator::console::Desk;
 use crate::services::SystemClock;
 use crate::store::{LocalLocks, Storage, Store};
 use axum::extract::DefaultBodyLimit;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +36,7 @@ impl App {
             Arc::new(LocalLocks::default()),
             Arc::new(SystemClock),
         );
-        let sockets = Arc::new(Sockets::default());
+        let sockets = Sockets::new(&p.cfg.http);
         let mut channels: Vec<Arc<dyn Channel>> = vec![
             Web::new(p.clone(), sockets.clone()),
             Api::new(p.clone(), keys),
@@ -104,6 +103,72 @@ async fn sweep(p: Arc<Pipeline>) {
     }
 }
 
+/// The accept loop: every connection gets its peer address (`ConnectInfo`)
+/// and must send a request's headers within `header_timeout`, so a client
+/// that opens connections and sends half a request holds nothing for long.
+/// On `shutdown`, connections finish what they are doing, then it returns.
+/// Written here because `axum::serve` has no header-read timeout; it is
+/// hyper's own HTTP/1 connection builder with a timer.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    header_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use axum::extract::ConnectInfo;
+    use hyper::server::conn::http1;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, go on.
+                    tracing::error!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let svc =
+            router
+                .clone()
+                .map_request(move |req: axum::http::Request<hyper::body::Incoming>| {
+                    let mut req = req.map(axum::body::Body::new);
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    req
+                });
+        let svc = TowerToHyperService::new(svc);
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    let _ = stop_tx.send(true);
+    drop(stop_rx);
+    // Connections finish their requests (upgraded sockets close on the
+    // pipeline's shutdown signal); wait for them, but not for ever.
+    let _ = tokio::time::timeout(Duration::from_secs(10), stop_tx.closed()).await;
+    Ok(())
+}
+
 /// Serves until SIGTERM or Ctrl-C. The model loads after the socket is bound;
 /// on shutdown, turns in flight finish, sockets close, and storage is flushed.
 pub async fn serve(app: App) -> anyhow::Result<()> {
@@ -130,13 +195,15 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
     }
     tokio::spawn(sweep(p.clone()));
     let st = p.clone();
-    let service = app
-        .router()
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, service).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        st.stop();
-    });
+    let server = serve_http(
+        listener,
+        app.router(),
+        Duration::from_secs(p.cfg.http.header_read_timeout_s.max(1)),
+        async move {
+            shutdown_signal().await;
+            st.stop();
+        },
+    );
     let load_failed = tokio::spawn(async move {
         match loader.await {
             Ok(Ok(())) => std::future::pending::<anyhow::Error>().await,

@@ -138,6 +138,15 @@ pub struct HttpConfig {
     pub messages_per_minute: u32,
     /// Largest WebSocket message, bytes.
     pub ws_max_message_bytes: usize,
+    /// Of `max_connections`, places only operators' consoles may take.
+    pub operator_reserved_connections: usize,
+    /// Web chat sockets one client address may hold open.
+    pub max_connections_per_address: usize,
+    /// A WebSocket silent this long (no message, no answer to pings) is
+    /// closed, seconds.
+    pub ws_idle_timeout_s: u64,
+    /// A client must send a request's headers within this long, seconds.
+    pub header_read_timeout_s: u64,
     /// `/api/v1/classify` calls per client address and minute (it is open to all).
     pub classify_per_minute: u32,
     /// Web chat messages per client address and minute (beside the
@@ -231,6 +240,10 @@ impl Default for HttpConfig {
             max_connections: 5000,
             messages_per_minute: 30,
             ws_max_message_bytes: 16 * 1024,
+            operator_reserved_connections: 50,
+            max_connections_per_address: 50,
+            ws_idle_timeout_s: 120,
+            header_read_timeout_s: 10,
             classify_per_minute: 60,
             messages_per_address_per_minute: 120,
             hellos_per_minute: 20,

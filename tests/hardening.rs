@@ -373,3 +373,90 @@ async fn limits_hold_per_address_and_hellos_are_limited() {
     // Three hellos a minute per conversation: it had one, two more pass.
     assert_eq!(refused, 3, "hellos are limited");
 }
+
+/// Idle sockets and half-sent requests do not hold places for long, and the
+/// operators' share of connections stays theirs when chat sockets fill the rest.
+#[tokio::test]
+async fn idle_connections_are_closed_and_operators_keep_their_share() {
+    use futures_util::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let s = start_server(&[
+        ("OTKLIK_HTTP_MAX_CONNECTIONS", "3".into()),
+        ("OTKLIK_HTTP_OPERATOR_RESERVED_CONNECTIONS", "1".into()),
+        ("OTKLIK_HTTP_WS_IDLE_TIMEOUT_S", "2".into()),
+        ("OTKLIK_HTTP_HEADER_READ_TIMEOUT_S", "2".into()),
+    ]);
+    wait_ready(&s.base).await;
+    // Half a request: the server hangs up instead of waiting for ever.
+    let mut tcp = tokio::net::TcpStream::connect(s.base.replace("http://", ""))
+        .await
+        .unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let t0 = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(8), tcp.read_to_end(&mut buf)).await;
+    assert!(r.is_ok(), "the half-sent request was still open after 8 s");
+    assert!(t0.elapsed() < Duration::from_secs(8));
+
+    // Two chat sockets take the chat's share; a third is refused…
+    let mut a = common::ws(&s.base, "share-chat-1").await;
+    let _b = common::ws(&s.base, "share-chat-2").await;
+    let url = format!(
+        "{}/ws/chat?client=share-chat-3",
+        s.base.replace("http://", "ws://")
+    );
+    match tokio_tungstenite::connect_async(url).await.unwrap_err() {
+        tokio_tungstenite::tungstenite::Error::Http(r) => assert_eq!(r.status(), 503),
+        e => panic!("expected 503, got {e}"),
+    }
+    // …while an operator still gets in.
+    let c = reqwest::Client::new();
+    let r = c
+        .post(format!("{}/api/v1/operator/login", s.base))
+        .json(&json!({"login": "op1", "password": OPERATOR_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("{}/ws/operator", s.base.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    assert!(
+        tokio_tungstenite::connect_async(req).await.is_ok(),
+        "the operator is let in"
+    );
+
+    // A socket that answers nothing (not even pings) is closed as idle: by
+    // the time the client reads, the server has said 1001 and hung up (the
+    // client's late pong may fail first, which ends the stream too).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let mut ended = false;
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(3), a.next()).await {
+            Ok(Some(Ok(Message::Close(f)))) => {
+                assert_eq!(f.map(|f| u16::from(f.code)), Some(1001), "closed as idle");
+                ended = true;
+                break;
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(_))) | Ok(None) => {
+                ended = true;
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(ended, "an idle socket was still open after 11 s");
+}

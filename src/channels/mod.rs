@@ -10,6 +10,7 @@
 pub mod api;
 pub mod hub;
 pub mod pipeline;
+pub mod sockets;
 pub mod telegram;
 pub mod web;
 

@@ -7,6 +7,8 @@
 //! a resend is not processed twice and is never swallowed.
 
 use super::pipeline::{Pipeline, TurnError, TurnRequest};
+pub use super::sockets::Sockets;
+use super::sockets::{Full, Kind};
 use super::{BoxFuture, Channel, Delivery, Origin, Sent};
 use crate::dialog::{Input, Keep, Turn};
 use crate::errors::error;
@@ -22,7 +24,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,33 +39,6 @@ pub struct Web {
     /// Hellos (each replays the conversation) per conversation and per address.
     hellos: DefaultKeyedRateLimiter<String>,
     hellos_by_address: DefaultKeyedRateLimiter<IpAddr>,
-}
-
-/// Counts open WebSockets against `http.max_connections`.
-#[derive(Default)]
-pub struct Sockets {
-    open: AtomicUsize,
-}
-
-/// Counts an open WebSocket until dropped.
-pub struct SocketGuard(Arc<Sockets>);
-
-impl Drop for SocketGuard {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Sockets {
-    /// Counts a WebSocket in; `None` when `max` are open.
-    pub fn open(self: &Arc<Self>, max: usize) -> Option<SocketGuard> {
-        let n = self.open.fetch_add(1, Ordering::SeqCst);
-        if n >= max {
-            self.open.fetch_sub(1, Ordering::SeqCst);
-            return None;
-        }
-        Some(SocketGuard(self.clone()))
-    }
 }
 
 impl Web {
@@ -207,12 +181,20 @@ async fn chat_socket(
             "Идентификатор клиента: от 8 до 64 латинских букв, цифр, «-» или «_».",
         );
     }
-    let Some(guard) = web.sockets.open(web.p.cfg.http.max_connections) else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "Сейчас слишком много собеседников. Попробуйте через минуту.",
-        );
+    let guard = match web.sockets.open(Some(peer.ip()), Kind::Chat) {
+        Ok(g) => g,
+        Err(Full::Server) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "Сейчас слишком много собеседников. Попробуйте через минуту.",
+            )
+        }
+        Err(Full::Address) => return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            "С Вашего адреса открыто слишком много окон чата. Закройте лишние и попробуйте снова.",
+        ),
     };
     // The socket takes up to four times the limit, so that a message over
     // it gets a clear error and close code 1009 rather than a dropped line.
@@ -267,6 +249,56 @@ async fn send(socket: &mut WebSocket, text: String) -> bool {
     )
 }
 
+/// Pings a quiet socket every half idle timeout; a client that answers
+/// nothing (not even the browser's automatic pong) for the whole timeout is
+/// closed with 1001, so idle sockets do not hold places.
+pub struct IdleWatch {
+    every: tokio::time::Interval,
+    timeout: Duration,
+    last: tokio::time::Instant,
+}
+
+impl IdleWatch {
+    pub fn new(timeout_s: u64) -> Self {
+        let timeout = Duration::from_secs(timeout_s.max(1));
+        let mut every = tokio::time::interval(timeout / 2);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            every,
+            timeout,
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    pub async fn tick(&mut self) {
+        self.every.tick().await;
+    }
+
+    /// Something came from the client.
+    pub fn heard(&mut self) {
+        self.last = tokio::time::Instant::now();
+    }
+
+    /// Pings, or closes the socket when the client has been silent too
+    /// long; false when the socket is done.
+    pub async fn ping(&mut self, socket: &mut WebSocket) -> bool {
+        if self.last.elapsed() >= self.timeout {
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: 1001,
+                    reason: Utf8Bytes::from_static("idle"),
+                })))
+                .await;
+            return false;
+        }
+        matches!(
+            tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Ping(Default::default())))
+                .await,
+            Ok(Ok(()))
+        )
+    }
+}
+
 /// The error a client gets for a message over `max` bytes, then close code
 /// 1009 (message too big).
 async fn close_too_big(socket: &mut WebSocket, max: usize) {
@@ -295,9 +327,14 @@ async fn run_chat(web: Arc<Web>, mut socket: WebSocket, client: Client) {
     let session = key.to_string();
     let (conn, mut rx) = web.p.hub.connect(&session);
     let mut shutdown = web.p.shutdown.clone();
+    let mut idle = IdleWatch::new(web.p.cfg.http.ws_idle_timeout_s);
     loop {
         tokio::select! {
+            _ = idle.tick() => {
+                if !idle.ping(&mut socket).await { break }
+            }
             incoming = socket.recv() => {
+                idle.heard();
                 let Some(msg) = incoming else { break };
                 let Ok(msg) = msg else {
                     // Over the frame limit (or a broken connection): say why.

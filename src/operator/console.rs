@@ -644,7 +644,10 @@ async fn socket(
             "Консоль оператора открывается только со своего адреса.",
         );
     }
-    let Some(guard) = st.sockets.open(st.p.cfg.http.max_connections) else {
+    let Ok(guard) = st
+        .sockets
+        .open(None, crate::channels::sockets::Kind::Operator)
+    else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "busy",
@@ -660,6 +663,7 @@ async fn socket(
 async fn push_queue(st: Arc<Desk>, mut socket: WebSocket) {
     let mut changes = st.p.hub.watch_queue();
     let mut shutdown = st.p.shutdown.clone();
+    let mut idle = crate::channels::web::IdleWatch::new(st.p.cfg.http.ws_idle_timeout_s);
     let msg = json!({"type": "queue"}).to_string();
     if socket
         .send(Message::Text(msg.clone().into()))
@@ -676,7 +680,11 @@ async fn push_queue(st: Arc<Desk>, mut socket: WebSocket) {
                 if !matches!(tokio::time::timeout(Duration::from_secs(5), send).await, Ok(Ok(()))) { break }
             }
             m = socket.recv() => {
+                idle.heard();
                 if !matches!(m, Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Text(_)))) { break }
+            }
+            _ = idle.tick() => {
+                if !idle.ping(&mut socket).await { break }
             }
             _ = shutdown.changed() => break,
         }
