@@ -36,10 +36,8 @@ fn raise_nofile() {
 }
 
 async fn session(base: String, id: usize, questions: Vec<String>, turns: usize) -> Vec<f64> {
-    let url = format!(
-        "{}/ws/chat?client=load-{id:08}",
-        base.replace("http://", "ws://")
-    );
+    // Each session is a new visitor: the server issues its identity.
+    let url = format!("{}/ws/chat", base.replace("http://", "ws://"));
     let (mut ws, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("connect");

@@ -185,26 +185,75 @@ use serde_json::Value;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
-pub type Ws =
+pub type Stream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-pub async fn ws(base: &str, client: &str) -> Ws {
-    let url = format!(
-        "{}/ws/chat?client={client}",
-        base.replace("http://", "ws://")
-    );
-    tokio_tungstenite::connect_async(url).await.unwrap().0
+/// A web chat client: a socket and the name the test gives its client. The
+/// server issues the identity in its welcome; the client names it in its
+/// next hellos, as the widget does (kept per name for the test process).
+pub struct Ws {
+    pub inner: Stream,
+    name: String,
 }
 
-pub async fn send(w: &mut Ws, v: Value) {
-    w.send(Message::Text(v.to_string().into())).await.unwrap();
+impl std::ops::Deref for Ws {
+    type Target = Stream;
+    fn deref(&self) -> &Stream {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Ws {
+    fn deref_mut(&mut self) -> &mut Stream {
+        &mut self.inner
+    }
+}
+
+fn issued_ids() -> &'static std::sync::Mutex<std::collections::HashMap<String, String>> {
+    static IDS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+        std::sync::OnceLock::new();
+    IDS.get_or_init(Default::default)
+}
+
+/// The identity the server issued to the client the test calls `name`.
+pub fn issued(name: &str) -> String {
+    issued_ids().lock().unwrap()[name].clone()
+}
+
+pub async fn ws(base: &str, client: &str) -> Ws {
+    let url = format!("{}/ws/chat", base.replace("http://", "ws://"));
+    Ws {
+        inner: tokio_tungstenite::connect_async(url).await.unwrap().0,
+        name: client.to_string(),
+    }
+}
+
+pub async fn send(w: &mut Ws, mut v: Value) {
+    if v["type"] == "hello" && v.get("client").is_none() {
+        if let Some(id) = issued_ids().lock().unwrap().get(&w.name) {
+            v["client"] = id.clone().into();
+        }
+    }
+    w.inner
+        .send(Message::Text(v.to_string().into()))
+        .await
+        .unwrap();
 }
 
 /// The next JSON message, or None after `secs` of silence.
 pub async fn recv(w: &mut Ws, secs: u64) -> Option<Value> {
     loop {
-        match tokio::time::timeout(Duration::from_secs(secs), w.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => return Some(serde_json::from_str(&t).unwrap()),
+        match tokio::time::timeout(Duration::from_secs(secs), w.inner.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if let (true, Some(id)) = (v["type"] == "welcome", v["client"].as_str()) {
+                    issued_ids()
+                        .lock()
+                        .unwrap()
+                        .insert(w.name.clone(), id.to_string());
+                }
+                return Some(v);
+            }
             Ok(Some(Ok(_))) => continue,
             _ => return None,
         }

@@ -159,7 +159,7 @@ async fn ws_with_origin(
     base: &str,
     path: &str,
     origin: &str,
-) -> Result<common::Ws, tokio_tungstenite::tungstenite::Error> {
+) -> Result<common::Stream, tokio_tungstenite::tungstenite::Error> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut req = format!("{}{path}", base.replace("http://", "ws://"))
         .into_client_request()
@@ -204,27 +204,19 @@ async fn headers_origins_big_messages_metrics_and_file_modes() {
 
     // Origins: the configured site and the server's own pages, nobody else.
     let host = s.base.replace("http://", "");
-    assert!(ws_with_origin(
-        &s.base,
-        "/ws/chat?client=origin-ok-1",
-        "https://minsoc.example.ru"
-    )
-    .await
-    .is_ok());
-    assert!(ws_with_origin(
-        &s.base,
-        "/ws/chat?client=origin-ok-2",
-        &format!("http://{host}")
-    )
-    .await
-    .is_ok());
-    let err = ws_with_origin(
-        &s.base,
-        "/ws/chat?client=origin-bad-1",
-        "https://evil.example",
-    )
-    .await
-    .unwrap_err();
+    assert!(
+        ws_with_origin(&s.base, "/ws/chat", "https://minsoc.example.ru")
+            .await
+            .is_ok()
+    );
+    assert!(
+        ws_with_origin(&s.base, "/ws/chat", &format!("http://{host}"))
+            .await
+            .is_ok()
+    );
+    let err = ws_with_origin(&s.base, "/ws/chat", "https://evil.example")
+        .await
+        .unwrap_err();
     match err {
         tokio_tungstenite::tungstenite::Error::Http(r) => {
             assert_eq!(r.status(), 403);
@@ -271,6 +263,8 @@ async fn headers_origins_big_messages_metrics_and_file_modes() {
 
     // A message over the limit: the error, then close code 1009.
     let mut w = common::ws(&s.base, "big-message-1").await;
+    common::send(&mut w, json!({"type": "hello", "last_seq": 0})).await;
+    common::until(&mut w, common::is_bot).await;
     common::send(&mut w, json!({"type": "hello", "last_seq": u64::MAX})).await;
     let replay = common::drain(&mut w, 2).await;
     assert_eq!(
@@ -404,10 +398,7 @@ async fn idle_connections_are_closed_and_operators_keep_their_share() {
     // Two chat sockets take the chat's share; a third is refused…
     let mut a = common::ws(&s.base, "share-chat-1").await;
     let _b = common::ws(&s.base, "share-chat-2").await;
-    let url = format!(
-        "{}/ws/chat?client=share-chat-3",
-        s.base.replace("http://", "ws://")
-    );
+    let url = format!("{}/ws/chat", s.base.replace("http://", "ws://"));
     match tokio_tungstenite::connect_async(url).await.unwrap_err() {
         tokio_tungstenite::tungstenite::Error::Http(r) => assert_eq!(r.status(), 503),
         e => panic!("expected 503, got {e}"),
@@ -459,4 +450,49 @@ async fn idle_connections_are_closed_and_operators_keep_their_share() {
         }
     }
     assert!(ended, "an idle socket was still open after 11 s");
+}
+
+/// The web chat's identity is the server's: a first hello gets 128 random
+/// bits; an id the server never issued (weak or guessed) is not honoured: it
+/// gets a new identity and none of anyone's conversation.
+#[tokio::test]
+async fn web_chat_identities_are_issued_by_the_server() {
+    let s = start_server(&[]);
+    wait_ready(&s.base).await;
+    let mut a = common::ws(&s.base, "identity-a").await;
+    common::send(&mut a, json!({"type": "hello", "last_seq": 0})).await;
+    common::until(&mut a, common::is_bot).await;
+    let id = common::issued("identity-a");
+    assert!(
+        id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()),
+        "{id}"
+    );
+    common::send(
+        &mut a,
+        json!({"type": "text", "id": "q1", "text": "пенсия"}),
+    )
+    .await;
+    common::until(&mut a, common::is_bot).await;
+    for claimed in ["________", "12345678", "00000000000000000000000000000000"] {
+        let mut b = common::ws(&s.base, &format!("identity-{claimed}")).await;
+        common::send(
+            &mut b,
+            json!({"type": "hello", "last_seq": 0, "client": claimed}),
+        )
+        .await;
+        let got = common::until(&mut b, common::is_bot).await;
+        let welcome = &got[0];
+        assert_eq!(welcome["type"], "welcome");
+        assert_ne!(welcome["client"], claimed, "an unissued id is not honoured");
+        assert!(
+            got.iter().all(|m| m["text"] != "пенсия"),
+            "a new conversation, nobody's history: {got:?}"
+        );
+    }
+    // The issued identity brings its own conversation back.
+    let mut again = common::ws(&s.base, "identity-a").await;
+    common::send(&mut again, json!({"type": "hello", "last_seq": 0})).await;
+    let replay = common::drain(&mut again, 2).await;
+    assert_eq!(replay[0]["client"], id.as_str());
+    assert!(replay.iter().any(|m| m["text"] == "пенсия"), "{replay:?}");
 }

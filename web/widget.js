@@ -97,11 +97,10 @@
     return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
   }
 
+  // The server issues the identity in its welcome; the widget keeps it and
+  // names it in the next hello (never in the URL, where proxies log it).
   let clientId = store.get(KEY_CLIENT);
-  if (!clientId || !/^[0-9a-zA-Z-]{8,64}$/.test(clientId)) {
-    clientId = uuid();
-    store.set(KEY_CLIENT, clientId);
-  }
+  if (clientId && !/^[0-9a-f]{32}$/.test(clientId)) clientId = null;
 
   function loadPending() {
     try {
@@ -672,7 +671,7 @@
     if (old && (old.readyState === WebSocket.OPEN || old.readyState === WebSocket.CONNECTING)) return;
     let ws;
     try {
-      ws = new WebSocket(`${WS_BASE}/ws/chat?client=${encodeURIComponent(clientId)}`);
+      ws = new WebSocket(`${WS_BASE}/ws/chat`);
     } catch (e) {
       onDrop(null);
       return;
@@ -685,7 +684,9 @@
       state.welcomed = false;
       // hello carries the highest seq rendered in this page: a fresh page (reload)
       // starts from 0 and gets the whole conversation replayed.
-      ws.send(JSON.stringify({ type: 'hello', last_seq: state.lastSeq || 0, segment }));
+      const hello = { type: 'hello', last_seq: state.lastSeq || 0, segment };
+      if (clientId) hello.client = clientId;
+      ws.send(JSON.stringify(hello));
       for (const m of loadPending()) ws.send(JSON.stringify(m));
       const out = state.outbox.splice(0);
       for (const m of out) ws.send(JSON.stringify(m));
@@ -748,6 +749,16 @@
     switch (msg.type) {
       case 'welcome': {
         state.welcomed = true;
+        if (typeof msg.client === 'string' && msg.client !== clientId) {
+          // A new identity (a first visit, or one the server no longer
+          // knows): its conversation replays from the start.
+          clientId = msg.client;
+          store.set(KEY_CLIENT, clientId);
+          store.set(KEY_LAST, '0');
+          state.lastSeq = 0;
+          state.seqs.clear();
+          api.clientId = clientId;
+        }
         state.backoff = 500;
         if (ui.notice.textContent && state.dropped) showNotice('');
         if (state.dropped) setStatus('Связь восстановлена', true);

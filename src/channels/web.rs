@@ -1,5 +1,8 @@
 //! The web chat: the demo page (`/`), the embeddable widget (`/widget.js`)
-//! and its WebSocket (`/ws/chat?client=…`). Every message of a conversation
+//! and its WebSocket (`/ws/chat`). The server issues each client's identity
+//! (128 random bits) in the welcome to its first hello; the widget keeps it
+//! and names it in later hellos, never in the URL, and an identity the
+//! server does not know gets a new one. Every message of a conversation
 //! (the client's echo, the bot's turns, an operator's replies) is appended to
 //! the client's outbox with a sequence number in the same commit as its
 //! turn, so a reconnect or a page reload replays exactly what was missed,
@@ -14,7 +17,7 @@ use crate::dialog::{Input, Keep, Turn};
 use crate::errors::error;
 use crate::store::SessionKey;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, Response};
 use axum::routing::get;
@@ -141,23 +144,18 @@ pub fn origin_allowed(headers: &axum::http::HeaderMap, allowed: &[String]) -> bo
         .any(|a| a == "*" || a.trim_end_matches('/') == origin)
 }
 
-#[derive(Deserialize)]
-struct ChatQuery {
-    client: String,
-}
-
-fn valid_client(id: &str) -> bool {
-    (8..=64).contains(&id.len())
+/// A web chat identity the server issued: 128 random bits as 32 hex digits.
+fn issued_format(id: &str) -> bool {
+    id.len() == 32
         && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 async fn chat_socket(
     State(web): State<Arc<Web>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: axum::http::HeaderMap,
-    q: Result<Query<ChatQuery>, axum::extract::rejection::QueryRejection>,
     ws: WebSocketUpgrade,
 ) -> Response {
     if !origin_allowed(&headers, &web.p.cfg.http.allowed_origins) {
@@ -165,20 +163,6 @@ async fn chat_socket(
             StatusCode::FORBIDDEN,
             "bad_origin",
             "Чат нельзя открыть с этого сайта: его адрес не указан в настройках сервера (http.allowed_origins).",
-        );
-    }
-    let Ok(Query(q)) = q else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "Нужен параметр client: идентификатор клиента.",
-        );
-    };
-    if !valid_client(&q.client) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_client",
-            "Идентификатор клиента: от 8 до 64 латинских букв, цифр, «-» или «_».",
         );
     }
     let guard = match web.sockets.open(Some(peer.ip()), Kind::Chat) {
@@ -203,11 +187,7 @@ async fn chat_socket(
         .max_frame_size(max)
         .on_upgrade(move |socket| async move {
             let _guard = guard;
-            let client = Client {
-                key: SessionKey::new(NAME, q.client),
-                ip: peer.ip(),
-            };
-            run_chat(web, socket, client).await;
+            run_chat(web, socket, peer.ip()).await;
         })
 }
 
@@ -215,6 +195,9 @@ async fn chat_socket(
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ClientMsg {
     Hello {
+        /// The identity the server issued before (none on a first visit).
+        #[serde(default)]
+        client: Option<String>,
         #[serde(default)]
         last_seq: u64,
         #[serde(default)]
@@ -321,14 +304,34 @@ struct Client {
     ip: IpAddr,
 }
 
-async fn run_chat(web: Arc<Web>, mut socket: WebSocket, client: Client) {
-    let key = &client.key;
+/// The conversation a hello names: the identity the server issued, if it
+/// has that conversation; otherwise a new identity (128 random bits).
+/// Whether it is new is returned too (then the whole conversation replays).
+fn identify(web: &Web, claimed: Option<&str>) -> (SessionKey, bool) {
+    if let Some(id) = claimed.filter(|c| issued_format(c)) {
+        let key = SessionKey::new(NAME, id);
+        if web.p.store.session_raw(&key).ok().flatten().is_some() {
+            return (key, false);
+        }
+    }
+    let id = format!("{:032x}", rand::random::<u128>());
+    (SessionKey::new(NAME, id), true)
+}
+
+async fn run_chat(web: Arc<Web>, mut socket: WebSocket, ip: IpAddr) {
     let max = web.p.cfg.http.ws_max_message_bytes;
-    let session = key.to_string();
-    let (conn, mut rx) = web.p.hub.connect(&session);
+    // Known after the first hello: who, and this socket's place in the hub.
+    let mut client: Option<Client> = None;
+    let mut live: Option<(u64, tokio::sync::mpsc::Receiver<String>)> = None;
     let mut shutdown = web.p.shutdown.clone();
     let mut idle = IdleWatch::new(web.p.cfg.http.ws_idle_timeout_s);
     loop {
+        let pushed = async {
+            match live.as_mut() {
+                Some((_, rx)) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = idle.tick() => {
                 if !idle.ping(&mut socket).await { break }
@@ -354,21 +357,39 @@ async fn run_chat(web: Arc<Web>, mut socket: WebSocket, client: Client) {
                     }
                     _ => continue,
                 };
-                match serde_json::from_str::<ClientMsg>(&text) {
-                    Ok(m) => {
-                        let mut alive = true;
-                        for reply in on_message(&web, &client, m).await {
-                            if !send(&mut socket, reply).await { alive = false; break }
-                        }
-                        if !alive { break }
-                    }
+                let m = match serde_json::from_str::<ClientMsg>(&text) {
+                    Ok(m) => m,
                     Err(e) => {
                         let m = format!("Неверное сообщение: {e}");
                         if !send(&mut socket, err_msg("bad_message", &m, None)).await { break }
+                        continue;
                     }
+                };
+                let replies = match (&m, &client) {
+                    (ClientMsg::Hello { client: claimed, last_seq, segment }, None) => {
+                        let (key, new) = identify(&web, claimed.as_deref());
+                        live = Some(web.p.hub.connect(&key.to_string()));
+                        let c = client.insert(Client { key, ip });
+                        let from = if new { 0 } else { *last_seq };
+                        hello(&web, c, from, segment.clone()).await
+                    }
+                    (ClientMsg::Hello { last_seq, segment, .. }, Some(c)) => {
+                        hello(&web, c, *last_seq, segment.clone()).await
+                    }
+                    (_, Some(c)) => on_message(&web, c, m).await,
+                    (_, None) => vec![err_msg(
+                        "hello_first",
+                        "Сначала нужно поздороваться: сообщение hello.",
+                        None,
+                    )],
+                };
+                let mut alive = true;
+                for reply in replies {
+                    if !send(&mut socket, reply).await { alive = false; break }
                 }
+                if !alive { break }
             }
-            out = rx.recv() => {
+            out = pushed => {
                 // None: this connection fell behind and was dropped from the hub;
                 // the client reconnects and replays what it missed.
                 let Some(out) = out else { break };
@@ -380,7 +401,9 @@ async fn run_chat(web: Arc<Web>, mut socket: WebSocket, client: Client) {
             }
         }
     }
-    web.p.hub.disconnect(&session, conn);
+    if let (Some(c), Some((conn, _))) = (client, live) {
+        web.p.hub.disconnect(&c.key.to_string(), conn);
+    }
 }
 
 /// The welcome and the replay after a hello: the segment the page chose
@@ -425,6 +448,7 @@ async fn hello(
         .unwrap_or_else(|| "universal".into());
     let mut out = vec![json!({
         "type": "welcome",
+        "client": key.user,
         "segment": segment,
         "voice": false,
         "max_chars": web.p.cfg.dialog.max_text_chars,
@@ -459,9 +483,9 @@ async fn hello(
 async fn on_message(web: &Arc<Web>, client: &Client, m: ClientMsg) -> Vec<String> {
     let key = &client.key;
     let (id, input, echo) = match m {
-        ClientMsg::Hello { last_seq, segment } => {
-            return hello(web, client, last_seq, segment).await
-        }
+        ClientMsg::Hello {
+            last_seq, segment, ..
+        } => return hello(web, client, last_seq, segment).await,
         ClientMsg::Text { id, text } => (id, Input::Text(text.clone()), text),
         ClientMsg::Choice { id, choice, label } => {
             let l = label.unwrap_or_else(|| choice.clone());
