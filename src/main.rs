@@ -134,28 +134,7 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Cmd::Serve => {
-            raise_open_files_limit();
-            tune_malloc();
-            #[cfg(unix)]
-            // SAFETY: umask only sets the mode mask for files created later:
-            // the database and caches hold personal data, for the owner only.
-            unsafe {
-                libc::umask(0o077);
-            }
-            for f in [
-                cli.config.as_path(),
-                cfg.operators.accounts_file.as_path(),
-                cfg.api.keys_file.as_path(),
-            ] {
-                warn_if_shared(f);
-            }
-            let app = otklik::app::App::new(cfg)?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(otklik::app::serve(app))
-        }
+        Cmd::Serve => serve(cfg, &cli.config),
         Cmd::ApiKey { name } => {
             let (key, entry) = otklik::channels::api::new_key(&name)?;
             println!("key (give it to the integration; it is not stored anywhere):\n{key}\n");
@@ -414,6 +393,31 @@ fn chat(
         }
     }
     Ok(())
+}
+
+/// `otklik serve`: the process set up for the internet (open files, memory
+/// given back, private files), then the server until SIGTERM.
+fn serve(cfg: Config, settings: &std::path::Path) -> Result<()> {
+    raise_open_files_limit();
+    tune_malloc();
+    #[cfg(unix)]
+    // SAFETY: umask only sets the mode mask for files created later: the
+    // database and caches hold personal data, for the owner only.
+    unsafe {
+        libc::umask(0o077);
+    }
+    for f in [
+        settings,
+        cfg.operators.accounts_file.as_path(),
+        cfg.api.keys_file.as_path(),
+    ] {
+        warn_if_shared(f);
+    }
+    let app = otklik::app::App::new(cfg)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(otklik::app::serve(app))
 }
 
 /// Warns when a file of secrets can be read by others than its owner.

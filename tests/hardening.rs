@@ -155,6 +155,30 @@ async fn guessing_locks_the_account_then_the_address_and_timing_tells_nothing() 
     );
 }
 
+/// Operator op1 signs in, then opens the console's socket (from `origin`).
+async fn operator_socket(
+    base: &str,
+    origin: Option<String>,
+) -> Result<common::Stream, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/operator/login"))
+        .json(&json!({"login": "op1", "password": OPERATOR_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let mut req = format!("{}/ws/operator", base.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    if let Some(o) = origin {
+        req.headers_mut().insert("origin", o.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(req).await.map(|(w, _)| w)
+}
+
 async fn ws_with_origin(
     base: &str,
     path: &str,
@@ -230,28 +254,7 @@ async fn headers_origins_big_messages_metrics_and_file_modes() {
     }
 
     // The console's socket: its own page only, even with an operator's cookie.
-    let r = c
-        .post(format!("{}/api/v1/operator/login", s.base))
-        .json(&json!({"login": "op1", "password": OPERATOR_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let console = |origin: String| {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut req = format!("{}/ws/operator", s.base.replace("http://", "ws://"))
-            .into_client_request()
-            .unwrap();
-        req.headers_mut().insert("origin", origin.parse().unwrap());
-        req.headers_mut().insert("cookie", cookie.parse().unwrap());
-        tokio_tungstenite::connect_async(req)
-    };
+    let console = |origin: String| operator_socket(&s.base, Some(origin));
     assert!(console(format!("http://{host}")).await.is_ok());
     match console("https://minsoc.example.ru".into())
         .await
@@ -404,27 +407,8 @@ async fn idle_connections_are_closed_and_operators_keep_their_share() {
         e => panic!("expected 503, got {e}"),
     }
     // …while an operator still gets in.
-    let c = reqwest::Client::new();
-    let r = c
-        .post(format!("{}/api/v1/operator/login", s.base))
-        .json(&json!({"login": "op1", "password": OPERATOR_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut req = format!("{}/ws/operator", s.base.replace("http://", "ws://"))
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert("cookie", cookie.parse().unwrap());
     assert!(
-        tokio_tungstenite::connect_async(req).await.is_ok(),
+        operator_socket(&s.base, None).await.is_ok(),
         "the operator is let in"
     );
 
