@@ -114,7 +114,12 @@ fn main() {
             "OTKLIK_KB_CACHE_DIR",
             std::env::temp_dir().join("otklik-bench-data/cache"),
         )
+        // Every simulated citizen comes from this one address: lift the
+        // per-conversation and per-address limits.
         .env("OTKLIK_HTTP_MESSAGES_PER_MINUTE", "100000")
+        .env("OTKLIK_HTTP_MESSAGES_PER_ADDRESS_PER_MINUTE", "1000000")
+        .env("OTKLIK_HTTP_HELLOS_PER_ADDRESS_PER_MINUTE", "1000000")
+        .env("OTKLIK_HTTP_MAX_CONNECTIONS_PER_ADDRESS", "100000")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
