@@ -227,7 +227,7 @@ impl Default for ClassifierConfig {
             epochs: 300,
             derived_examples: true,
             max_query_tokens: 128,
-            max_concurrent_encodes: 2,
+            max_concurrent_encodes: 32,
         }
     }
 }
