@@ -145,6 +145,16 @@ impl Server {
     }
 }
 
+/// The `/metrics` page, read from this machine (no token needed).
+pub async fn metrics(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Waits until `/readyz` says the model and dialogs are loaded.
 pub async fn wait_ready(base: &str) {
     let client = reqwest::Client::new();

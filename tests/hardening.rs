@@ -68,14 +68,7 @@ async fn a_sign_in_flood_keeps_memory_bounded() {
         after < 400,
         "RSS {before} MB before, {after} MB after the flood"
     );
-    let m = c
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = common::metrics(&s.base).await;
     for reason in ["bad_credentials", "busy"] {
         let line = format!("otklik_signin_refusals_total{{reason=\"{reason}\"}}");
         assert!(m.contains(&line), "{m}");
@@ -145,14 +138,7 @@ async fn guessing_locks_the_account_then_the_address_and_timing_tells_nothing() 
         (429, Some("locked")),
         "{e}"
     );
-    let m = c
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = common::metrics(&s.base).await;
     assert!(
         m.contains("otklik_signin_refusals_total{reason=\"locked\"}"),
         "{m}"

@@ -205,14 +205,7 @@ async fn rest_api_openapi_metrics_and_reload() {
     ] {
         assert!(api["paths"][p].is_object(), "{p} missing in OpenAPI");
     }
-    let m = c
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = common::metrics(&s.base).await;
     // The REST API is a channel of its own (its conversations are api:…).
     assert!(m.contains("otklik_turns_total{channel=\"api\"} 3"), "{m}");
     assert!(

@@ -276,8 +276,7 @@ pub async fn message(
     let key = SessionKey::new(NAME, format!("{}:{}", entry.name, req.user));
     let mut inputs: Vec<Input> = req.segment.map(Input::SetSegment).into_iter().collect();
     inputs.push(input);
-    let mut r = TurnRequest::new(key, Input::Start);
-    r.inputs = inputs;
+    let mut r = TurnRequest::several(key, inputs);
     r.style = Some(style);
     match api.p.turn(api.clone(), r).await {
         Ok(mut turns) => match turns.pop() {
@@ -286,7 +285,7 @@ pub async fn message(
         },
         Err(TurnError::RateLimited) => rate_limited(),
         Err(TurnError::Starting) => crate::errors::starting(),
-        Err(e @ TurnError::TooLong(max)) => unprocessable(e.code(), &e.message(max)),
+        Err(e @ TurnError::TooLong(_)) => unprocessable(e.code(), &e.message()),
         Err(e) => internal(e),
     }
 }

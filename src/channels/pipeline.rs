@@ -66,10 +66,10 @@ pub enum TurnError {
 
 impl TurnError {
     /// The message for the client, in Russian.
-    pub fn message(&self, max: usize) -> String {
+    pub fn message(&self) -> String {
         match self {
             TurnError::Starting => "Сервис запускается. Попробуйте через несколько секунд.".into(),
-            TurnError::TooLong(_) => {
+            TurnError::TooLong(max) => {
                 format!("Сообщение слишком длинное: не больше {max} знаков.")
             }
             TurnError::RateLimited => crate::errors::RATE_LIMITED.into(),
@@ -114,9 +114,14 @@ pub struct TurnRequest {
 
 impl TurnRequest {
     pub fn new(key: SessionKey, input: Input) -> Self {
+        Self::several(key, vec![input])
+    }
+
+    /// Several turns of one input (a deep link, a segment set first).
+    pub fn several(key: SessionKey, inputs: Vec<Input>) -> Self {
         Self {
             key,
-            inputs: vec![input],
+            inputs,
             marker: None,
             echo: None,
             live: true,

@@ -412,15 +412,13 @@ pub async fn process(tg: &Arc<Telegram>, u: Update) -> anyhow::Result<()> {
     };
     // Earlier turns of this update committed before a crash: theirs first.
     redeliver(tg, Some(&marker), 0).await?;
-    let mut req = TurnRequest::new(key, Input::Start);
-    req.inputs = inputs;
+    let mut req = TurnRequest::several(key, inputs);
     req.marker = Some(marker.clone());
     match st.turn(tg.clone(), req).await {
         Ok(_) => Ok(()),
         Err(TurnError::Duplicate) => redeliver(tg, Some(&marker), 0).await,
         Err(e @ (TurnError::RateLimited | TurnError::TooLong(_))) => {
-            tg.say(chat, &e.message(st.cfg.dialog.max_text_chars), None)
-                .await?;
+            tg.say(chat, &e.message(), None).await?;
             st.store.mark(&marker)?;
             Ok(())
         }

@@ -426,7 +426,7 @@ async fn hello(
         )];
     }
     let Some(engine) = web.p.engine() else {
-        return vec![err_msg("starting", &TurnError::Starting.message(0), None)];
+        return vec![err_msg("starting", &TurnError::Starting.message(), None)];
     };
     let ch: Arc<dyn Channel> = web.clone();
     let current = engine.session(key).ok().flatten().map(|s| s.segment);
@@ -501,7 +501,7 @@ async fn on_message(web: &Arc<Web>, client: &Client, m: ClientMsg) -> Vec<String
         )];
     }
     if web.p.engine().is_none() {
-        return vec![err_msg("starting", &TurnError::Starting.message(0), None)];
+        return vec![err_msg("starting", &TurnError::Starting.message(), None)];
     }
     let mut req = TurnRequest::new(key.clone(), input);
     req.address = Some(client.ip);
@@ -516,8 +516,7 @@ async fn on_message(web: &Arc<Web>, client: &Client, m: ClientMsg) -> Vec<String
             if let TurnError::Failed(x) = &e {
                 tracing::error!("turn failed for {key}: {x:#}");
             }
-            let max = web.p.cfg.dialog.max_text_chars;
-            vec![err_msg(e.code(), &e.message(max), Some(&id))]
+            vec![err_msg(e.code(), &e.message(), Some(&id))]
         }
     }
 }

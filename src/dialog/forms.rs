@@ -2,9 +2,8 @@
 //! the choices a field offers (services, offices, free days and times, the
 //! client's appointments), cancelling, and consent to personal data.
 
-use crate::analytics::anonymise;
 use crate::services::appointments::{day_label, time_id, time_label};
-use crate::store::{Consent, Forget, SessionKey};
+use crate::store::{scrub_text, Consent, Forget, SessionKey};
 use anyhow::Result;
 
 use super::graph::{Field, FormAction, Node, SlotType, Source};
@@ -340,10 +339,7 @@ impl Engine {
         values.sort();
         values.dedup();
         for e in &mut s.history {
-            for v in &values {
-                e.text = e.text.replace(v.as_str(), "[удалено]");
-            }
-            e.text = anonymise(&e.text, &[]);
+            e.text = scrub_text(&e.text, &values);
         }
         self.clear_form(s);
         s.pii.clear();
