@@ -406,6 +406,8 @@ pub struct HoursConfig {
     pub sun: String,
     /// Days off ("YYYY-MM-DD") on top of the weekly schedule.
     pub holidays: Vec<String>,
+    /// The hotline's number, as it is said to clients.
+    pub hotline: String,
 }
 
 impl Default for HoursConfig {
@@ -425,6 +427,7 @@ impl Default for HoursConfig {
                 "2027-01-01".into(),
                 "2027-01-02".into(),
             ],
+            hotline: "8 800 100-00-00".into(),
         }
     }
 }
@@ -436,6 +439,9 @@ pub struct Named {
     pub name: String,
     #[serde(default)]
     pub address: String,
+    /// offices: the town, so that a client who names it hears this office first.
+    #[serde(default)]
+    pub city: String,
 }
 
 /// `[appointments]` in otklik.toml.
@@ -482,16 +488,19 @@ impl Default for AppointmentsConfig {
                     id: "benefits".into(),
                     name: "Пособия и выплаты".into(),
                     address: String::new(),
+                    city: String::new(),
                 },
                 Named {
                     id: "benefits_privileges".into(),
                     name: "Льготы и компенсации".into(),
                     address: String::new(),
+                    city: String::new(),
                 },
                 Named {
                     id: "social_services".into(),
                     name: "Социальное обслуживание".into(),
                     address: String::new(),
+                    city: String::new(),
                 },
             ],
             offices: vec![
@@ -499,11 +508,13 @@ impl Default for AppointmentsConfig {
                     id: "central".into(),
                     name: "Центральный офис".into(),
                     address: "ул. Ленина, 1".into(),
+                    city: "Тверь".into(),
                 },
                 Named {
                     id: "north".into(),
                     name: "Северный отдел".into(),
                     address: "ул. Мира, 15".into(),
+                    city: "Кимры".into(),
                 },
             ],
         }
@@ -563,6 +574,9 @@ pub struct OperatorsConfig {
     /// How long a sign-in may wait for a password-checking place (at most
     /// one per core) before it gets 429, milliseconds.
     pub hashing_wait_ms: u64,
+    /// Tell the client the operator's name (when one joins, takes over or
+    /// writes); off: the client reads only «оператор».
+    pub show_name_to_client: bool,
 }
 
 impl Default for OperatorsConfig {
@@ -575,6 +589,7 @@ impl Default for OperatorsConfig {
             lock_address_after_failures: 20,
             max_lock_minutes: 15,
             hashing_wait_ms: 2000,
+            show_name_to_client: true,
         }
     }
 }

@@ -98,12 +98,12 @@ fn missing_builtin_prompt_and_bad_pattern_are_reported() {
 fn a_loop_that_never_waits_is_reported() {
     let e = broken(|t| {
         t.replace(
-            "  greet:\n    kind: say\n    text: \"Здравствуйте! 🙂\"\n    next: ask",
-            "  greet:\n    kind: say\n    text: \"Здравствуйте! 🙂\"\n    next: greet",
+            "  bye:\n    kind: say\n    text: \"Рада была помочь!\"\n    next: rating",
+            "  bye:\n    kind: say\n    text: \"Рада была помочь!\"\n    next: bye",
         )
     });
     assert!(
-        e.contains("node `greet` starts a loop that never waits"),
+        e.contains("node `bye` starts a loop that never waits"),
         "{e}"
     );
 }

@@ -14,6 +14,8 @@ const TAXONOMY: &[&str] = &[
     "maternity_capital",
     "large_family_status",
     "pension_application",
+    // not in the shared taxonomy: a common question it lacked (issue 11)
+    "pension_supplement",
     "veteran_of_labour",
     "home_care_services",
     "sanatorium_voucher",

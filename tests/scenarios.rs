@@ -216,6 +216,7 @@ fn run(sc: &Scenario, channel: &str, file: &Path) -> Vec<String> {
             .unwrap();
     }
     let mut last: Option<Turn> = None;
+    let mut prev_text: Option<String> = None;
     for (i, st) in sc.steps.iter().enumerate() {
         let at = format!("{}: {} [{channel}] step {}", file.display(), sc.name, i + 1);
         let mut fail = |m: String| errors.push(format!("{at}: {m}"));
@@ -286,6 +287,12 @@ fn run(sc: &Scenario, channel: &str, file: &Path) -> Vec<String> {
         }
         if let Some(t) = &turn {
             let lower = t.text.to_lowercase();
+            for problem in turn_properties(t, channel, prev_text.as_deref(), st.silence) {
+                fail(problem);
+            }
+            if !t.text.is_empty() {
+                prev_text = Some(t.text.clone());
+            }
             // style rules, every turn
             let senior = t.segment == "senior";
             if (channel != "telegram" || senior)
@@ -388,6 +395,98 @@ fn run(sc: &Scenario, channel: &str, file: &Path) -> Vec<String> {
         }
     }
     errors
+}
+
+/// Intents a conversation acts on at once (the classify node's `direct`):
+/// never offered as an option or confirmed.
+const DIRECT: [&str; 3] = ["greeting", "thanks_bye", "operator_request"];
+
+fn sentence_key(s: &str) -> String {
+    otklik::dialog::style::sentence_key(s)
+}
+
+/// The rules every turn keeps on every channel: no sentence said twice in
+/// a turn or straight after the turn before (a silence may be answered by
+/// the same reminder), no two sentences starting the same way, no filler
+/// «Хорошо!» after something else, no «напишите» on voice, links before the
+/// closing question, and no conversational intent among the options.
+fn turn_properties(t: &Turn, channel: &str, prev: Option<&str>, silence: bool) -> Vec<String> {
+    use otklik::dialog::style::sentences;
+    let mut problems = Vec::new();
+    let said = sentences(&t.text);
+    let mut seen = std::collections::HashSet::new();
+    let mut starts = std::collections::HashSet::new();
+    for (i, x) in said.iter().enumerate() {
+        let k = sentence_key(x);
+        if k.is_empty() {
+            continue;
+        }
+        if !seen.insert(k.clone()) {
+            problems.push(format!("sentence {x:?} twice in the turn: {:?}", t.text));
+        }
+        let start: Vec<&str> = k.split_whitespace().take(2).collect();
+        if start.len() == 2 && !starts.insert(start.join(" ")) {
+            problems.push(format!(
+                "two sentences start with {:?}: {:?}",
+                start.join(" "),
+                t.text
+            ));
+        }
+        if i > 0 && k == "хорошо" {
+            problems.push(format!(
+                "filler «Хорошо!» after something else: {:?}",
+                t.text
+            ));
+        }
+    }
+    // a new answer asks «Ваш вопрос решён?» again; a silence or unusable
+    // input is met with the question again
+    let asks_again = silence || t.events.iter().any(|e| e == "answered" || e == "reprompt");
+    if let (Some(p), false) = (prev, asks_again) {
+        let before: std::collections::HashSet<String> =
+            sentences(p).iter().map(|x| sentence_key(x)).collect();
+        for x in &said {
+            let k = sentence_key(x);
+            if !k.is_empty() && before.contains(&k) {
+                problems.push(format!(
+                    "sentence {x:?} repeats the turn before ({p:?}): {:?}",
+                    t.text
+                ));
+            }
+        }
+    }
+    let lower = t.text.to_lowercase();
+    if channel == "voice" && (lower.contains("напиш") || lower.contains("введите")) {
+        problems.push(format!("«напишите» on voice: {:?}", t.text));
+    }
+    if !t.links.is_empty() {
+        let cut = t.links_at.unwrap_or(usize::MAX);
+        let after_question = t
+            .text
+            .split("\n\n")
+            .take(cut)
+            .any(|p| p.contains("решён?") || p.contains("решен?"));
+        if after_question || t.links_at.is_none() {
+            problems.push(format!(
+                "links {:?} after the closing question (at {:?}): {:?}",
+                t.links, t.links_at, t.text
+            ));
+        }
+    }
+    for c in &t.choices {
+        if DIRECT.contains(&c.id.as_str()) {
+            problems.push(format!(
+                "conversational intent {:?} offered as an option",
+                c.id
+            ));
+        }
+    }
+    if t.decision.as_deref() == Some("confirm")
+        && t.intent.as_deref().is_some_and(|i| DIRECT.contains(&i))
+    {
+        problems.push(format!("conversational intent {:?} confirmed", t.intent));
+    }
+    problems
 }
 
 #[test]

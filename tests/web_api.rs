@@ -420,7 +420,14 @@ async fn operators_sign_in_take_reply_and_the_client_sees_it() {
             .status(),
         200
     );
-    let got = until(&mut w, is_bot).await;
+    // after the notice that the operator took over, the bot asks again
+    let got = until(&mut w, |v| {
+        is_bot(v)
+            && v["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("Ваш вопрос решён?"))
+    })
+    .await;
     assert!(got.last().unwrap()["text"]
         .as_str()
         .unwrap()

@@ -8,14 +8,6 @@
 
   const API = '/api/v1/operator';
   const POLL_MS = 10000;
-  const SEGMENTS = {
-    universal: 'Общий',
-    senior: 'Пожилые люди',
-    family: 'Семьи с детьми',
-    disability: 'Люди с инвалидностью',
-    jobseeker: 'Ищущие работу',
-  };
-  const CHANNELS = { web: 'Веб-чат', telegram: 'Telegram', voice: 'Телефон', vk: 'ВКонтакте', max: 'MAX' };
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -34,6 +26,7 @@
     queueEmpty: $('queue-empty'),
     queueCount: $('queue-count'),
     queueRefresh: $('queue-refresh'),
+    conv: $('conv'),
     convTitle: $('conv-title'),
     convEmpty: $('conv-empty'),
     convBody: $('conv-body'),
@@ -155,10 +148,11 @@
     return v == null ? '' : String(v);
   }
 
-  function operatorName(login) {
+  // An operator by the name people know them by, not the login.
+  function operatorName(login, known) {
     if (state.me && login === state.me.login) return `${state.me.name || login} (Вы)`;
     const o = state.operators.find((x) => x.login === login);
-    return o && o.name ? `${o.name} (${login})` : login;
+    return (o && o.name) || known || login;
   }
 
   function whoLabel(who) {
@@ -166,7 +160,7 @@
     if (w === 'client') return { cls: 'h-client', label: 'Клиент' };
     if (w === 'bot') return { cls: 'h-bot', label: 'Бот' };
     if (w.startsWith('operator:')) return { cls: 'h-operator', label: 'Оператор ' + operatorName(w.slice(9)) };
-    if (w.startsWith('system:')) return { cls: 'h-system', label: 'Система (' + operatorName(w.slice(7)) + ')' };
+    // System lines name the operator in their own text.
     if (w.startsWith('system')) return { cls: 'h-system', label: 'Система' };
     return { cls: 'h-system', label: w };
   }
@@ -182,8 +176,17 @@
     return `/conversations/${encodeURIComponent(session)}/${action}`;
   }
 
+  // Seconds the client has waited; once an operator took the conversation,
+  // the wait it had (fixed), or null when it is not known.
   function waitingNow(item) {
+    if (item.operator) return Number.isFinite(item.waiting_seconds) ? item.waiting_seconds : null;
     return (item.waiting_seconds || 0) + (Date.now() - state.fetchedAt) / 1000;
+  }
+
+  function holderText(item) {
+    if (!item.operator) return 'Ждёт оператора';
+    if (state.me && item.operator === state.me.login) return 'В работе у Вас';
+    return 'В работе: ' + operatorName(item.operator, item.operator_name);
   }
 
   function currentItem() {
@@ -261,8 +264,8 @@
       b.setAttribute('data-testid', 'queue-item');
       b.setAttribute('data-session', item.session);
       const top = el('span', 'q-top');
-      top.append(el('span', 'q-channel'), el('span', 'q-wait'));
-      b.append(top, el('span', 'q-sub q-segment'), el('span', 'q-sub q-intent'), el('span', 'q-sub q-holder'));
+      top.append(el('span', 'q-title'), el('span', 'q-wait'));
+      b.append(top, el('span', 'q-sub q-intent'), el('span', 'q-sub q-holder'));
       b.addEventListener('click', () => select(item.session));
       li.appendChild(b);
       state.rows.set(item.session, li);
@@ -272,13 +275,13 @@
 
   function fillRow(li, item) {
     const b = li.firstChild;
-    b.querySelector('.q-channel').textContent = CHANNELS[item.channel] || item.channel || '—';
-    b.querySelector('.q-wait').textContent = fmtWait(waitingNow(item));
-    b.querySelector('.q-segment').textContent = 'Сегмент: ' + (SEGMENTS[item.segment] || item.segment || '—');
-    b.querySelector('.q-intent').textContent = 'Тема: ' + (item.intent || 'не определена');
+    b.querySelector('.q-title').textContent = item.title || item.channel_label || 'Разговор';
+    // The clock runs only while the conversation waits.
+    b.querySelector('.q-wait').textContent = item.operator ? '' : fmtWait(waitingNow(item));
+    b.querySelector('.q-intent').textContent = 'Тема: ' + (item.topic || 'не определена');
     const holder = b.querySelector('.q-holder');
     const mine = state.me && item.operator === state.me.login;
-    holder.textContent = item.operator ? (mine ? 'В работе у Вас' : 'В работе: ' + operatorName(item.operator)) : 'Ждёт оператора';
+    holder.textContent = holderText(item);
     holder.classList.toggle('q-mine', !!mine);
     b.setAttribute('aria-current', item.session === state.selected ? 'true' : 'false');
   }
@@ -307,12 +310,19 @@
 
   function tick() {
     for (const item of state.items) {
+      if (item.operator) continue;
       const li = state.rows.get(item.session);
       if (li) li.querySelector('.q-wait').textContent = fmtWait(waitingNow(item));
     }
     const item = currentItem();
     const w = ui.convMeta.querySelector('[data-field="wait"]');
-    if (item && w) w.textContent = fmtWait(waitingNow(item));
+    if (item && w) w.textContent = waitText(item);
+  }
+
+  function waitText(item) {
+    const w = waitingNow(item);
+    if (!item.operator) return fmtWait(w);
+    return w === null ? 'до подключения оператора' : `${fmtWait(w)} до подключения оператора`;
   }
 
   function select(session) {
@@ -340,19 +350,22 @@
       ui.convBody.hidden = true;
       ui.convEmpty.hidden = false;
       ui.convTitle.textContent = 'Разговор';
+      delete ui.conv.dataset.session;
       ui.convEmpty.textContent = state.selected ? 'Этого разговора больше нет в очереди.' : 'Выберите разговор в очереди.';
       return;
     }
     ui.convEmpty.hidden = true;
     ui.convBody.hidden = false;
-    ui.convTitle.textContent = 'Разговор ' + item.session;
+    // A short label for people; the full key stays in data-session for the actions.
+    ui.convTitle.textContent = 'Разговор: ' + (item.title || item.channel_label || '—');
+    ui.conv.dataset.session = item.session;
 
     ui.convMeta.textContent = '';
-    metaRow('Канал', CHANNELS[item.channel] || item.channel || '—');
-    metaRow('Сегмент', SEGMENTS[item.segment] || item.segment || '—');
-    metaRow('Тема', item.intent || 'не определена');
-    metaRow('Ожидание', fmtWait(waitingNow(item)), 'wait');
-    metaRow('Ведёт', item.operator ? operatorName(item.operator) : 'никто');
+    metaRow('Канал', item.channel_label || item.channel || '—');
+    metaRow('Сегмент', item.segment_label || item.segment || '—');
+    metaRow('Тема', item.topic || 'не определена');
+    metaRow('Ожидание', waitText(item), 'wait');
+    metaRow('Ведёт', item.operator ? operatorName(item.operator, item.operator_name) : 'никто');
 
     // History: re-rendered only when it changed, to keep the reader's scroll position.
     const history = Array.isArray(item.history) ? item.history : [];
@@ -432,8 +445,12 @@
   ui.take.addEventListener('click', () =>
     act(async () => {
       const session = state.selected;
-      await api('POST', convPath(session, 'take'));
-      showNotice('Разговор взят в работу.');
+      const res = await api('POST', convPath(session, 'take'));
+      showNotice(
+        res.client_told === false
+          ? 'Разговор взят в работу. Клиент узнает об этом, когда мессенджер снова ответит.'
+          : 'Разговор взят в работу. Клиенту сообщили, что Вы подключились.'
+      );
       await refreshQueue();
       ui.replyText.focus();
     })

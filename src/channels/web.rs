@@ -68,6 +68,7 @@ pub fn turn_message(t: &Turn, operator: Option<&str>) -> Value {
         "text": t.text,
         "choices": t.choices.iter().map(|c| json!({"id": c.id, "label": c.label})).collect::<Vec<_>>(),
         "links": t.links,
+        "links_at": t.links_at,
         "actions": t.actions,
     })
 }

@@ -38,21 +38,9 @@ impl Engine {
     }
 
     /// Runs `f` on the session of `key` under its lock and commits it with
-    /// what `f` wrote.
-    pub(crate) fn with_session<T>(
-        &self,
-        key: &SessionKey,
-        f: impl FnMut(&Self, &mut Session, &mut TurnWrites) -> Result<T>,
-    ) -> Result<T> {
-        Ok(self
-            .with_session_committed(key, None, f)?
-            .expect("no marker, always runs")
-            .0)
-    }
-
-    /// As `with_session`, with `marker` committed with the turn: an input
-    /// whose marker was committed before is not run again (None). Returns
-    /// what the commit assigned too (the web outbox's sequence numbers).
+    /// what `f` wrote and `marker`: an input whose marker was committed
+    /// before is not run again (None). Returns what the commit assigned too
+    /// (the web outbox's sequence numbers).
     pub(crate) fn with_session_committed<T>(
         &self,
         key: &SessionKey,
@@ -222,7 +210,20 @@ impl Engine {
             Input::Dtmf(d) => format!("[DTMF {d}]"),
             _ => String::new(),
         };
+        if let Input::Text(t) = input {
+            out.input = Some(t.clone());
+        }
+        // What the bot said in the turn before: not said again straight away
+        // (unless this turn answers anew or asks again, see `render`).
+        let before = s
+            .history
+            .iter()
+            .rev()
+            .find(|e| e.who == "bot")
+            .map(|e| e.text.clone());
         self.step(s, input.clone(), &mut out)?;
+        let before =
+            before.filter(|_| out.answer.is_none() && !out.events.iter().any(|e| e == "reprompt"));
         let now = self.now();
         if !client_text.is_empty() {
             s.history.push(Entry {
@@ -234,7 +235,11 @@ impl Engine {
         s.turns += 1;
         let mut turn = self.render(
             s,
-            out.texts.join("\n\n"),
+            &Said {
+                texts: &out.texts,
+                answer: out.answer,
+                before: before.as_deref(),
+            },
             out.choices.clone(),
             out.actions.clone(),
             out.links.clone(),
@@ -303,7 +308,11 @@ impl Engine {
         self.enter(s, node, &mut out)?;
         let turn = self.render(
             s,
-            out.texts.join("\n\n"),
+            &Said {
+                texts: &out.texts,
+                answer: out.answer,
+                before: None,
+            },
             out.choices,
             out.actions,
             out.links,
@@ -324,20 +333,24 @@ impl Engine {
         if s.ended || s.wait == Wait::Fresh {
             return Ok(None);
         }
-        let text = s.prompt.clone();
+        let texts = [s.prompt.clone()];
         Ok(Some(self.render(
             &s,
-            text,
+            &Said::plain(&texts),
             s.choices.clone(),
             Vec::new(),
             Vec::new(),
         )))
     }
 
+    /// What the client sees or hears of a turn: each text styled for the
+    /// channel and the segment (the engine's own wording also put in the
+    /// channel's words: «скажите» on voice), sentences said earlier in the
+    /// same turn left out, and the links placed right after the answer.
     pub(crate) fn render(
         &self,
         s: &Session,
-        text: String,
+        said: &Said,
         choices: Vec<ChoiceOut>,
         actions: Vec<Action>,
         links: Vec<Link>,
@@ -352,17 +365,85 @@ impl Engine {
                 c
             })
             .collect();
+        let mut paragraphs: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        // The engine's own sentences said in the turn before are not
+        // repeated: a turn with a new answer (and its «Ваш вопрос решён?»)
+        // and one asking again after unusable input pass no `before`; a
+        // turn that would say nothing else keeps its words.
+        let mut before: std::collections::HashSet<String> = said
+            .before
+            .map(|b| {
+                style::sentences(b)
+                    .iter()
+                    .map(|x| style::sentence_key(x))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut links_at = None;
+        for (i, t) in said.texts.iter().enumerate() {
+            let answer = said.answer == Some(i);
+            let t = if answer {
+                t.clone()
+            } else {
+                style::channel_words(t, ch)
+            };
+            let t = style::adapt(&t, g, style_of, &s.segment);
+            let t = if answer {
+                t
+            } else {
+                let fresh = style::without_sentences(&t, &mut before.clone());
+                if fresh.is_empty() && paragraphs.is_empty() && i + 1 == said.texts.len() {
+                    t
+                } else {
+                    for x in style::sentences(&t) {
+                        before.insert(style::sentence_key(&x));
+                    }
+                    fresh
+                }
+            };
+            let t = style::without_sentences(&t, &mut seen);
+            if !t.is_empty() {
+                paragraphs.push(t);
+            }
+            if answer {
+                links_at = Some(paragraphs.iter().map(|p| p.split("\n\n").count()).sum());
+            }
+        }
+        let text = paragraphs.join(if ch.spoken { " " } else { "\n\n" });
+        let links = if ch.links { links } else { Vec::new() };
         Turn {
-            text: style::adapt(&text, g, style_of, &s.segment),
+            text,
             choices,
             actions,
             intent: s.intent.clone(),
             decision: s.decision.clone(),
             segment: s.segment.clone(),
-            links: if ch.links { links } else { Vec::new() },
+            links_at: links_at.filter(|_| !links.is_empty()),
+            links,
             node: s.node.clone(),
             seq: s.turns,
             events: Vec::new(),
+        }
+    }
+}
+
+/// The texts of a turn in the order they are said, and which one is the
+/// knowledge base's answer.
+pub(crate) struct Said<'a> {
+    pub texts: &'a [String],
+    pub answer: Option<usize>,
+    /// What the bot said in the turn before.
+    pub before: Option<&'a str>,
+}
+
+impl<'a> Said<'a> {
+    /// Texts of the engine's (or an operator's) own, no answer among them.
+    pub fn plain(texts: &'a [String]) -> Self {
+        Self {
+            texts,
+            answer: None,
+            before: None,
         }
     }
 }

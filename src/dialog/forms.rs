@@ -1,6 +1,8 @@
-//! Forms and consent: asking a form's fields in turn, checking the values,
-//! the choices a field offers (services, offices, free days and times, the
-//! client's appointments), cancelling, and consent to personal data.
+//! Forms and consent: asking a form's fields in turn (taking values the
+//! client already said, «Назад», «Отменить», the operator on every step),
+//! checking the values, the choices a field offers (services, offices, free
+//! days and times nearest what was asked, page by page, the client's
+//! appointments), cancelling, and consent to personal data.
 
 use crate::services::appointments::{day_label, time_id, time_label};
 use crate::store::{scrub_text, Consent, Forget, SessionKey};
@@ -8,7 +10,26 @@ use anyhow::Result;
 
 use super::graph::{Field, FormAction, Node, SlotType, Source};
 use super::session::{ChoiceOut, Session, Wait};
-use super::{choice, style, Action, Engine, Input, Out};
+use super::values::{self, TimeWish};
+use super::{choice, fill, style, Action, Engine, Input, Out};
+use crate::nlu::kb::normalize_text;
+use jiff::civil::Date;
+
+/// The day and time a client asked for in words.
+#[derive(Debug, Default)]
+struct Wish {
+    day: Option<Date>,
+    time: Option<TimeWish>,
+}
+
+/// Page `page` of `items`, `per` a page; and whether more follow.
+fn paged<T>(items: Vec<T>, per: usize, page: usize) -> (Vec<T>, bool) {
+    let per = per.max(1);
+    let pages = items.len().div_ceil(per).max(1);
+    let page = page % pages;
+    let more = pages > 1;
+    (items.into_iter().skip(page * per).take(per).collect(), more)
+}
 
 impl Engine {
     pub(super) fn check_slot(
@@ -34,9 +55,15 @@ impl Engine {
     }
 
     pub(super) fn clear_form(&self, s: &mut Session) {
+        let city = s.slots.remove("city");
         s.slots.clear();
         s.labels.clear();
         s.personal.clear();
+        s.form_text = None;
+        s.page = 0;
+        if let Some(c) = city {
+            s.slots.insert("city".into(), c);
+        }
     }
 
     fn consent_active(&self, s: &Session) -> Result<bool> {
@@ -45,6 +72,8 @@ impl Engine {
 
     pub(super) fn start_form(&self, s: &mut Session, node: &Node, out: &mut Out) -> Result<()> {
         self.clear_form(s);
+        // the message that started the form may already hold its values
+        s.form_text = out.input.clone();
         if node.action == Some(FormAction::ListAppointments) {
             return self.run_action(s, node, out);
         }
@@ -56,7 +85,7 @@ impl Engine {
         self.ask_field(s, node, 0, out)
     }
 
-    fn field_choices(&self, s: &Session, f: &Field) -> Result<Vec<ChoiceOut>> {
+    fn field_choices(&self, s: &Session, f: &Field, wish: &Wish) -> Result<Vec<ChoiceOut>> {
         let cfg = &self.schedule.cfg;
         let now = self.hours.local(self.clock.now());
         let numbered = |items: Vec<(String, String)>| -> Vec<ChoiceOut> {
@@ -108,37 +137,54 @@ impl Engine {
                     .collect(),
             ),
             Some(Source::Days) => {
+                // free days nearest the asked one first, else from the first on
                 let mut days = Vec::new();
                 for d in self.schedule.days_from(&now) {
                     let ds = d.to_string();
-                    let mut any = false;
                     for t in self.schedule.times() {
                         if free(&ds, &time_id(t))? {
-                            any = true;
+                            days.push(d);
                             break;
                         }
                     }
-                    if any {
-                        days.push((ds, day_label(d)));
-                    }
-                    if days.len() >= cfg.days_offered {
-                        break;
-                    }
                 }
-                numbered(days)
+                if let Some(want) = wish.day {
+                    days.sort_by_key(|d| (want.until(*d).map_or(0, |x| x.get_days().abs()), *d));
+                }
+                let (mut page, more) = paged(days, cfg.days_offered, s.page);
+                page.sort();
+                let mut cs = numbered(
+                    page.into_iter()
+                        .map(|d| (d.to_string(), day_label(d)))
+                        .collect(),
+                );
+                if more {
+                    cs.push(choice("more", &self.p("choice_more_days"), None));
+                }
+                cs
             }
             Some(Source::Times) => {
                 let day = s.slots.get("day").cloned().unwrap_or_default();
                 let mut ts = Vec::new();
                 for t in self.schedule.times() {
                     if free(&day, &time_id(t))? {
-                        ts.push((time_id(t), time_label(t)));
-                    }
-                    if ts.len() >= cfg.times_offered {
-                        break;
+                        ts.push(t);
                     }
                 }
-                numbered(ts)
+                if let Some(w) = wish.time {
+                    ts.sort_by_key(|t| (w.distance(*t), *t));
+                }
+                let (mut page, more) = paged(ts, cfg.times_offered, s.page);
+                page.sort();
+                let mut cs = numbered(
+                    page.into_iter()
+                        .map(|t| (time_id(t), time_label(t)))
+                        .collect(),
+                );
+                if more {
+                    cs.push(choice("more", &self.p("choice_more_times"), None));
+                }
+                cs
             }
             Some(Source::MyAppointments) => numbered(
                 self.store
@@ -158,42 +204,172 @@ impl Engine {
         mut i: usize,
         out: &mut Out,
     ) -> Result<()> {
-        // Fields already filled (when a taken time is chosen again) are not asked twice.
-        while node
-            .fields
-            .get(i)
-            .is_some_and(|f| s.slots.contains_key(&f.slot))
-        {
-            i += 1;
-        }
-        let Some(f) = node.fields.get(i) else {
-            if node.action == Some(FormAction::ApplicationStatus) || node.confirm.is_none() {
-                return self.run_action(s, node, out);
+        loop {
+            // Fields already filled (when a taken time is chosen again) are not asked twice.
+            while node
+                .fields
+                .get(i)
+                .is_some_and(|f| s.slots.contains_key(&f.slot))
+            {
+                i += 1;
             }
-            let text = self.fill_s(s, node.confirm.as_deref().unwrap_or_default());
-            self.ask(s, out, text, self.yes_no(), Wait::FormConfirm);
+            let Some(f) = node.fields.get(i) else {
+                if node.action == Some(FormAction::ApplicationStatus) || node.confirm.is_none() {
+                    return self.run_action(s, node, out);
+                }
+                let text = self.fill_s(s, node.confirm.as_deref().unwrap_or_default());
+                let mut cs = self.yes_no();
+                cs.extend(self.form_steps(node, i));
+                self.ask(s, out, text, cs, Wait::FormConfirm);
+                return Ok(());
+            };
+            // What the client said may hold this field's value already.
+            let wish = self.wish(s);
+            if self.take_said(s, f, &wish, out)? {
+                continue;
+            }
+            let mut cs = Vec::new();
+            if f.kind == SlotType::Choice {
+                cs = self.field_choices(s, f, &wish)?;
+                if cs.is_empty() {
+                    // Nothing to choose (no appointments, no free days): say so and move on.
+                    out.say(node.empty.clone().unwrap_or_else(|| self.p("slot_taken")));
+                    self.clear_form(s);
+                    let next = node.next.clone().unwrap();
+                    return self.enter(s, &next, out);
+                }
+                if let Some(t) = self.missed_wish(s, f, &wish) {
+                    out.say(t);
+                }
+            }
+            if f.optional {
+                cs.push(choice("skip", &self.p("choice_skip"), None));
+            }
+            cs.extend(self.form_steps(node, i));
+            if f.kind == SlotType::Phone {
+                out.actions.push(Action::RequestContact);
+            }
+            let text = if s.page > 0 {
+                self.p("more_options")
+            } else {
+                self.fill_s(s, &f.prompt)
+            };
+            self.ask(s, out, text, cs, Wait::Field { field: i });
             return Ok(());
-        };
+        }
+    }
+
+    /// «Назад» (not on the first field), «Отменить» and «Оператор»: on every
+    /// step of a form.
+    fn form_steps(&self, node: &Node, i: usize) -> Vec<ChoiceOut> {
         let mut cs = Vec::new();
-        if f.kind == SlotType::Choice {
-            cs = self.field_choices(s, f)?;
-            if cs.is_empty() {
-                // Nothing to choose (no appointments, no free days): say so and move on.
-                out.say(node.empty.clone().unwrap_or_else(|| self.p("slot_taken")));
-                self.clear_form(s);
-                let next = node.next.clone().unwrap();
-                return self.enter(s, &next, out);
+        if i > 0 && node.fields.len() > 1 {
+            let mut b = choice("back", &self.p("choice_back"), Some("*"));
+            b.synonyms = vec!["назад".into(), "вернуться".into()];
+            cs.push(b);
+        }
+        let mut c = choice("cancel", &self.p("choice_cancel"), None);
+        c.synonyms = vec!["отменить".into(), "отмена".into(), "отмени".into()];
+        cs.push(c);
+        cs.push(self.operator_choice());
+        cs
+    }
+
+    /// The day and time the client's last message in the form asks for.
+    fn wish(&self, s: &Session) -> Wish {
+        let Some(t) = s.form_text.as_deref() else {
+            return Wish::default();
+        };
+        let today = self.hours.local(self.clock.now()).date();
+        Wish {
+            day: values::day_in(t, today),
+            time: values::time_in(t),
+        }
+    }
+
+    /// Takes field `f`'s value from what the client said in the form, when
+    /// it is there and valid (a free day or time, one service or office by
+    /// name, a number, a phone): true when the field is filled.
+    fn take_said(&self, s: &mut Session, f: &Field, wish: &Wish, out: &mut Out) -> Result<bool> {
+        let Some(text) = s.form_text.clone() else {
+            return Ok(false);
+        };
+        let value: Option<(String, Option<String>)> = match (f.kind, f.source) {
+            (SlotType::Digits, _) => values::digits_in(&text).map(|d| (d, None)),
+            (SlotType::Phone, _) => values::phone_in(&text).map(|p| (p, None)),
+            (SlotType::Choice, Some(Source::Services | Source::Offices)) => {
+                let t = normalize_text(&text);
+                let words: Vec<&str> = t.split_whitespace().collect();
+                let named = |label: &str| {
+                    normalize_text(label)
+                        .split_whitespace()
+                        .filter(|w| w.chars().count() >= 5)
+                        .any(|w| {
+                            let stem: String = w.chars().take(5).collect();
+                            words.iter().any(|x| x.starts_with(&stem))
+                        })
+                };
+                let cs = self.field_choices(s, f, wish)?;
+                let hits: Vec<&ChoiceOut> = cs.iter().filter(|c| named(&c.label)).collect();
+                match hits.as_slice() {
+                    [one] => Some((one.id.clone(), Some(one.label.clone()))),
+                    _ => None,
+                }
             }
+            (SlotType::Choice, Some(Source::Days)) if wish.day.is_some() => {
+                let want = wish.day.unwrap().to_string();
+                self.field_choices(s, f, wish)?
+                    .into_iter()
+                    .find(|c| c.id == want)
+                    .map(|c| (c.id, Some(c.label)))
+            }
+            (SlotType::Choice, Some(Source::Times)) if wish.time.is_some_and(|w| w.exact) => {
+                let w = wish.time.unwrap();
+                let want = time_id(w.from);
+                self.field_choices(s, f, wish)?
+                    .into_iter()
+                    .find(|c| c.id == want)
+                    .map(|c| (c.id, Some(c.label)))
+            }
+            _ => None,
+        };
+        let Some((v, label)) = value else {
+            return Ok(false);
+        };
+        if let Some(l) = label {
+            s.labels.insert(f.slot.clone(), l);
         }
-        if f.optional {
-            cs.push(choice("skip", &self.p("choice_skip"), None));
+        Self::fill_field(s, f, v, out);
+        Ok(true)
+    }
+
+    /// Keeps a field's value (a personal one marked as such, to scrub it
+    /// from the log and delete it on withdrawal).
+    fn fill_field(s: &mut Session, f: &Field, value: String, out: &mut Out) {
+        if f.personal {
+            s.personal.insert(f.slot.clone());
+            s.pii.push(value.clone());
+            out.personal_input = true;
         }
-        if f.kind == SlotType::Phone {
-            out.actions.push(Action::RequestContact);
+        s.slots.insert(f.slot.clone(), value);
+        s.page = 0;
+    }
+
+    /// When the day or time asked for is not free: says so before the
+    /// nearest free ones.
+    fn missed_wish(&self, s: &Session, f: &Field, wish: &Wish) -> Option<String> {
+        match f.source {
+            Some(Source::Days) if s.page == 0 => wish
+                .day
+                .map(|d| fill(&self.p("day_taken"), &[("day", day_label(d))])),
+            Some(Source::Times) if s.page == 0 => match wish.time {
+                Some(w) if w.exact => {
+                    Some(fill(&self.p("time_taken"), &[("time", time_label(w.from))]))
+                }
+                _ => None,
+            },
+            _ => None,
         }
-        let text = self.fill_s(s, &f.prompt);
-        self.ask(s, out, text, cs, Wait::Field { field: i });
-        Ok(())
     }
 
     pub(super) fn on_field(
@@ -207,6 +383,18 @@ impl Engine {
         let Some(f) = node.fields.get(i).cloned() else {
             return self.ask_field(s, node, i, out);
         };
+        match self.pick(s, input).as_deref() {
+            Some("cancel") => return self.cancel_form(s, out),
+            Some("back") => return self.form_back(s, node, i, out),
+            Some("more") => {
+                s.page += 1;
+                return self.ask_field(s, node, i, out);
+            }
+            _ => {}
+        }
+        if let Input::Text(t) = input {
+            s.form_text = Some(t.clone());
+        }
         if f.optional
             && (matches!(input, Input::Choice(id) if id == "skip")
                 || matches!(input, Input::Text(t) if style::is_skip(&self.graph, t)))
@@ -230,6 +418,15 @@ impl Engine {
                     if let Input::Text(t) = input {
                         if style::is_no(&self.graph, t) {
                             return self.cancel_form(s, out);
+                        }
+                        // a day or a time in words: taken, or the nearest offered
+                        let wish = self.wish(s);
+                        if self.take_said(s, &f, &wish, out)? {
+                            s.page = 0;
+                            return self.ask_field(s, node, i + 1, out);
+                        }
+                        if wish.day.is_some() || wish.time.is_some() {
+                            return self.ask_field(s, node, i, out);
                         }
                     }
                     out.say(self.p("choose_one"));
@@ -259,13 +456,25 @@ impl Engine {
                 }
             }
         };
-        if f.personal {
-            s.personal.insert(f.slot.clone());
-            s.pii.push(value.clone());
-            out.personal_input = true;
-        }
-        s.slots.insert(f.slot.clone(), value);
+        Self::fill_field(s, &f, value, out);
         self.ask_field(s, node, i + 1, out)
+    }
+
+    /// «Назад»: the field before this one is asked again.
+    fn form_back(&self, s: &mut Session, node: &Node, i: usize, out: &mut Out) -> Result<()> {
+        s.form_text = None;
+        s.page = 0;
+        let j = i.saturating_sub(1);
+        for f in &node.fields[j..] {
+            s.slots.remove(&f.slot);
+            s.labels.remove(&f.slot);
+        }
+        self.ask_field(s, node, j, out)
+    }
+
+    /// The form's confirmation: «Назад» goes back to the last field.
+    pub(super) fn confirm_back(&self, s: &mut Session, node: &Node, out: &mut Out) -> Result<()> {
+        self.form_back(s, node, node.fields.len(), out)
     }
 
     /// The answer to the consent question before a form's personal fields:

@@ -142,6 +142,10 @@ pub struct Node {
     /// classify: intent id → node.
     #[serde(default)]
     pub routes: BTreeMap<String, String>,
+    /// classify: conversational intents (greeting, thanks, operator…) that
+    /// are answered or routed directly: never offered as options or confirmed.
+    #[serde(default)]
+    pub direct: Vec<String>,
     /// ask: the slot the answer is stored in, and its type.
     #[serde(default)]
     pub slot: Option<String>,
@@ -164,10 +168,30 @@ pub struct Node {
     /// handoff: said outside the operators' hours, with the offers in `choices`.
     #[serde(default)]
     pub closed_text: Option<String>,
+    /// say: other texts for particular cases, the first that holds wins
+    /// over `text`.
+    #[serde(default)]
+    pub cases: Vec<Case>,
     #[serde(skip)]
     pub file: PathBuf,
     #[serde(skip)]
     pub line: usize,
+}
+
+/// A case of a `say` node: its text is said instead of the node's when the
+/// client's message matches `when` (a regular expression over the
+/// normalised message), or when the bot greeted the client in this turn or
+/// the one before (`after_greeting`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    #[serde(default)]
+    pub when: Option<String>,
+    #[serde(default)]
+    pub after_greeting: bool,
+    pub text: String,
+    #[serde(skip)]
+    pub re: Option<Regex>,
 }
 
 impl Node {
@@ -210,6 +234,10 @@ pub struct ChannelStyle {
     /// Spoken output: no URLs, symbols read as words.
     #[serde(default)]
     pub spoken: bool,
+    /// Words of the engine's own texts put the channel's way (on voice,
+    /// «напишите» → «скажите»); knowledge-base answers stay as written.
+    #[serde(default)]
+    pub words: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -274,6 +302,10 @@ pub const REQUIRED_PROMPTS: &[&str] = &[
     "consent_declined",
     "operator_waiting",
     "operator_returned",
+    "operator_joined",
+    "operator_joined_named",
+    "operator_transferred",
+    "operator_transferred_named",
     "invalid_phone",
     "invalid_digits",
     "form_cancelled",
@@ -289,6 +321,14 @@ pub const REQUIRED_PROMPTS: &[&str] = &[
     "choice_other",
     "choice_rephrase",
     "choice_skip",
+    "choice_back",
+    "choice_cancel",
+    "choice_more_days",
+    "choice_more_times",
+    "day_taken",
+    "more_options",
+    "alternatives_again",
+    "time_taken",
 ];
 
 pub const CHANNELS: &[&str] = &["web", "telegram", "voice"];
@@ -443,6 +483,13 @@ impl Graph {
             for (name, mut node) in doc.nodes {
                 node.file = file.clone();
                 node.line = find_line(&lines, nodes_line, &format!("{name}:"));
+                for c in &mut node.cases {
+                    let Some(w) = &c.when else { continue };
+                    match compile(std::slice::from_ref(w), false) {
+                        Ok(mut r) => c.re = r.pop(),
+                        Err(e) => problems.push(p(node.line, format!("node `{name}`: case {e}"))),
+                    }
+                }
                 if let Some(prev) = merged.nodes.get(&name) {
                     problems.push(p(
                         node.line,
@@ -624,7 +671,15 @@ impl Graph {
             }
         }
         if !problems.is_empty() {
-            problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+            // a file that cannot be read explains everything missing after it:
+            // its own problems come first
+            problems.sort_by(|a, b| {
+                let unread = |p: &Problem| {
+                    !(p.message.starts_with("cannot parse")
+                        || p.message.starts_with("the file expands"))
+                };
+                (unread(a), &a.file, a.line).cmp(&(unread(b), &b.file, b.line))
+            });
             return Err(GraphErrors(problems));
         }
         Ok(Graph {
@@ -698,6 +753,11 @@ fn validate_nodes(nodes: &BTreeMap<String, Node>, intents: &[String], problems: 
         for k in n.routes.keys() {
             if !intents.is_empty() && !intents.contains(k) {
                 err(format!("route for unknown intent `{k}`"));
+            }
+        }
+        for k in &n.direct {
+            if !intents.is_empty() && !intents.contains(k) {
+                err(format!("`direct` lists unknown intent `{k}`"));
             }
         }
         let needs_text = !matches!(

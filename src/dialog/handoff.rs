@@ -2,10 +2,12 @@
 //! conversation (never two operators on one conversation), replying,
 //! passing it to another operator (at most twice per conversation), and
 //! giving it back to the bot. Each action is one commit under the
-//! conversation's lock; the turns it gives the client are committed with
-//! what the client's channel keeps to deliver them. The console
-//! (`operator`) calls these and nothing else of the engine's insides.
+//! conversation's lock; the turns it gives the client (an operator's words,
+//! the notice that an operator joined or took over, the bot's return) are
+//! committed with what the client's channel keeps to deliver them. The
+//! console (`operator`) calls these and nothing else of the engine's insides.
 
+use super::core::Said;
 use super::session::{Entry, Session, Wait};
 use super::{Action, Engine, Keep, Turn};
 use crate::store::{Committed, QueueOp, SessionKey, TurnWrites};
@@ -35,6 +37,38 @@ pub type Reply = std::result::Result<(Turn, Committed, Keep), OperatorError>;
 /// What a channel keeps for a turn it is to deliver (`Channel::keep`).
 pub type Keeper<'a> = dyn Fn(&Turn) -> Result<Keep> + 'a;
 
+/// An action's own result with the turn it gives the client, what was
+/// committed for the client's channel, or why the action was refused.
+pub type Told<T> = std::result::Result<(T, Turn, Committed, Keep), OperatorError>;
+
+/// An operator as the conversation records them and the client hears of them.
+#[derive(Debug, Clone, Copy)]
+pub struct Person<'a> {
+    /// The console's login (the queue, the history's `who`).
+    pub login: &'a str,
+    /// The name people read (the history's lines, the client's notice).
+    pub name: &'a str,
+    /// Whether the client is told the name (a ministry may keep it private).
+    pub named: bool,
+}
+
+impl<'a> Person<'a> {
+    /// An operator known by login only, not named to the client (the
+    /// engine's own tests, the command line).
+    pub fn login(login: &'a str) -> Self {
+        Self {
+            login,
+            name: login,
+            named: false,
+        }
+    }
+}
+
+/// Keeps nothing: for callers with no channel to deliver through.
+fn keep_nothing(_: &Turn) -> Result<Keep> {
+    Ok(Keep::default())
+}
+
 impl Engine {
     fn holder_check(s: &Session, operator: &str) -> std::result::Result<(), OperatorError> {
         match &s.handoff {
@@ -44,42 +78,105 @@ impl Engine {
         }
     }
 
-    /// An operator takes a waiting conversation; returns its history.
+    /// An operator takes a waiting conversation; returns its history. The
+    /// client is told, but nothing is kept for a channel to deliver: the
+    /// console uses `take_as`.
     pub fn take(
         &self,
         key: &SessionKey,
         operator: &str,
     ) -> Result<std::result::Result<Session, OperatorError>> {
+        match self.take_as(key, &Person::login(operator), &keep_nothing)? {
+            Ok(((), ..)) => Ok(Ok(self.session(key)?.unwrap_or_default())),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    /// An operator takes a waiting conversation. The client is told that
+    /// an operator joined (by name if `who.named`), in the same commit, with
+    /// what the client's channel keeps to deliver it.
+    pub fn take_as(&self, key: &SessionKey, who: &Person, keep: &Keeper) -> Result<Told<()>> {
         let session = key.to_string();
-        self.with_session(key, |e, s, w| {
+        self.told(key, keep, |e, s, w| {
             let Some(h) = &mut s.handoff else {
                 return Ok(Err(OperatorError::NotWaiting));
             };
-            if h.operator.as_deref().is_some_and(|o| o != operator) {
+            if h.operator.as_deref().is_some_and(|o| o != who.login) {
                 return Ok(Err(OperatorError::Taken));
             }
             let queued = e.store.queue()?.into_iter().find(|q| q.session == session);
-            if queued.is_none_or(|q| q.operator.as_deref().is_some_and(|o| o != operator)) {
+            if queued.is_none_or(|q| q.operator.as_deref().is_some_and(|o| o != who.login)) {
                 return Ok(Err(OperatorError::Taken));
             }
             w.queue.push(QueueOp::Claim {
                 session: session.clone(),
-                operator: operator.to_string(),
+                operator: who.login.to_string(),
             });
-            h.operator = Some(operator.to_string());
-            let at = e.clock.now().as_second();
+            h.operator = Some(who.login.to_string());
             s.history.push(Entry {
-                who: format!("system:{operator}"),
-                text: "оператор подключился".into(),
-                at,
+                who: format!("system:{}", who.login),
+                text: format!("к разговору подключился оператор: {}", who.name),
+                at: e.now(),
             });
-            Ok(Ok(s.clone()))
+            Ok(Ok(((), e.notice(s, "operator_joined", who))))
         })
     }
 
+    /// The client's notice about `who` (prompt `key`, or `key_named` with
+    /// the name), recorded in the history as the bot's.
+    fn notice(&self, s: &mut Session, key: &str, who: &Person) -> Turn {
+        let text = if who.named {
+            super::fill(
+                &self.p(&format!("{key}_named")),
+                &[("name", who.name.to_string())],
+            )
+        } else {
+            self.p(key)
+        };
+        let texts = [text];
+        let t = self.render(
+            s,
+            &Said::plain(&texts),
+            Vec::new(),
+            vec![Action::Handoff],
+            Vec::new(),
+        );
+        s.history.push(Entry {
+            who: "bot".into(),
+            text: t.text.clone(),
+            at: self.now(),
+        });
+        t
+    }
+
+    /// Runs an operator's action that gives the client a turn, committed
+    /// with the session and with what the client's channel keeps to
+    /// deliver it.
+    fn told<T>(
+        &self,
+        key: &SessionKey,
+        keep: &Keeper,
+        f: impl Fn(
+            &Self,
+            &mut Session,
+            &mut TurnWrites,
+        ) -> Result<std::result::Result<(T, Turn), OperatorError>>,
+    ) -> Result<Told<T>> {
+        let r = self.with_session_committed(key, None, |e, s, w| {
+            let (v, turn) = match f(e, s, w)? {
+                Ok(x) => x,
+                Err(x) => return Ok(Err(x)),
+            };
+            let k = keep(&turn)?;
+            w.keep(&k);
+            Ok(Ok((v, turn, k)))
+        })?;
+        let (r, committed) = r.expect("no marker, always runs");
+        Ok(r.map(|(v, t, k)| (v, t, committed, k)))
+    }
+
     /// Runs an action of the operator holding `key` that gives the client a
-    /// turn, committed with the session and with what the client's channel
-    /// keeps to deliver it.
+    /// turn (see `told`).
     fn holder_turn(
         &self,
         key: &SessionKey,
@@ -91,20 +188,13 @@ impl Engine {
             &mut TurnWrites,
         ) -> Result<std::result::Result<Turn, OperatorError>>,
     ) -> Result<Reply> {
-        let r = self.with_session_committed(key, None, |e, s, w| {
+        let r = self.told(key, keep, |e, s, w| {
             if let Err(x) = Self::holder_check(s, operator) {
                 return Ok(Err(x));
             }
-            let turn = match f(e, s, w)? {
-                Ok(t) => t,
-                Err(x) => return Ok(Err(x)),
-            };
-            let k = keep(&turn)?;
-            w.keep(&k);
-            Ok(Ok((turn, k)))
+            Ok(f(e, s, w)?.map(|t| ((), t)))
         })?;
-        let (r, committed) = r.expect("no marker, always runs");
-        Ok(r.map(|(t, k)| (t, committed, k)))
+        Ok(r.map(|((), t, c, k)| (t, c, k)))
     }
 
     /// The operator's message to the client (the turn the client's channel
@@ -126,9 +216,10 @@ impl Engine {
                 text: text.to_string(),
                 at,
             });
+            let texts = [text.to_string()];
             let mut t = e.render(
                 s,
-                text.to_string(),
+                &super::core::Said::plain(&texts),
                 Vec::new(),
                 vec![Action::Handoff],
                 Vec::new(),
@@ -139,16 +230,35 @@ impl Engine {
         })
     }
 
-    /// Passes a held conversation to another operator, at most twice.
+    /// Passes a held conversation to another operator, at most twice. The
+    /// client is told, but nothing is kept for a channel to deliver: the
+    /// console uses `transfer_as`.
     pub fn transfer(
         &self,
         key: &SessionKey,
         from: &str,
         to: &str,
     ) -> Result<std::result::Result<u32, OperatorError>> {
+        let (from, to) = (Person::login(from), Person::login(to));
+        Ok(self
+            .transfer_as(key, &from, &to, &keep_nothing)?
+            .map(|(n, ..)| n))
+    }
+
+    /// Passes a held conversation to another operator, at most twice;
+    /// returns how many times it was passed. The client is told that
+    /// another operator answers now (by name if `to.named`), in the same
+    /// commit, with what the client's channel keeps to deliver it.
+    pub fn transfer_as(
+        &self,
+        key: &SessionKey,
+        from: &Person,
+        to: &Person,
+        keep: &Keeper,
+    ) -> Result<Told<u32>> {
         let session = key.to_string();
-        self.with_session(key, |e, s, w| {
-            if let Err(x) = Self::holder_check(s, from) {
+        self.told(key, keep, |e, s, w| {
+            if let Err(x) = Self::holder_check(s, from.login) {
                 return Ok(Err(x));
             }
             if s.transfers >= MAX_TRANSFERS {
@@ -156,7 +266,7 @@ impl Engine {
             }
             s.transfers += 1;
             if let Some(h) = &mut s.handoff {
-                h.operator = Some(to.to_string());
+                h.operator = Some(to.login.to_string());
             }
             let mut item = e
                 .store
@@ -164,15 +274,14 @@ impl Engine {
                 .into_iter()
                 .find(|q| q.session == session)
                 .ok_or_else(|| anyhow::anyhow!("queue entry missing for {session}"))?;
-            item.operator = Some(to.to_string());
+            item.operator = Some(to.login.to_string());
             w.queue.push(QueueOp::Put(item));
-            let at = e.clock.now().as_second();
             s.history.push(Entry {
-                who: format!("system:{from}"),
-                text: format!("разговор передан оператору {to}"),
-                at,
+                who: format!("system:{}", from.login),
+                text: format!("разговор передан оператору: {}", to.name),
+                at: e.now(),
             });
-            Ok(Ok(s.transfers))
+            Ok(Ok((s.transfers, e.notice(s, "operator_transferred", to))))
         })
     }
 

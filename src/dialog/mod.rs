@@ -12,8 +12,8 @@
 //! nodes and what waiting nodes take), `understand` (the classifier's
 //! decision), `prompt` (prompts and matching answers to choices), `forms`
 //! (forms and consent), `actions` (bookings, callbacks, application status,
-//! feedback), `handoff` (the operators' actions on a conversation), `graph`,
-//! `session`, `style`.
+//! feedback), `handoff` (the operators' actions on a conversation), `values`
+//! (numbers, days and times read from free text), `graph`, `session`, `style`.
 
 pub mod graph;
 pub mod handoff;
@@ -28,6 +28,7 @@ mod prompt;
 mod step;
 mod turn;
 mod understand;
+mod values;
 
 pub use self::core::TurnOpts;
 pub use crate::store::Keep;
@@ -50,6 +51,11 @@ use std::sync::Arc;
 #[derive(Default)]
 struct Out {
     texts: Vec<String>,
+    /// The client's text in this turn (a `say` node's cases read it).
+    input: Option<String>,
+    /// Which of `texts` is the knowledge base's answer (its links follow it,
+    /// and the channel's wording rules leave it as written).
+    answer: Option<usize>,
     choices: Vec<ChoiceOut>,
     actions: Vec<Action>,
     links: Vec<Link>,
@@ -61,6 +67,12 @@ struct Out {
 }
 
 impl Out {
+    /// The knowledge base's answer: said, and remembered as the answer.
+    fn answer(&mut self, t: impl Into<String>) {
+        self.answer = Some(self.texts.len());
+        self.say(t);
+    }
+
     fn say(&mut self, t: impl Into<String>) {
         let t = t.into();
         if !t.trim().is_empty() {

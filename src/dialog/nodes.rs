@@ -136,6 +136,19 @@ impl Engine {
             Some("no") => {
                 out.events.push("solved_no".into());
                 s.unsolved += 1;
+                // a knowledge-base answer that did not help is not given again
+                // (an action, like a status or a booking, may be asked again)
+                let routed = g
+                    .node(&g.classify)
+                    .routes
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>();
+                if let Some(i) = s.intent.as_ref().filter(|i| !routed.contains(i)) {
+                    if !s.rejected.contains(i) {
+                        s.rejected.push(i.clone());
+                    }
+                }
                 if s.unsolved >= 2 {
                     let mut r = choice("rephrase", &self.p("choice_rephrase"), Some("2"));
                     r.synonyms = vec!["нет".into()];
@@ -205,6 +218,24 @@ impl Engine {
         self.enter(s, &next, out)
     }
 
+    /// The text of the first of a `say` node's cases that holds, if any.
+    fn say_case(&self, s: &Session, node: &Node, out: &Out) -> Option<String> {
+        let said = out
+            .input
+            .as_deref()
+            .map(crate::nlu::kb::normalize_text)
+            .unwrap_or_default();
+        let greeted = s.greeted_at.is_some_and(|t| s.turns <= t + 1);
+        node.cases
+            .iter()
+            .find(|c| {
+                (!c.after_greeting || greeted)
+                    && c.re.as_ref().is_none_or(|r| r.is_match(&said))
+                    && (c.re.is_some() || c.after_greeting)
+            })
+            .map(|c| c.text.clone())
+    }
+
     /// Enters a node: says what it says and either waits or moves on.
     pub(super) fn enter(&self, s: &mut Session, name: &str, out: &mut Out) -> Result<()> {
         let g = self.graph.clone();
@@ -220,13 +251,20 @@ impl Engine {
             let next = node.next.clone();
             match node.kind {
                 NodeKind::Say => {
+                    let text = match self.say_case(s, &node, out) {
+                        Some(t) => self.fill_s(s, &t),
+                        None => text,
+                    };
+                    if name == g.start {
+                        s.greeted_at = Some(s.turns);
+                    }
                     out.say(text);
                     name = next.unwrap();
                 }
                 NodeKind::Answer => {
                     match s.intent.as_ref().and_then(|i| self.nlu.kb.intent(i)) {
                         Some(it) => {
-                            out.say(it.answer_for(&s.segment).to_string());
+                            out.answer(it.answer_for(&s.segment).to_string());
                             out.links.extend(it.links.iter().cloned());
                             out.events.push("answered".into());
                         }

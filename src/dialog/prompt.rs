@@ -43,7 +43,11 @@ impl Engine {
         s.wait = wait;
     }
 
+    /// The last question again, after input the bot could not use (a
+    /// silence, a wrong key, a value it could not read): the one case where
+    /// a turn may say what the turn before said.
     pub(super) fn repeat(&self, s: &Session, out: &mut Out) {
+        out.events.push("reprompt".into());
         out.say(s.prompt.clone());
         out.choices = s.choices.clone();
     }
@@ -95,6 +99,8 @@ impl Engine {
             ("hours", self.hours.describe()),
             ("next_open", self.hours.next_open(now).unwrap_or_default()),
             ("title", title),
+            ("hotline", self.hours.hotline.clone()),
+            ("offices", self.offices_text(s)),
         ];
         for k in [
             "service",
@@ -120,6 +126,52 @@ impl Engine {
             v.push((k, val));
         }
         v
+    }
+
+    /// The offices with their addresses, one a line; those in the client's
+    /// town (when they named it) first.
+    pub(super) fn offices_text(&self, s: &Session) -> String {
+        let city = s.slots.get("city").map(String::as_str).unwrap_or_default();
+        let mut offices: Vec<_> = self.schedule.cfg.offices.iter().collect();
+        offices.sort_by_key(|o| city.is_empty() || o.city != city);
+        offices
+            .iter()
+            .map(|o| {
+                let near = if !city.is_empty() && o.city == city {
+                    " — ближе всего к Вам"
+                } else {
+                    ""
+                };
+                let place = [o.city.as_str(), o.address.as_str()]
+                    .iter()
+                    .filter(|x| !x.is_empty())
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("— {}, {place}{near}.", o.name)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The office town a message names, if any (by its stem, so «в Твери»
+    /// finds Тверь).
+    pub(super) fn city_in(&self, text: &str) -> Option<String> {
+        let t = normalize_text(text);
+        self.schedule
+            .cfg
+            .offices
+            .iter()
+            .map(|o| o.city.as_str())
+            .filter(|c| !c.is_empty())
+            .find(|c| {
+                let stem: String = normalize_text(c)
+                    .chars()
+                    .take(c.chars().count().saturating_sub(1).max(3))
+                    .collect();
+                t.split_whitespace().any(|w| w.starts_with(&stem))
+            })
+            .map(str::to_string)
     }
 
     pub(super) fn fill_s(&self, s: &Session, t: &str) -> String {

@@ -110,6 +110,21 @@ pub struct Session {
     /// The last prompt and choices, to repeat them (silence, a wrong key, a resumed chat).
     pub prompt: String,
     pub choices: Vec<ChoiceOut>,
+    /// The client's last message in a form: later fields take their values
+    /// from it when it has them (a number, a day, a time), so nothing said
+    /// is asked again.
+    #[serde(default)]
+    pub form_text: Option<String>,
+    /// Which page of days or times a form field shows («Другое время»).
+    #[serde(default)]
+    pub page: usize,
+    /// The turn in which the bot last greeted the client.
+    #[serde(default)]
+    pub greeted_at: Option<u64>,
+    /// Intents whose answer the client said did not solve the question:
+    /// never given again in this conversation.
+    #[serde(default)]
+    pub rejected: Vec<String>,
 }
 
 impl Session {

@@ -237,6 +237,9 @@ impl Engine {
                     s.segment_source = SegmentSource::Inferred;
                 }
             }
+            if let Some(city) = self.city_in(t) {
+                s.slots.insert("city".into(), city);
+            }
             if style::wants_withdrawal(&g, t) {
                 if let Some(node) = self.withdraw_node() {
                     return Some(self.enter(s, &node, out));
@@ -299,7 +302,8 @@ impl Engine {
             Wait::Field { field } => self.on_field(s, &node, field, input, out),
             Wait::FormConfirm => match self.pick(s, input).as_deref() {
                 Some("yes") => self.run_action(s, &node, out),
-                Some("no") => {
+                Some("back") => self.confirm_back(s, &node, out),
+                Some("no") | Some("cancel") => {
                     out.events.push("form_cancelled".into());
                     self.clear_form(s);
                     s.node = g.classify.clone();
@@ -328,15 +332,16 @@ impl Engine {
     ) -> Result<()> {
         let g = self.graph.clone();
         let score = match input {
-            Input::Text(t) | Input::Dtmf(t) => t
-                .trim()
-                .trim_end_matches('#')
-                .parse::<u8>()
-                .ok()
-                .filter(|n| *n <= 10),
+            Input::Dtmf(t) => t.trim().trim_end_matches('#').parse::<u8>().ok(),
+            // «8», «восемь», «на десять баллов»
+            Input::Text(t) => super::values::number(t).and_then(|n| u8::try_from(n).ok()),
+            _ => None,
+        }
+        .filter(|n| *n <= 10)
+        .or(match input {
             Input::Choice(id) => id.parse::<u8>().ok().filter(|n| *n <= 10),
             _ => None,
-        };
+        });
         let skip = matches!(input, Input::Choice(id) if id == "skip")
             || matches!(input, Input::Text(t) if style::is_skip(&g, t));
         if score.is_none() && !skip {
@@ -364,8 +369,10 @@ impl Engine {
         input: &Input,
         out: &mut Out,
     ) -> Result<()> {
+        let g = self.graph.clone();
         match input {
-            Input::Text(t) => {
+            // a bare «да» or «нет» is no question: the choices again
+            Input::Text(t) if !style::is_yes(&g, t) && !style::is_no(&g, t) => {
                 s.node = self.graph.classify.clone();
                 self.classify_text(s, t, out)
             }

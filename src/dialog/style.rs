@@ -122,6 +122,73 @@ fn split_sentences(s: &str) -> Vec<String> {
     out
 }
 
+/// The engine's own text in the channel's words (whole words only, so that
+/// «напишите» becomes «скажите» on voice and nothing else changes).
+pub fn channel_words(text: &str, ch: &ChannelStyle) -> String {
+    if ch.words.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        out.push_str(ch.words.get(word.as_str()).unwrap_or(word));
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_alphanumeric() || c == '-' {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// How a sentence is compared with another: lower case, no emoji, no
+/// surrounding spaces or final punctuation.
+pub fn sentence_key(s: &str) -> String {
+    strip_emoji(s)
+        .trim()
+        .trim_end_matches(['.', '!', '?', '…'])
+        .to_lowercase()
+        .replace('ё', "е")
+}
+
+/// The sentences of a text (line by line, each keeping its punctuation).
+pub fn sentences(text: &str) -> Vec<String> {
+    text.lines()
+        .flat_map(split_sentences)
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// `text` without the sentences in `seen` (which gains the rest): a turn
+/// never says the same sentence twice. Line breaks are kept.
+pub fn without_sentences(text: &str, seen: &mut std::collections::HashSet<String>) -> String {
+    let lines: Vec<String> = text
+        .split('\n')
+        .map(|line| {
+            split_sentences(line)
+                .into_iter()
+                .filter(|s| {
+                    let k = sentence_key(s);
+                    k.is_empty() || seen.insert(k)
+                })
+                .collect::<String>()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    let mut t = lines.join("\n");
+    while t.contains("\n\n\n") {
+        t = t.replace("\n\n\n", "\n\n");
+    }
+    t.trim().to_string()
+}
+
 /// Applies the channel's and the segment's rules to a text the client will see or hear.
 pub fn adapt(text: &str, graph: &Graph, channel: &str, segment: &str) -> String {
     let ch: &ChannelStyle = graph.channel(channel);
@@ -166,7 +233,8 @@ pub fn order_for_segment(intents: &mut [String], kb: &KnowledgeBase, graph: &Gra
 
 /// The segment a message reveals, if any.
 pub fn infer_segment(graph: &Graph, text: &str) -> Option<String> {
-    let t = normalize_text(text);
+    // «мне семьдесят два года» reads as «мне 72 года»
+    let t = super::values::words_to_digits(&normalize_text(text));
     graph
         .detectors
         .iter()

@@ -54,6 +54,11 @@ pub struct Turn {
     pub decision: Option<String>,
     pub segment: String,
     pub links: Vec<Link>,
+    /// Where the links belong: after this many paragraphs of `text` (split on
+    /// a blank line), that is right after the answer they come with and before
+    /// the question that follows it. None: after the whole text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links_at: Option<usize>,
     pub node: String,
     /// The client's turn count after this turn (a channel can tell a stale button by it).
     #[serde(skip_serializing, default)]

@@ -22,11 +22,38 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
-        s.candidates = c.top.iter().map(|t| t.intent.clone()).collect();
-        s.decision = Some(c.decision.as_str().to_string());
-        out.events.push(format!("decision:{}", c.decision.as_str()));
+        let direct = &self.graph.node(&self.graph.classify).direct;
         let best = c.top.first().map(|t| t.intent.clone());
-        match c.decision {
+        // A conversational intent understood well enough is acted on at once.
+        if let (Some(b), Decision::Answer | Decision::Confirm) = (&best, c.decision) {
+            if direct.contains(b) {
+                s.decision = Some(Decision::Answer.as_str().to_string());
+                out.events.push("decision:answer".into());
+                return self.route_intent(s, b, out);
+            }
+        }
+        // Options and guesses are questions the client can have: never a
+        // conversational intent, never an answer the client already rejected.
+        s.candidates = c
+            .top
+            .iter()
+            .map(|t| t.intent.clone())
+            .filter(|i| !direct.contains(i) && !s.rejected.contains(i))
+            .collect();
+        let mut decision = c.decision;
+        if best.as_ref().is_some_and(|b| s.rejected.contains(b))
+            && matches!(decision, Decision::Answer | Decision::Confirm)
+        {
+            out.events.push("rejected_again".into());
+            decision = Decision::Alternatives;
+        }
+        let best = s.candidates.first().cloned();
+        if best.is_none() && matches!(decision, Decision::Answer | Decision::Confirm) {
+            decision = Decision::OutOfScope;
+        }
+        s.decision = Some(decision.as_str().to_string());
+        out.events.push(format!("decision:{}", decision.as_str()));
+        match decision {
             Decision::Answer => self.route_intent(s, &best.unwrap(), out),
             Decision::Confirm => {
                 let intent = best.unwrap();
@@ -48,7 +75,14 @@ impl Engine {
             }
             Decision::Alternatives => {
                 let top: Vec<String> = s.candidates.iter().take(3).cloned().collect();
-                self.offer_options(s, out, self.p("alternatives"), top)
+                // options again straight after options: said another way
+                let again = self.p("alternatives_again");
+                let text = if s.wait == Wait::Options && s.prompt != again {
+                    self.p("alternatives_again")
+                } else {
+                    self.p("alternatives")
+                };
+                self.offer_options(s, out, text, top)
             }
             Decision::OutOfScope => {
                 s.intent = None;

@@ -10,6 +10,7 @@ use crate::channels::pipeline::Pipeline;
 use crate::channels::web::Sockets;
 use crate::channels::Delivery;
 use crate::config::Config;
+use crate::dialog::handoff::Person;
 use crate::errors::{error, internal, starting};
 use crate::store::{SessionKey, Storage};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -180,6 +181,11 @@ impl Desk {
         let now = self.p.clock.now().as_second();
         jar.get(COOKIE)
             .and_then(|c| self.console.who(self.p.store.as_ref(), c.value(), now))
+    }
+
+    /// Whether the client is told the operators' names.
+    fn named(&self) -> bool {
+        self.p.cfg.operators.show_name_to_client
     }
 
     /// The engine, or a 503 while the model is still loading (a ready
@@ -381,6 +387,37 @@ async fn operators(State(st): State<Arc<Desk>>, Operator(_): Operator) -> Respon
     Json(json!({"items": items})).into_response()
 }
 
+/// A channel in the operator's words.
+fn channel_label(channel: &str) -> &str {
+    match channel {
+        "web" => "Веб-чат",
+        "telegram" => "Telegram",
+        "voice" => "Телефон",
+        "api" => "API",
+        other => other,
+    }
+}
+
+/// A few characters of the client's id, enough to tell conversations apart
+/// (for the REST API, of the id after the integration's name).
+fn short_id(user: &str) -> String {
+    let id = user.rsplit(':').next().unwrap_or(user);
+    id.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(6)
+        .collect()
+}
+
+/// Seconds the client waited before an operator took the conversation:
+/// from the handoff to the first operator's line after it (None when the
+/// history no longer holds it).
+fn waited(since: i64, history: &[crate::dialog::session::Entry]) -> Option<i64> {
+    history
+        .iter()
+        .find(|e| e.who.starts_with("system:") && e.at >= since)
+        .map(|e| (e.at - since).max(0))
+}
+
 fn queue_item(
     st: &Desk,
     engine: &crate::dialog::Engine,
@@ -388,13 +425,45 @@ fn queue_item(
 ) -> serde_json::Value {
     let s = SessionKey::parse(&q.session).and_then(|k| engine.session(&k).ok().flatten());
     let now = st.p.clock.now().as_second();
+    let user = q.session.split_once(':').map_or("", |(_, u)| u);
+    let segment_label = engine
+        .graph
+        .segments
+        .get(&q.segment)
+        .and_then(|g| g.label.clone());
+    let short = short_id(user);
+    let title = [
+        Some(channel_label(&q.channel).to_string()),
+        segment_label.clone().filter(|_| q.segment != "universal"),
+        Some(short.clone()).filter(|x| !x.is_empty()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" · ");
+    let topic = q
+        .intent
+        .as_deref()
+        .and_then(|id| engine.nlu.kb.intent(id))
+        .map(|i| i.title.clone());
+    // The clock stops when an operator takes the conversation.
+    let waiting = match &q.operator {
+        None => Some((now - q.since).max(0)),
+        Some(_) => s.as_ref().and_then(|s| waited(q.since, &s.history)),
+    };
     json!({
         "session": q.session,
+        "title": title,
+        "short_id": short,
         "channel": q.channel,
+        "channel_label": channel_label(&q.channel),
         "segment": q.segment,
+        "segment_label": segment_label,
         "intent": q.intent,
-        "waiting_seconds": (now - q.since).max(0),
+        "topic": topic,
+        "waiting_seconds": waiting,
         "operator": q.operator,
+        "operator_name": q.operator.as_deref().map(|o| st.console.name(o)),
         "transfers": s.as_ref().map(|s| s.transfers).unwrap_or(0),
         "max_transfers": MAX_TRANSFERS,
         "history": s.map(|s| s.history).unwrap_or_default(),
@@ -483,29 +552,55 @@ async fn take(
         Ok(k) => k,
         Err(r) => return r,
     };
-    let k2 = key.clone();
-    let r = with_engine(&st, move |e| e.take(&k2, &op)).await;
+    // The client is told in the take's own commit: the bot's notice.
+    let keep = match st.p.keeper(&key, None) {
+        Ok(k) => k,
+        Err(e) => return internal(e),
+    };
+    let (k2, name, named) = (key.clone(), st.console.name(&op), st.named());
+    let r = with_engine(&st, move |e| {
+        let who = Person {
+            login: &op,
+            name: &name,
+            named,
+        };
+        e.take_as(&k2, &who, &keep)
+    })
+    .await;
     st.p.hub.queue_changed();
-    match r {
-        Ok(_) => {
-            let engine = match st.engine() {
-                Ok(e) => e,
-                Err(r) => return r,
-            };
-            let item =
-                st.p.store
-                    .queue()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .find(|q| q.session == session);
-            Json(
-                item.map(|q| queue_item(&st, &engine, &q))
-                    .unwrap_or(json!({})),
-            )
-            .into_response()
+    let ((), turn, committed, kept) = match r {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let delivery = st.p.deliver(&key, &turn, None, committed, &kept).await;
+    let engine = match st.engine() {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let item =
+        st.p.store
+            .queue()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|q| q.session == session);
+    let mut v = item
+        .map(|q| queue_item(&st, &engine, &q))
+        .unwrap_or(json!({}));
+    told(&mut v, delivery);
+    Json(v).into_response()
+}
+
+/// Adds to an answer whether the client's notice was sent: taken or
+/// passed on stands either way (a notice not sent now is kept and sent later).
+fn told(v: &mut serde_json::Value, r: anyhow::Result<Delivery>) {
+    let sent = match r {
+        Ok(d) => d == Delivery::Sent,
+        Err(e) => {
+            tracing::warn!("the client's notice was not delivered now: {e:#}");
+            false
         }
-        Err(r) => r,
-    }
+    };
+    v["client_told"] = sent.into();
 }
 
 #[derive(Deserialize)]
@@ -531,7 +626,12 @@ async fn reply(
         Ok(k) => k,
         Err(r) => return r,
     };
-    let name = st.console.name(&op);
+    // Whose message it is, as the client reads it.
+    let name = if st.named() {
+        st.console.name(&op)
+    } else {
+        "Оператор".to_string()
+    };
     let keep = match st.p.keeper(&key, Some(name.clone())) {
         Ok(k) => k,
         Err(e) => return internal(e),
@@ -597,12 +697,35 @@ async fn transfer(
         Ok(k) => k,
         Err(r) => return r,
     };
-    let r = with_engine(&st, move |e| e.transfer(&key, &op, &req.to)).await;
+    let keep = match st.p.keeper(&key, None) {
+        Ok(k) => k,
+        Err(e) => return internal(e),
+    };
+    let (from_name, to_name) = (st.console.name(&op), st.console.name(&req.to));
+    let (k2, named) = (key.clone(), st.named());
+    let r = with_engine(&st, move |e| {
+        let from = Person {
+            login: &op,
+            name: &from_name,
+            named,
+        };
+        let to = Person {
+            login: &req.to,
+            name: &to_name,
+            named,
+        };
+        e.transfer_as(&k2, &from, &to, &keep)
+    })
+    .await;
     st.p.hub.queue_changed();
-    match r {
-        Ok(n) => Json(json!({"transfers": n, "max_transfers": MAX_TRANSFERS})).into_response(),
-        Err(r) => r,
-    }
+    let (n, turn, committed, kept) = match r {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let delivery = st.p.deliver(&key, &turn, None, committed, &kept).await;
+    let mut v = json!({"transfers": n, "max_transfers": MAX_TRANSFERS});
+    told(&mut v, delivery);
+    Json(v).into_response()
 }
 
 async fn release(

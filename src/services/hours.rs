@@ -57,6 +57,8 @@ pub struct Hours {
     /// Monday first.
     week: [Option<Span>; 7],
     holidays: BTreeSet<Date>,
+    /// The hotline's number, as said to clients.
+    pub hotline: String,
 }
 
 const DAY_NAMES: [&str; 7] = [
@@ -92,6 +94,7 @@ impl Hours {
             tz: parse_tz(&c.timezone)?,
             week,
             holidays: parse_holidays(&c.holidays).context("hours.holidays")?,
+            hotline: c.hotline.clone(),
         })
     }
 
