@@ -5,15 +5,22 @@
 //! with retry_after, 5xx errors, a restart in the middle (offset persisted, nothing
 //! processed twice), a handoff and an operator's reply from the console.
 //! Replies and operators' messages whose sending failed are not lost: delivered when the webhook
-//! update comes again, or at the next start in polling mode.
+//! update comes again, or at the next start in polling mode. The double
+//! parses HTML into text and entities as Telegram does (refusing what its
+//! parser refuses), keeps each message so that a press carries it and an
+//! edit changes it, and answers edits and callback queries as the Bot API
+//! does. Links sit after the answer, keyboards fit a phone, a pressed choice
+//! is echoed in its message, /privacy offers withdrawal only with a consent.
 
 mod common;
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,13 +43,45 @@ struct Fake {
     offsets: Vec<i64>,
     next_message: i64,
     next_update: i64,
+    /// The bot's messages as they are now (edits applied), by id.
+    messages: BTreeMap<i64, Value>,
+    /// Each message's inline keyboard as sent, by id: a press names its message.
+    keyboards: BTreeMap<i64, Value>,
+    /// Callback queries sent to the bot, and whether each was answered.
+    queries: BTreeMap<String, bool>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
 
-fn message_json(id: i64, text: &str) -> Value {
-    json!({"message_id": id, "date": 1764140000, "chat": {"id": CHAT, "type": "private", "first_name": "Иван"},
-           "from": {"id": 777, "is_bot": true, "first_name": "Помощник", "username": "otklik_bot"}, "text": text})
+/// A Bot API error answer.
+fn api_error(status: StatusCode, description: &str, extra: Value) -> Response {
+    let mut body = json!({"ok": false, "error_code": status.as_u16(), "description": description});
+    if !extra.is_null() {
+        body["parameters"] = extra;
+    }
+    (status, Json(body)).into_response()
+}
+
+fn bad_request(description: &str) -> Response {
+    api_error(
+        StatusCode::BAD_REQUEST,
+        &format!("Bad Request: {description}"),
+        Value::Null,
+    )
+}
+
+/// A bot's message as the Bot API returns it: plain text with its entities,
+/// and the inline keyboard (a reply keyboard is not part of a message).
+fn message_json(id: i64, text: &str, entities: &[Value], markup: &Value) -> Value {
+    let mut m = json!({"message_id": id, "date": 1764140000, "chat": {"id": CHAT, "type": "private", "first_name": "Иван"},
+           "from": {"id": 777, "is_bot": true, "first_name": "Помощник", "username": "otklik_bot"}, "text": text});
+    if !entities.is_empty() {
+        m["entities"] = json!(entities);
+    }
+    if markup["inline_keyboard"].is_array() {
+        m["reply_markup"] = json!({"inline_keyboard": markup["inline_keyboard"]});
+    }
+    m
 }
 
 /// A request body as JSON: teloxide posts JSON, or multipart when a method
@@ -67,6 +106,136 @@ fn body_json(bytes: &[u8]) -> Value {
         out.insert(name.to_string(), Value::String(value));
     }
     Value::Object(out)
+}
+
+/// Telegram's HTML parse mode: the plain text and its entities (offsets and
+/// lengths in UTF-16 code units), or the Bot API's error for a tag it does
+/// not support, an unclosed tag or a stray `<`.
+fn parse_html(html: &str) -> Result<(String, Vec<Value>), String> {
+    fn entity(s: &str) -> Option<char> {
+        match s {
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "amp" => Some('&'),
+            "quot" => Some('"'),
+            _ => {
+                let n = s.strip_prefix('#')?;
+                let code = match n.strip_prefix(['x', 'X']) {
+                    Some(h) => u32::from_str_radix(h, 16).ok()?,
+                    None => n.parse().ok()?,
+                };
+                char::from_u32(code)
+            }
+        }
+    }
+    fn decode(s: &str) -> String {
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(i) = rest.find('&') {
+            out.push_str(&rest[..i]);
+            rest = &rest[i..];
+            match rest.find(';').and_then(|j| Some((j, entity(&rest[1..j])?))) {
+                Some((j, c)) => {
+                    out.push(c);
+                    rest = &rest[j + 1..];
+                }
+                None => {
+                    out.push('&');
+                    rest = &rest[1..];
+                }
+            }
+        }
+        out + rest
+    }
+    let mut text = String::new();
+    let mut units = 0; // UTF-16 length of `text`
+    let mut open: Vec<(String, usize, Value)> = Vec::new();
+    let mut entities = Vec::new();
+    let mut rest = html;
+    while !rest.is_empty() {
+        let at = html.len() - rest.len();
+        if rest.starts_with('<') {
+            let end = rest.find('>').ok_or(format!(
+                "can't parse entities: Unclosed start tag at byte offset {at}"
+            ))?;
+            let tag = &rest[1..end];
+            rest = &rest[end + 1..];
+            if let Some(name) = tag.strip_prefix('/') {
+                let name = name.trim().to_lowercase();
+                match open.pop() {
+                    Some((n, start, mut e)) if n == name => {
+                        if units > start {
+                            e["offset"] = json!(start);
+                            e["length"] = json!(units - start);
+                            entities.push(e);
+                        }
+                    }
+                    _ => {
+                        return Err(format!(
+                            "can't parse entities: Unmatched end tag at byte offset {at}, expected \"</{}>\", found \"</{name}>\"",
+                            open.last().map_or("", |o| o.0.as_str())
+                        ))
+                    }
+                }
+                continue;
+            }
+            let (name, attrs) = tag.split_once(char::is_whitespace).unwrap_or((tag, ""));
+            let name = name.to_lowercase();
+            let e = match name.as_str() {
+                "b" | "strong" => json!({"type": "bold"}),
+                "i" | "em" => json!({"type": "italic"}),
+                "u" | "ins" => json!({"type": "underline"}),
+                "s" | "strike" | "del" => json!({"type": "strikethrough"}),
+                "tg-spoiler" => json!({"type": "spoiler"}),
+                "code" => json!({"type": "code"}),
+                "pre" => json!({"type": "pre"}),
+                "a" => {
+                    let href = attrs
+                        .trim()
+                        .strip_prefix("href=\"")
+                        .and_then(|h| h.split_once('"'))
+                        .map(|(h, _)| decode(h))
+                        .unwrap_or_default();
+                    json!({"type": "text_link", "url": href})
+                }
+                _ => {
+                    return Err(format!(
+                        "can't parse entities: Unsupported start tag \"{name}\" at byte offset {at}"
+                    ))
+                }
+            };
+            open.push((name, units, e));
+            continue;
+        }
+        let next = rest.find('<').unwrap_or(rest.len());
+        let plain = decode(&rest[..next]);
+        units += plain.encode_utf16().count();
+        text.push_str(&plain);
+        rest = &rest[next..];
+    }
+    if let Some((name, _, _)) = open.last() {
+        return Err(format!(
+            "can't parse entities: Can't find end tag corresponding to start tag \"{name}\""
+        ));
+    }
+    // As Telegram lists them: by offset, an outer entity before the inner.
+    entities.sort_by_key(|e| {
+        (
+            e["offset"].as_u64(),
+            std::cmp::Reverse(e["length"].as_u64()),
+        )
+    });
+    Ok((text, entities))
+}
+
+/// The text of a sendMessage or editMessageText, parsed by its parse mode.
+fn parse_text(body: &Value) -> Result<(String, Vec<Value>), String> {
+    let text = body["text"].as_str().unwrap_or("");
+    if body["parse_mode"] == "HTML" {
+        parse_html(text)
+    } else {
+        Ok((text.to_string(), Vec::new()))
+    }
 }
 
 async fn api(
@@ -107,12 +276,57 @@ async fn api(
             g.calls.push((label.into(), body));
             return refused;
         }
+        if let Err(e) = parse_text(&body) {
+            g.calls.push(("unparsable".into(), body));
+            return bad_request(&e);
+        }
     }
     g.calls.push((method.clone(), body.clone()));
     let result = match method.as_str() {
-        "sendmessage" | "editmessagereplymarkup" => {
+        "sendmessage" => {
+            let (text, entities) = parse_text(&body).unwrap();
             g.next_message += 1;
-            message_json(100 + g.next_message, body["text"].as_str().unwrap_or(""))
+            let id = 100 + g.next_message;
+            let m = message_json(id, &text, &entities, &body["reply_markup"]);
+            if let Some(k) = m.get("reply_markup") {
+                g.keyboards.insert(id, k.clone());
+            }
+            g.messages.insert(id, m.clone());
+            m
+        }
+        // Without a reply_markup an edit drops the message's inline keyboard.
+        "editmessagetext" | "editmessagereplymarkup" => {
+            let id = body["message_id"].as_i64().unwrap_or(0);
+            let Some(old) = g.messages.get(&id).cloned() else {
+                return bad_request("message to edit not found");
+            };
+            let (text, entities) = if method == "editmessagetext" {
+                match parse_text(&body) {
+                    Ok(t) => t,
+                    Err(e) => return bad_request(&e),
+                }
+            } else {
+                let entities = old["entities"].as_array().cloned().unwrap_or_default();
+                (old["text"].as_str().unwrap().to_string(), entities)
+            };
+            let m = message_json(id, &text, &entities, &body["reply_markup"]);
+            if m == old {
+                return bad_request("message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message");
+            }
+            g.messages.insert(id, m.clone());
+            m
+        }
+        "answercallbackquery" => {
+            let id = body["callback_query_id"].as_str().unwrap_or("").to_string();
+            match g.queries.get_mut(&id) {
+                Some(answered @ false) => *answered = true,
+                _ => {
+                    return bad_request(
+                        "query is too old and response timeout expired or query ID is invalid",
+                    )
+                }
+            }
+            json!(true)
         }
         "getme" => {
             json!({"id": 777, "is_bot": true, "first_name": "Помощник", "username": "otklik_bot"})
@@ -125,15 +339,6 @@ async fn api(
 /// The refusal due for the next sendMessage, if any: the label recorded in
 /// `calls` instead of the method, and the answer.
 fn refusal(g: &mut Fake) -> Option<(&'static str, Response)> {
-    use axum::http::StatusCode;
-    let api_error = |status: StatusCode, description: &str, extra: Value| {
-        let mut body =
-            json!({"ok": false, "error_code": status.as_u16(), "description": description});
-        if !extra.is_null() {
-            body["parameters"] = extra;
-        }
-        (status, Json(body)).into_response()
-    };
     if g.fail_5xx > 0 {
         g.fail_5xx -= 1;
         let r = if g.fail_5xx % 2 == 1 {
@@ -211,10 +416,37 @@ impl Chat {
         self.push(json!({"message": m}));
     }
 
+    /// The client presses the button with `data`: the callback query
+    /// carries the message the button was sent with, as it is now.
     fn press(&self, data: &str) {
-        let n = self.f.lock().unwrap().next_update;
-        self.push(json!({"callback_query": {"id": format!("cq{n}"), "from": Self::user(), "chat_instance": "ci", "data": data,
-            "message": message_json(100, "старое сообщение")}}));
+        let message = self.message_with(data);
+        let id = {
+            let mut g = self.f.lock().unwrap();
+            let id = format!("cq{}", g.next_update + 1);
+            g.queries.insert(id.clone(), false);
+            id
+        };
+        self.push(json!({"callback_query": {"id": id, "from": Self::user(), "chat_instance": "ci", "data": data,
+            "message": message}}));
+    }
+
+    /// The latest message sent with a button carrying `data`, as it is now.
+    fn message_with(&self, data: &str) -> Value {
+        let g = self.f.lock().unwrap();
+        let (id, _) = g
+            .keyboards
+            .iter()
+            .rev()
+            .find(|(_, k)| {
+                k["inline_keyboard"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|row| row.as_array().unwrap())
+                    .any(|b| b["callback_data"] == data)
+            })
+            .unwrap_or_else(|| panic!("no message has a button {data}"));
+        g.messages[id].clone()
     }
 
     /// The next call of `method` after the ones already looked at.
@@ -267,6 +499,22 @@ fn button(body: &Value, id_suffix: &str) -> String {
         .map(|b| b["callback_data"].as_str().unwrap().to_string())
         .find(|d| d.ends_with(id_suffix))
         .unwrap_or_else(|| panic!("no button ending {id_suffix} in {body}"))
+}
+
+/// The labels of an inline keyboard, row by row.
+fn rows(body: &Value) -> Vec<Vec<String>> {
+    body["reply_markup"]["inline_keyboard"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no inline keyboard in {body}"))
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["text"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect()
 }
 
 /// Operator op1 («Анна») signed in to the console, on the test chat's conversation.
@@ -374,7 +622,11 @@ fn a_telegram_conversation_end_to_end() {
     let no = button(&b, ":no");
     c.press(&no);
     c.next("answerCallbackQuery");
-    c.next("editMessageReplyMarkup");
+    let e = c.next("editMessageText");
+    assert!(
+        e["text"].as_str().unwrap().ends_with("Ваш выбор: Нет"),
+        "{e}"
+    );
     let (t, _) = c.reply();
     assert!(t.contains("другими словами"), "{t}");
     // The same button again: stale, answered, nothing else happens.
@@ -483,6 +735,8 @@ fn a_telegram_conversation_end_to_end() {
             .await;
         assert_eq!((status, &body["delivered"]), (200, &json!(true)), "{body}");
     });
+    let (t, _) = c.reply();
+    assert!(t.contains("подключился оператор"), "told first: {t}");
     let (t, b) = c.reply();
     assert!(
         t.contains("&lt;b&gt;Здравствуйте&lt;/b&gt; &amp; добрый день"),
@@ -670,9 +924,10 @@ fn an_operator_message_that_failed_is_sent_later_and_in_order() {
             .contains("Передаю разговор оператору"),
         "{handoff}"
     );
-    // ...and so does the operator's message: the console is told it is
-    // saved (202), not that it failed, so the operator does not resend it.
-    f.lock().unwrap().fail_hard = 1;
+    // ...and so do the notice that an operator joined and the operator's
+    // message: the console is told it is saved (202), not that it failed,
+    // so the operator does not resend it.
+    f.lock().unwrap().fail_hard = 2;
     let (status, body) = rt.block_on(async {
         let op = Console::sign_in(&server.base).await;
         assert_eq!(op.post("take", json!(null)).await.0, 200);
@@ -685,12 +940,20 @@ fn an_operator_message_that_failed_is_sent_later_and_in_order() {
         body["notice"].as_str().unwrap().contains("сохранено"),
         "{body}"
     );
+    let joined = c.next("400");
+    assert!(
+        joined["text"]
+            .as_str()
+            .unwrap()
+            .contains("подключился оператор"),
+        "{joined}"
+    );
     let failed = c.next("400");
     assert_eq!(
         failed["text"], "<b>Анна</b>: Проверю Ваше заявление и напишу.",
         "signed with the operator's name"
     );
-    // So is the next one; all three wait.
+    // So is the next one; all four wait.
     f.lock().unwrap().fail_hard = 1;
     let (status, _) = rt.block_on(async {
         let op = Console::sign_in(&server.base).await;
@@ -706,6 +969,8 @@ fn an_operator_message_that_failed_is_sent_later_and_in_order() {
     rt.block_on(common::wait_ready(&server.base));
     let (t, _) = c.reply();
     assert_eq!(t, handoff["text"].as_str().unwrap());
+    let (t, _) = c.reply();
+    assert_eq!(t, joined["text"].as_str().unwrap());
     let (t, _) = c.reply();
     assert_eq!(t, failed["text"].as_str().unwrap());
     let (t, _) = c.reply();
@@ -743,7 +1008,7 @@ fn deep_links_help_and_stop() {
     // A topic deep link opens the intent at once, in the senior wording.
     c.text("/start topic-pension_application");
     let (t, _) = c.reply();
-    assert!(t.contains("Здравствуйте"), "{t}");
+    assert!(!t.contains("Ваш вопрос решён?"), "the greeting first: {t}");
     let (t, _) = c.reply();
     assert!(
         t.contains("раньше это был Пенсионный фонд") && t.contains("Ваш вопрос решён?"),
@@ -826,4 +1091,289 @@ fn consent_withdrawal_scrubs_replies_not_yet_delivered() {
         "without the phone: {t}"
     );
     c.quiet(1);
+}
+
+/// A turn with links, as the engine gives it, for `html` alone.
+fn turn_with_links(text: &str, links_at: Option<usize>) -> otklik::dialog::Turn {
+    let link = |title: &str, url: &str| otklik::nlu::kb::Link {
+        title: title.into(),
+        url: url.into(),
+    };
+    otklik::dialog::Turn {
+        text: text.into(),
+        choices: Vec::new(),
+        actions: Vec::new(),
+        intent: None,
+        decision: None,
+        segment: "universal".into(),
+        links: vec![
+            link("Госуслуги", "https://www.gosuslugi.ru/"),
+            link("Льготы <и> выплаты", "https://example.ru/?a=1&b=\"2\""),
+        ],
+        links_at,
+        node: "answer".into(),
+        seq: 2,
+        events: Vec::new(),
+    }
+}
+
+/// The links go where `links_at` says: after the answer's paragraphs,
+/// before the question that follows; None keeps them at the end.
+#[test]
+fn links_are_placed_after_the_answer_paragraphs() {
+    use otklik::channels::telegram::html;
+    let text = "Ответ: 2 < 3 & «ещё».\n\nВторой абзац ответа.\n\nВаш вопрос решён?";
+    let anchors = "<a href=\"https://www.gosuslugi.ru/\">Госуслуги</a>\n\
+        <a href=\"https://example.ru/?a=1&amp;b=&quot;2&quot;\">Льготы &lt;и&gt; выплаты</a>";
+    assert_eq!(
+        html(&turn_with_links(text, Some(2))),
+        format!(
+            "Ответ: 2 &lt; 3 &amp; «ещё».\n\nВторой абзац ответа.\n{anchors}\n\nВаш вопрос решён?"
+        )
+    );
+    assert_eq!(
+        html(&turn_with_links(text, None)),
+        format!(
+            "Ответ: 2 &lt; 3 &amp; «ещё».\n\nВторой абзац ответа.\n\nВаш вопрос решён?\n{anchors}"
+        )
+    );
+    assert_eq!(
+        html(&turn_with_links("Ваш вопрос решён?", Some(0))),
+        format!("{anchors}\n\nВаш вопрос решён?")
+    );
+    // Whatever the bot sends, Telegram's HTML parser accepts.
+    for at in [None, Some(0), Some(1), Some(2), Some(3), Some(9)] {
+        parse_html(&html(&turn_with_links(text, at))).unwrap();
+    }
+}
+
+/// An answered question with links: in the message the client gets, the
+/// links come right after the answer, before «Ваш вопрос решён?».
+#[test]
+fn links_come_before_the_solved_question() {
+    let mut bot = polling_bot();
+    let c = &mut bot.c;
+    c.text("/start");
+    c.reply();
+    c.text("как оформить пенсию по старости");
+    let (t, _) = c.reply();
+    let question = t.find("Ваш вопрос решён?").expect(&t);
+    let link = t
+        .find("<a href=\"https://www.gosuslugi.ru/\">Госуслуги</a>")
+        .expect(&t);
+    let answer = t.find("Пенсию по старости назначает").expect(&t);
+    assert!(answer < link && link < question, "{t}");
+    // Nothing but the links between the answer and the question.
+    let between = &t[t[..link].rfind('\n').unwrap()..question];
+    assert!(
+        between
+            .trim()
+            .lines()
+            .all(|l| l.starts_with("<a href=") && l.ends_with("</a>")),
+        "{t}"
+    );
+}
+
+/// The rule that lays out inline keyboards.
+#[test]
+fn keyboard_layout_fits_a_phone() {
+    use otklik::channels::telegram::layout;
+    let mut nps: Vec<String> = (0..=10).map(|n| n.to_string()).collect();
+    nps.push("Пропустить".into());
+    let nps: Vec<&str> = nps.iter().map(String::as_str).collect();
+    assert_eq!(layout(&nps), [6, 5, 1], "0–5, 6–10, «Пропустить»");
+    assert_eq!(layout(&["Да", "Нет"]), [2]);
+    assert_eq!(
+        layout(&["Да", "Нет", "Связаться с оператором"]),
+        [2, 1],
+        "a long label has its own row"
+    );
+    assert_eq!(
+        layout(&["Легко", "Скорее легко", "Скорее сложно", "Сложно"]),
+        [2, 2]
+    );
+    assert_eq!(layout(&["Пропустить"]), [1]);
+    assert_eq!(
+        layout(&[
+            "Пенсия по старости",
+            "Жалоба",
+            "Другой вопрос",
+            "Связаться с оператором"
+        ]),
+        [1, 1, 1, 1],
+        "topics one per row, short ones too"
+    );
+    assert_eq!(
+        layout(&[
+            "общий профиль",
+            "пенсионер",
+            "семья с детьми",
+            "человек с инвалидностью"
+        ]),
+        [1, 1, 1, 1]
+    );
+    assert_eq!(layout(&["1", "2", "3", "4", "5", "6", "7"]), [4, 3]);
+    assert_eq!(layout(&["Легко", "Сложно", "Средне"]), [2, 1]);
+    assert!(layout(&[]).is_empty());
+}
+
+/// The keyboards the client sees: yes/no side by side, the ease scale in
+/// two rows of two, NPS 0–5 and 6–10 with «Пропустить» below, long labels
+/// one per row.
+#[test]
+fn keyboards_are_laid_out_in_rows_that_fit_a_phone() {
+    let mut bot = polling_bot();
+    let c = &mut bot.c;
+    c.text("/start");
+    c.reply();
+    c.text("пенсия");
+    let (_, b) = c.reply();
+    assert_eq!(rows(&b), [["Да", "Нет"]]);
+    c.press(&button(&b, ":no"));
+    // Topics, «Другой вопрос» and the operator: one per row.
+    let (t, b) = c.reply();
+    assert!(t.contains("одна из этих тем"), "{t}");
+    let topics = rows(&b);
+    assert!(topics.len() >= 3, "{b}");
+    assert!(topics.iter().all(|r| r.len() == 1), "{b}");
+    assert_eq!(
+        topics[topics.len() - 2..],
+        [["Другой вопрос"], ["Связаться с оператором"]]
+    );
+    c.text("/stop");
+    let (_, b) = c.reply();
+    assert_eq!(
+        rows(&b),
+        [["Легко", "Скорее легко"], ["Скорее сложно", "Сложно"]]
+    );
+    c.press(&button(&b, ":easy"));
+    let (t, b) = c.reply();
+    assert!(t.contains("от 0 до 10"), "{t}");
+    let nps: Vec<Vec<String>> = vec![
+        (0..=5).map(|n| n.to_string()).collect(),
+        (6..=10).map(|n| n.to_string()).collect(),
+        vec!["Пропустить".into()],
+    ];
+    assert_eq!(rows(&b), nps);
+}
+
+/// A pressed button: its message shows the choice and loses the keyboard
+/// (editMessageText without reply_markup), keeping its text and links; a
+/// stale press is only answered.
+#[test]
+fn a_pressed_button_is_echoed_in_its_message() {
+    let mut bot = polling_bot();
+    let c = &mut bot.c;
+    c.text("/start");
+    c.reply();
+    c.text("как оформить пенсию по старости");
+    let (t, b) = c.reply();
+    let no = button(&b, ":no");
+    let before = c.message_with(&no);
+    c.press(&no);
+    let a = c.next("answerCallbackQuery");
+    assert!(a["text"].is_null(), "no notice for a fresh button: {a}");
+    let e = c.next("editMessageText");
+    assert_eq!(e["message_id"], before["message_id"], "{e}");
+    assert_eq!(e["parse_mode"], "HTML");
+    assert_eq!(
+        e["text"].as_str().unwrap(),
+        format!("{t}\n\nВаш выбор: Нет"),
+        "the same text and links, the choice last"
+    );
+    assert!(e["reply_markup"].is_null(), "no keyboard: {e}");
+    let (t2, _) = c.reply();
+    assert!(t2.contains("другими словами"), "{t2}");
+    let after = c.message_with(&no);
+    assert!(after["reply_markup"].is_null(), "{after}");
+    assert_eq!(after["entities"], before["entities"], "the links stay");
+    assert!(after["text"]
+        .as_str()
+        .unwrap()
+        .ends_with("Ваш вопрос решён?\n\nВаш выбор: Нет"));
+    {
+        let g = bot.f.lock().unwrap();
+        let order: Vec<&str> = g
+            .calls
+            .iter()
+            .map(|(m, _)| m.as_str())
+            .filter(|m| *m == "editmessagetext" || *m == "sendmessage")
+            .collect();
+        assert_eq!(
+            &order[order.len() - 2..],
+            ["editmessagetext", "sendmessage"],
+            "the choice is shown before the next reply"
+        );
+    }
+    // The same button again (pressed before the keyboard went): stale,
+    // answered with a notice, the message left as it is.
+    c.press(&no);
+    let a = c.next("answerCallbackQuery");
+    assert!(a["text"].as_str().unwrap().contains("неактуален"), "{a}");
+    c.quiet(2);
+    let g = bot.f.lock().unwrap();
+    assert!(
+        !g.calls[c.seen..].iter().any(|(m, _)| m.starts_with("edit")),
+        "{:?}",
+        &g.calls[c.seen..]
+    );
+    assert_eq!(g.messages[&after["message_id"].as_i64().unwrap()], after);
+}
+
+/// The echo keeps the message's HTML: what Telegram makes of a sent message
+/// (plain text and entities) renders back to the same HTML.
+#[test]
+fn a_message_renders_back_to_the_html_it_was_sent_as() {
+    use otklik::channels::telegram::{entities_html, html};
+    let mut turn = turn_with_links(
+        "Ответ: 2 < 3 & «ещё» 👋.\n\nНажмите /privacy.\n\nВаш вопрос решён?",
+        Some(2),
+    );
+    // (A quote in a URL comes back percent-encoded: the same address.)
+    turn.links[1].url = "https://example.ru/?a=1&b=2".into();
+    for sent in [
+        html(&turn),
+        format!("<b>Анна &amp; Co</b>: {}", html(&turn)),
+        "Простой текст".to_string(),
+    ] {
+        let (text, entities) = parse_html(&sent).unwrap();
+        let entities: Vec<teloxide::types::MessageEntity> =
+            serde_json::from_value(json!(entities)).unwrap();
+        assert_eq!(entities_html(&text, &entities), sent);
+    }
+}
+
+/// /privacy offers «Отозвать согласие» only while a consent is active.
+#[test]
+fn privacy_offers_withdrawal_only_with_an_active_consent() {
+    let mut bot = polling_bot();
+    let c = &mut bot.c;
+    c.text("/start");
+    c.reply();
+    c.text("/privacy");
+    let (t, b) = c.reply();
+    assert!(t.contains("Вы не давали согласия"), "{t}");
+    assert!(
+        b["reply_markup"]["inline_keyboard"].is_null(),
+        "nothing to withdraw: {b}"
+    );
+    c.text("перезвоните мне пожалуйста");
+    let (t, b) = c.reply();
+    assert!(t.contains("согласны"), "{t}");
+    c.press(&button(&b, ":yes"));
+    c.reply();
+    c.text("/privacy");
+    let (t, b) = c.reply();
+    assert!(t.contains("Вы дали согласие"), "{t}");
+    assert_eq!(rows(&b), [["Отозвать согласие"]]);
+    c.press(&button(&b, "w"));
+    let (t, _) = c.reply();
+    assert!(t.contains("Согласие отозвано"), "{t}");
+    c.text("/privacy");
+    let (t, b) = c.reply();
+    assert!(t.contains("Вы отозвали согласие"), "{t}");
+    assert!(
+        b["reply_markup"]["inline_keyboard"].is_null(),
+        "nothing to withdraw: {b}"
+    );
 }

@@ -3,15 +3,17 @@
 //! turns updates into engine inputs — messages, inline-keyboard presses,
 //! commands (/start with deep links, /help, /profile, /privacy, /stop), shared
 //! contacts, voice messages — and renders turns as HTML-escaped messages with
-//! inline keyboards and a persistent «Оператор» button. Every update is
-//! processed exactly once: its id is committed with the turn, and the polling
-//! offset is persisted. Bot API errors (429 with retry_after, 5xx, network)
-//! are retried with backoff. A reply (or an operator's message, see
-//! `keep`) is committed with its turn as undelivered until sendMessage
-//! succeeds; one left over by a crash or a failed send goes out when the
-//! update comes again, at start-up, or by a periodic sweep (at least once
-//! rather than never). Turns go through the shared turn service, so the
-//! conversation's rate limit and the length limit hold here too.
+//! inline keyboards laid out to fit a phone (a pressed choice replaces the
+//! keyboard in its message: «Ваш выбор: …») and a persistent «Оператор»
+//! button. Every update is processed exactly once: its id is committed with
+//! the turn, and the polling offset is persisted. Bot API errors (429 with
+//! retry_after, 5xx, network) are retried with backoff. A reply (or an
+//! operator's message, see `keep`) is committed with its turn as undelivered
+//! until sendMessage succeeds; one left over by a crash or a failed send
+//! goes out when the update comes again, at start-up, or by a periodic sweep
+//! (at least once rather than never). Turns go through the shared turn
+//! service, so the conversation's rate limit and the length limit hold here
+//! too.
 
 use super::pipeline::{Pipeline, TurnError, TurnRequest};
 use super::{BoxFuture, Channel, Delivery, Origin, Sent};
@@ -28,13 +30,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use teloxide::payloads::{
-    AnswerCallbackQuerySetters, GetUpdatesSetters, SendMessageSetters, SetWebhookSetters,
+    AnswerCallbackQuerySetters, EditMessageTextSetters, GetUpdatesSetters, SendMessageSetters,
+    SetWebhookSetters,
 };
 use teloxide::prelude::Requester;
 use teloxide::requests::Request;
 use teloxide::types::{
-    ButtonRequest, ChatId, InlineKeyboardButton, InlineKeyboardMarkup, KeyboardButton,
-    KeyboardMarkup, Message, ParseMode, ReplyMarkup, Update, UpdateKind,
+    ButtonRequest, ChatId, InlineKeyboardButton, InlineKeyboardButtonKind, InlineKeyboardMarkup,
+    KeyboardButton, KeyboardMarkup, Message, MessageEntity, MessageEntityKind, ParseMode,
+    ReplyMarkup, Update, UpdateKind,
 };
 use teloxide::utils::html::escape;
 use teloxide::{Bot, RequestError};
@@ -44,6 +48,8 @@ pub use crate::config::TelegramConfig;
 const OPERATOR_BUTTON: &str = "Оператор";
 const OFFSET_KEY: &str = "telegram_offset";
 const HELP: &str = "Я цифровой помощник министерства социальной защиты. Напишите вопрос своими словами: о пособиях, льготах, пенсии, записи на приём.\n\nКоманды:\n/profile — выбрать профиль, чтобы ответы были точнее\n/privacy — какие данные мы храним и как отозвать согласие\n/stop — завершить разговор\n\nКнопка «Оператор» соединит Вас с человеком в любой момент.";
+/// The callback data of «Отозвать согласие» under /privacy.
+const WITHDRAW: &str = "w";
 const STALE: &str = "Этот вариант уже неактуален. Выберите из последнего сообщения.";
 
 pub const NAME: &str = "telegram";
@@ -113,19 +119,142 @@ fn contact_keyboard() -> ReplyMarkup {
     )
 }
 
-/// The message text in Telegram's HTML: everything escaped, links as anchors.
+/// The message text in Telegram's HTML: everything escaped, links as
+/// anchors placed where the turn says (`links_at` paragraphs of the text,
+/// that is right after the answer and before the question that follows it).
 pub fn html(t: &Turn) -> String {
-    let mut s = escape(&t.text);
-    for l in &t.links {
-        if l.url.starts_with("https://") || l.url.starts_with("http://") {
-            s.push_str(&format!(
-                "\n<a href=\"{}\">{}</a>",
-                escape(&l.url),
-                escape(&l.title)
-            ));
-        }
+    let anchors: Vec<String> = t
+        .links
+        .iter()
+        .filter(|l| l.url.starts_with("https://") || l.url.starts_with("http://"))
+        .map(|l| format!("<a href=\"{}\">{}</a>", attr(&l.url), escape(&l.title)))
+        .collect();
+    if anchors.is_empty() {
+        return escape(&t.text);
+    }
+    let paragraphs: Vec<&str> = t.text.split("\n\n").collect();
+    let at = t.links_at.unwrap_or(paragraphs.len()).min(paragraphs.len());
+    let head = escape(&paragraphs[..at].join("\n\n"));
+    let tail = escape(&paragraphs[at..].join("\n\n"));
+    let mut s = head;
+    if !s.is_empty() {
+        s.push('\n');
+    }
+    s.push_str(&anchors.join("\n"));
+    if !tail.is_empty() {
+        s.push_str("\n\n");
+        s.push_str(&tail);
     }
     s
+}
+
+/// Escaped for an HTML attribute in double quotes.
+fn attr(s: &str) -> String {
+    escape(s).replace('"', "&quot;")
+}
+
+/// A message's text with its formatting entities (as Telegram returns a
+/// sent message) back in Telegram's HTML, to edit the message without
+/// losing its links. Entities Telegram detects by itself (URLs, commands,
+/// phone numbers) stay plain text.
+pub fn entities_html(text: &str, entities: &[MessageEntity]) -> String {
+    // (start, end) in UTF-16 code units, the opening and the closing tag.
+    let mut tags: Vec<(usize, usize, String, &str)> = entities
+        .iter()
+        .filter_map(|e| {
+            let (open, close) = match &e.kind {
+                MessageEntityKind::Bold => ("<b>".to_string(), "</b>"),
+                MessageEntityKind::Italic => ("<i>".to_string(), "</i>"),
+                MessageEntityKind::Underline => ("<u>".to_string(), "</u>"),
+                MessageEntityKind::Strikethrough => ("<s>".to_string(), "</s>"),
+                MessageEntityKind::Spoiler => ("<tg-spoiler>".to_string(), "</tg-spoiler>"),
+                MessageEntityKind::Code => ("<code>".to_string(), "</code>"),
+                MessageEntityKind::Pre { language: None } => ("<pre>".to_string(), "</pre>"),
+                MessageEntityKind::TextLink { url } => {
+                    (format!("<a href=\"{}\">", attr(url.as_str())), "</a>")
+                }
+                _ => return None,
+            };
+            Some((e.offset, e.offset + e.length, open, close))
+        })
+        .collect();
+    // Entities nest (Telegram does not let them overlap): outer ones first.
+    tags.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    let mut out = String::with_capacity(text.len() + 32 * tags.len());
+    let mut open: Vec<(usize, &str)> = Vec::new();
+    let mut next = tags.iter().peekable();
+    let mut pos = 0;
+    for ch in text.chars() {
+        while let Some(&(end, close)) = open.last() {
+            if end > pos {
+                break;
+            }
+            out.push_str(close);
+            open.pop();
+        }
+        while let Some((start, end, tag, close)) = next.next_if(|t| t.0 <= pos) {
+            if end > start {
+                out.push_str(tag);
+                open.push((*end, close));
+            }
+        }
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+        pos += ch.len_utf16();
+    }
+    while let Some((_, close)) = open.pop() {
+        out.push_str(close);
+    }
+    out
+}
+
+/// How many buttons go in each row of an inline keyboard, in order, so that
+/// it fits a phone. A button's size is its label's: up to 3 letters (the
+/// numbers 0–10, «Да», «Нет») six to a row; up to 13 letters («Скорее
+/// легко», «Пропустить») two to a row, unless the keyboard also has a longer
+/// label (a list of topics keeps one per row); longer labels a row each.
+/// Neighbours of one size are split into rows as even as possible (0–10: six
+/// and five); buttons of different sizes never share a row.
+pub fn layout(labels: &[&str]) -> Vec<usize> {
+    let size = |l: &str| match l.chars().count() {
+        0..=3 => 0,
+        4..=13 => 1,
+        _ => 2,
+    };
+    let any_long = labels.iter().any(|l| size(l) == 2);
+    let per_row = |s: usize| match s {
+        0 => 6,
+        1 if !any_long => 2,
+        _ => 1,
+    };
+    let mut rows = Vec::new();
+    let mut i = 0;
+    while i < labels.len() {
+        let s = size(labels[i]);
+        let run = labels[i..].iter().take_while(|l| size(l) == s).count();
+        let n = run.div_ceil(per_row(s));
+        rows.extend((0..n).map(|r| run / n + usize::from(r < run % n)));
+        i += run;
+    }
+    rows
+}
+
+/// An inline keyboard of (label, callback data) laid out by `layout`.
+fn inline_keyboard(buttons: Vec<(String, String)>) -> ReplyMarkup {
+    let labels: Vec<&str> = buttons.iter().map(|(l, _)| l.as_str()).collect();
+    let sizes = layout(&labels);
+    let mut it = buttons
+        .into_iter()
+        .map(|(label, data)| InlineKeyboardButton::callback(label, data));
+    let rows = sizes
+        .into_iter()
+        .map(|n| it.by_ref().take(n).collect::<Vec<_>>())
+        .collect::<Vec<_>>();
+    ReplyMarkup::InlineKeyboard(InlineKeyboardMarkup::new(rows))
 }
 
 impl Telegram {
@@ -162,17 +291,12 @@ impl Telegram {
         let markup = if t.actions.contains(&Action::RequestContact) {
             Some(contact_keyboard())
         } else if !t.choices.is_empty() {
-            let rows = t
-                .choices
-                .iter()
-                .map(|c| {
-                    vec![InlineKeyboardButton::callback(
-                        c.label.clone(),
-                        format!("c:{}:{}", t.seq, c.id),
-                    )]
-                })
-                .collect::<Vec<_>>();
-            Some(ReplyMarkup::InlineKeyboard(InlineKeyboardMarkup::new(rows)))
+            Some(inline_keyboard(
+                t.choices
+                    .iter()
+                    .map(|c| (c.label.clone(), format!("c:{}:{}", t.seq, c.id)))
+                    .collect(),
+            ))
         } else if t.node == "start" || t.actions.contains(&Action::End) || t.seq <= 1 {
             Some(persistent_keyboard())
         } else {
@@ -270,11 +394,28 @@ fn message_step(engine: &Engine, m: &Message) -> Step {
     }
 }
 
+/// The message that carried a pressed button, in HTML, with a last line
+/// saying what was chosen: «Ваш выбор: Скорее легко». None when the button
+/// is not on the message (any more) or the message has no text.
+fn echoed(m: &Message, data: &str) -> Option<String> {
+    let label = m
+        .reply_markup()?
+        .inline_keyboard
+        .iter()
+        .flatten()
+        .find(|b| matches!(&b.kind, InlineKeyboardButtonKind::CallbackData(d) if d == data))?
+        .text
+        .clone();
+    let text = m.text()?;
+    let body = entities_html(text, m.entities().unwrap_or(&[]));
+    Some(format!("{body}\n\nВаш выбор: {}", escape(&label)))
+}
+
 fn callback_step(engine: &Engine, key: &SessionKey, data: &str) -> Step {
     if let Some(seg) = data.strip_prefix("p:") {
         return Step::Engine(vec![Input::SetSegment(seg.to_string())]);
     }
-    if data == "w" {
+    if data == WITHDRAW {
         return Step::Engine(vec![Input::Text("отозвать согласие".into())]);
     }
     let Some(rest) = data.strip_prefix("c:") else {
@@ -381,14 +522,23 @@ pub async fn process(tg: &Arc<Telegram>, u: Update) -> anyhow::Result<()> {
                 return Ok(());
             };
             let key = SessionKey::new(NAME, m.chat.id.0.to_string());
-            let step = callback_step(&engine, &key, q.data.as_deref().unwrap_or(""));
-            (m.chat.id, step, Some((q.id.clone(), m.id)))
+            let data = q.data.as_deref().unwrap_or("");
+            let step = callback_step(&engine, &key, data);
+            // What the client chose, echoed in the message (not for a stale button).
+            let echo = match step {
+                Step::Stale | Step::Ignore => None,
+                _ => echoed(m, data),
+            };
+            let keyboard = m.reply_markup().is_some();
+            (m.chat.id, step, Some((q.id.clone(), m.id, echo, keyboard)))
         }
         _ => return Ok(()),
     };
     let key = SessionKey::new(NAME, chat.0.to_string());
-    if let Some((qid, mid)) = &callback {
-        // Answer the press, and take the keyboard off so it cannot be pressed again.
+    if let Some((qid, mid, echo, keyboard)) = &callback {
+        // Answer the press, and take the keyboard off so it cannot be pressed
+        // again: the message shows the choice in its place (editMessageText
+        // without a keyboard drops it), or, if that fails, just loses it.
         let stale = matches!(step, Step::Stale);
         let _ = retry("answerCallbackQuery", || {
             let r = tg.bot.answer_callback_query(qid.clone());
@@ -396,11 +546,25 @@ pub async fn process(tg: &Arc<Telegram>, u: Update) -> anyhow::Result<()> {
             async move { r.await.map(|_| ()) }
         })
         .await;
-        let _ = retry("editMessageReplyMarkup", || {
-            let r = tg.bot.edit_message_reply_markup(chat, *mid);
-            async move { r.await.map(|_| ()) }
-        })
-        .await;
+        let mut edited = false;
+        if let Some(text) = echo {
+            edited = retry("editMessageText", || {
+                let r = tg
+                    .bot
+                    .edit_message_text(chat, *mid, text.clone())
+                    .parse_mode(ParseMode::Html);
+                async move { r.await.map(|_| ()) }
+            })
+            .await
+            .is_ok();
+        }
+        if !edited && *keyboard {
+            let _ = retry("editMessageReplyMarkup", || {
+                let r = tg.bot.edit_message_reply_markup(chat, *mid);
+                async move { r.await.map(|_| ()) }
+            })
+            .await;
+        }
     }
     let inputs = match step {
         Step::Engine(inputs) => inputs,
@@ -446,27 +610,21 @@ async fn channel_step(
             .await?
         }
         Step::Profile => {
-            let rows = engine
+            let buttons = engine
                 .graph
                 .segments
                 .iter()
                 .map(|(id, s)| {
-                    vec![InlineKeyboardButton::callback(
-                        s.label.clone().unwrap_or_else(|| id.clone()),
-                        format!("p:{id}"),
-                    )]
+                    let label = s.label.clone().unwrap_or_else(|| id.clone());
+                    (label, format!("p:{id}"))
                 })
-                .collect::<Vec<_>>();
+                .collect();
             let text = "Выберите профиль. Ответы будут точнее для Вашей ситуации.";
-            tg.say(
-                chat,
-                text,
-                Some(ReplyMarkup::InlineKeyboard(InlineKeyboardMarkup::new(rows))),
-            )
-            .await?
+            tg.say(chat, text, Some(inline_keyboard(buttons))).await?
         }
         Step::Privacy => {
             let consent = tg.p.store.consent(&key.to_string())?;
+            let active = consent.as_ref().is_some_and(|c| c.active());
             let status = match consent {
                 Some(c) if c.active() => {
                     let when = jiff::Timestamp::from_second(c.given_at)
@@ -482,10 +640,10 @@ async fn channel_step(
                 None => "Вы не давали согласия на обработку персональных данных.".into(),
             };
             let text = format!("Мы храним историю разговора, чтобы оператор видел Ваш вопрос. Телефон, имя и номер заявления мы храним только с Вашего согласия и только для Вашей просьбы. В отчёты попадают обезличенные данные.\n\n{status}");
-            let markup = ReplyMarkup::InlineKeyboard(InlineKeyboardMarkup::new(vec![vec![
-                InlineKeyboardButton::callback("Отозвать согласие", "w"),
-            ]]));
-            tg.say(chat, &text, Some(markup)).await?
+            // Withdrawal is offered only when there is a consent to withdraw.
+            let markup = active
+                .then(|| inline_keyboard(vec![("Отозвать согласие".into(), WITHDRAW.into())]));
+            tg.say(chat, &text, markup).await?
         }
     }
     Ok(())
