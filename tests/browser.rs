@@ -3,7 +3,9 @@
 //! against `otklik serve` — a citizen asks, says it is not solved, picks an
 //! option, types an XSS payload and asks for an operator; an operator signs in
 //! in a second browser context, takes the conversation and replies; reloads
-//! and a network drop lose and duplicate nothing. `make test` installs
+//! and a network drop lose and duplicate nothing; on a desktop and on a phone
+//! (390×844) the panel has the right size with both text sizes. Screenshots of
+//! the widget are kept in `target/browser-artifacts/`. `make test` installs
 //! chromium and playwright-core.
 
 mod common;
@@ -24,6 +26,11 @@ fn web_chat_and_operator_console_in_chromium() {
         .build()
         .unwrap();
     rt.block_on(common::wait_ready(&s.base));
+    // target/browser-artifacts: screenshots of the widget on a desktop and a phone.
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target folder")
+        .join("browser-artifacts");
     let status = Command::new("node")
         .args([
             "tests/browser/e2e.mjs",
@@ -32,6 +39,7 @@ fn web_chat_and_operator_console_in_chromium() {
             common::OPERATOR_PASSWORD,
             "op2",
         ])
+        .arg(&artifacts)
         .status()
         .expect("node runs");
     assert!(

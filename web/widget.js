@@ -143,7 +143,9 @@
 .otklik-root.otklik-floating{position:fixed;right:20px;bottom:20px;z-index:2147483001;width:min(400px,calc(100vw - 24px));height:min(640px,calc(100vh - 40px));
   box-shadow:0 8px 30px rgba(0,0,0,.3);border-radius:12px}
 .otklik-root.otklik-floating.otklik-large{width:min(520px,calc(100vw - 24px))}
-@media (max-width:480px){.otklik-root.otklik-floating{right:0;bottom:0;width:100vw;height:100vh;border-radius:0}}
+/* A phone: the panel covers the whole screen with either text size. The selectors
+   match .otklik-large too, so the wider large-text rule above applies on a desktop only. */
+@media (max-width:480px){.otklik-root.otklik-floating,.otklik-root.otklik-floating.otklik-large{top:0;right:0;bottom:0;left:0;width:auto;height:auto;border-radius:0;box-shadow:none}}
 .otklik-root.otklik-embedded{width:100%;height:100%;min-height:420px}
 .otklik-panel{display:flex;flex-direction:column;height:100%;background:var(--ok-bg);border:1px solid var(--ok-line);border-radius:inherit;overflow:hidden}
 .otklik-panel[hidden]{display:none}
@@ -168,6 +170,7 @@
 .otklik-choice:hover:not(:disabled){background:#e0e8ff}
 .otklik-choice:disabled{cursor:default;color:#4b5563;border-color:#9ca3af;background:#f3f4f6}
 .otklik-links{margin:8px 0 0;padding-left:1.1em}
+.otklik-links+.otklik-text{margin-top:1em}
 .otklik-links a{color:#1e3a8a;text-decoration:underline}
 .otklik-msg[data-from="client"] .otklik-links a{color:#fff}
 .otklik-restart:disabled{cursor:default;color:#4b5563;border-color:#9ca3af;background:#f3f4f6}
@@ -373,8 +376,10 @@
   }
 
   function setLarge(on) {
+    const atEnd = nearBottom(); // the latest message stays in view at the new size
     ui.root.classList.toggle('otklik-large', !!on);
     ui.large.setAttribute('aria-pressed', on ? 'true' : 'false');
+    scrollToEnd(atEnd);
   }
 
   function setOpen(open, byUser) {
@@ -449,7 +454,25 @@
 
   const WHO = { bot: 'Помощник', operator: 'Оператор', client: 'Вы' };
 
-  function buildMessage(from, text) {
+  // The list of links of a message (null when none is a safe http(s) address).
+  function buildLinks(links) {
+    if (!Array.isArray(links) || !links.length) return null;
+    const ul = el('ul', { class: 'otklik-links' });
+    for (const l of links) {
+      const href = l && safeUrl(l.url);
+      if (!href) continue;
+      const a = el('a', { href, target: '_blank', rel: 'noopener noreferrer', 'data-testid': 'otklik-link' });
+      a.textContent = String(l.title || href);
+      a.appendChild(el('span', { class: 'otklik-sr', text: ' (откроется в новом окне)' }));
+      ul.appendChild(el('li', null, [a]));
+    }
+    return ul.childNodes.length ? ul : null;
+  }
+
+  // The text, with the links after its first `linksAt` paragraphs (split on a blank
+  // line): right after the answer they come with, before the question that follows.
+  // Without linksAt the links follow the whole text.
+  function buildMessage(from, text, links, linksAt) {
     const m = el('div', { class: 'otklik-msg', 'data-testid': 'otklik-msg', 'data-from': from });
     if (from === 'operator') {
       // Visible: the citizen should know a person is answering.
@@ -458,7 +481,20 @@
     } else {
       m.appendChild(el('span', { class: 'otklik-sr', text: (WHO[from] || 'Помощник') + ': ' }));
     }
-    m.appendChild(el('p', { class: 'otklik-text', text: String(text == null ? '' : text) }));
+    const full = String(text == null ? '' : text);
+    const list = buildLinks(links);
+    const paragraphs = full.split('\n\n');
+    const at = Number.isInteger(linksAt) && linksAt >= 0 ? linksAt : paragraphs.length;
+    if (!list || at >= paragraphs.length) {
+      m.appendChild(el('p', { class: 'otklik-text', text: full }));
+      if (list) m.appendChild(list);
+    } else {
+      const before = paragraphs.slice(0, at).join('\n\n');
+      if (before) m.appendChild(el('p', { class: 'otklik-text', text: before }));
+      m.appendChild(list);
+      const after = paragraphs.slice(at).join('\n\n');
+      if (after || !before) m.appendChild(el('p', { class: 'otklik-text', text: after }));
+    }
     return m;
   }
 
@@ -524,7 +560,7 @@
       removePending(msg.id);
       node.remove();
     } else {
-      node = buildMessage(from, msg.text);
+      node = from === 'client' ? buildMessage(from, msg.text) : buildMessage(from, msg.text, msg.links, msg.links_at);
       if (from === 'client') {
         node.dataset.status = 'delivered';
         node.classList.add('otklik-delivered');
@@ -545,18 +581,6 @@
             box.appendChild(b);
           }
           node.appendChild(box);
-        }
-        if (Array.isArray(msg.links) && msg.links.length) {
-          const ul = el('ul', { class: 'otklik-links' });
-          for (const l of msg.links) {
-            const href = l && safeUrl(l.url);
-            if (!href) continue;
-            const a = el('a', { href, target: '_blank', rel: 'noopener noreferrer', 'data-testid': 'otklik-link' });
-            a.textContent = String(l.title || href);
-            a.appendChild(el('span', { class: 'otklik-sr', text: ' (откроется в новом окне)' }));
-            ul.appendChild(el('li', null, [a]));
-          }
-          if (ul.childNodes.length) node.appendChild(ul);
         }
         const actions = Array.isArray(msg.actions) ? msg.actions : [];
         if (actions.includes('handoff')) node.dataset.handoff = '1';

@@ -1,19 +1,25 @@
 // End-to-end test of the web widget and the operator console in headless Chromium.
 //
-//   node tests/browser/e2e.mjs <base_url> <operator_login> <operator_password> <second_operator_login>
+//   node tests/browser/e2e.mjs <base_url> <operator_login> <operator_password> <second_operator_login> [artifacts_dir]
 //
 // Expects a freshly started server (an empty operator queue) whose operators are on
 // duty. Exit code 0 when every step passes; otherwise the failing step, the error and
-// a screenshot in /tmp/otklik-e2e-failure.png.
+// a screenshot in /tmp/otklik-e2e-failure.png. Screenshots of the widget on a desktop
+// and on a phone, with both text sizes, are kept in artifacts_dir (default:
+// target/browser-artifacts).
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
 
-const [baseArg, opLogin, opPassword, op2Login] = process.argv.slice(2);
+const [baseArg, opLogin, opPassword, op2Login, artifactsArg] = process.argv.slice(2);
 if (!baseArg || !opLogin || !opPassword || !op2Login) {
-  console.error('usage: node tests/browser/e2e.mjs <base_url> <operator_login> <operator_password> <second_operator_login>');
+  console.error('usage: node tests/browser/e2e.mjs <base_url> <operator_login> <operator_password> <second_operator_login> [artifacts_dir]');
   process.exit(2);
 }
 const base = baseArg.replace(/\/+$/, '');
 const SCREENSHOT = '/tmp/otklik-e2e-failure.png';
+const ARTIFACTS = resolve(artifactsArg || 'target/browser-artifacts');
+mkdirSync(ARTIFACTS, { recursive: true });
 const REPLY_MS = 15000; // one bot reply on a 2-core machine
 const FIRST_MS = 60000; // the first page load may wait for the model to load
 
@@ -54,6 +60,13 @@ function assert(cond, message) {
   if (!cond) throw new Error(message);
 }
 
+/** Saves a screenshot of the viewport as a test artefact and prints its path. */
+async function keepScreenshot(page, name) {
+  const path = join(ARTIFACTS, name);
+  await page.screenshot({ path });
+  console.log(`      screenshot: ${path}`);
+}
+
 function watch(page, label) {
   page.on('pageerror', (e) => pageErrors.push(`[${label}] ${e.message}`));
   page.on('dialog', (d) => {
@@ -72,7 +85,10 @@ function messages(page) {
       seq: e.dataset.seq ? Number(e.dataset.seq) : null,
       from: e.dataset.from,
       status: e.dataset.status || null,
-      text: (e.querySelector('.otklik-text') || e).textContent,
+      // The text may be split in paragraphs around the links.
+      text: e.querySelector('.otklik-text')
+        ? Array.from(e.querySelectorAll('.otklik-text'), (t) => t.textContent).join('\n\n')
+        : e.textContent,
     }))
   );
 }
@@ -128,6 +144,15 @@ const citizen = await citizenCtx.newPage();
 citizen.setDefaultTimeout(REPLY_MS);
 watch(citizen, 'citizen');
 current = citizen;
+// The last messages the server sent to the citizen's widget, to show in a failure.
+const citizenFrames = [];
+citizen.on('websocket', (ws) =>
+  ws.on('framereceived', (f) => {
+    if (typeof f.payload !== 'string' || !f.payload.includes('"msg"')) return;
+    citizenFrames.push(f.payload);
+    if (citizenFrames.length > 20) citizenFrames.shift();
+  })
+);
 
 let session = null;
 let seqsBeforeReload = [];
@@ -147,7 +172,8 @@ await step('1. citizen opens the demo page and gets the greeting', async () => {
 });
 
 let answerSeq = 0;
-await step('2. a question about the allowance gets its answer with «Да» / «Нет»', async () => {
+const SOLVED = 'Ваш вопрос решён?';
+await step('2. a question about the allowance gets its answer with «Да» / «Нет», the links before «Ваш вопрос решён?»', async () => {
   const after = await maxSeq(citizen);
   await send(citizen, 'как оформить единое пособие на ребенка');
   answerSeq = await waitMessage(citizen, { from: 'bot', afterSeq: after, needle: 'Единое пособие' });
@@ -156,6 +182,60 @@ await step('2. a question about the allowance gets its answer with «Да» / «
   const no = citizen.locator(`${MSG}[data-from="bot"] [data-testid="otklik-choice"]:not([disabled])`, { hasText: /^\s*Нет\s*$/ });
   await yes.first().waitFor({ timeout: REPLY_MS });
   await no.first().waitFor({ timeout: REPLY_MS });
+  await waitMessage(citizen, { from: 'bot', afterSeq: after, needle: SOLVED });
+
+  // The answer's links (Госуслуги, СФР) come right after the answer, before the
+  // question «Ваш вопрос решён?» and before its buttons, in the order of the page.
+  const order = await citizen.evaluate(
+    ({ sel, after, solved }) => {
+      const bots = Array.from(document.querySelectorAll(sel)).filter((e) => e.dataset.from === 'bot' && Number(e.dataset.seq || 0) > after);
+      // The innermost element whose text contains the needle.
+      const innermost = (needle) => {
+        for (const m of bots) {
+          for (const e of [m, ...m.querySelectorAll('*')]) {
+            if (e.textContent.includes(needle) && !Array.from(e.children).some((c) => c.textContent.includes(needle))) return e;
+          }
+        }
+        return null;
+      };
+      const precedes = (a, b) => !!(a.compareDocumentPosition(b) & Node.DOCUMENT_POSITION_FOLLOWING);
+      const layout = bots.map((m) =>
+        Array.from(m.children)
+          .filter((c) => !c.classList.contains('otklik-sr'))
+          .map((c) => `<${c.tagName.toLowerCase()} class="${c.className}">${c.textContent.replace(/\s+/g, ' ').slice(0, 50)}`)
+          .join(' | ')
+      );
+      const link = bots.map((m) => m.querySelector('[data-testid="otklik-link"]')).find(Boolean);
+      const list = link && link.closest('ul');
+      const answer = innermost('Единое пособие');
+      const question = innermost(solved);
+      const choices = bots.flatMap((m) => Array.from(m.querySelectorAll('[data-testid="otklik-choice"]'))).filter((b) => /^\s*(Да|Нет)\s*$/.test(b.textContent));
+      const hrefs = bots.flatMap((m) => Array.from(m.querySelectorAll('[data-testid="otklik-link"]'), (a) => a.href));
+      const safe = bots.flatMap((m) => Array.from(m.querySelectorAll('[data-testid="otklik-link"]'))).every((a) => a.target === '_blank' && /noopener/.test(a.rel));
+      return {
+        layout,
+        hrefs,
+        safe,
+        hasList: !!list,
+        hasQuestion: !!question,
+        choices: choices.length,
+        answerBeforeLinks: !!(list && answer && precedes(answer, list)),
+        linksBeforeQuestion: !!(list && question && precedes(list, question)),
+        linksBeforeChoices: !!list && choices.length > 0 && choices.every((b) => precedes(list, b)),
+      };
+    },
+    { sel: MSG, after, solved: SOLVED }
+  );
+  const shown = () => `the bot messages show: ${order.layout.join(' || ')}; the server sent: ${citizenFrames.filter((f) => f.includes('Единое пособие')).join(' ')}`;
+  assert(order.hasList, `the answer has no links; ${shown()}`);
+  assert(order.hrefs.some((h) => h.startsWith('https://www.gosuslugi.ru')), `no link to Госуслуги: ${order.hrefs.join(', ')}`);
+  assert(order.safe, 'a link opens without target="_blank" rel="noopener"');
+  assert(order.hasQuestion, `no element contains «${SOLVED}»; ${shown()}`);
+  assert(order.choices >= 2, `no «Да» / «Нет» buttons; ${shown()}`);
+  assert(order.answerBeforeLinks, `the links come before the answer; ${shown()}`);
+  assert(order.linksBeforeQuestion, `the links come after «${SOLVED}»; ${shown()}`);
+  assert(order.linksBeforeChoices, `the links come after the «Да» / «Нет» buttons; ${shown()}`);
+  await keepScreenshot(citizen, 'desktop-answer-links.png');
 });
 
 await step('3. «Нет» asks to rephrase and offers topics; picking the first one answers', async () => {
@@ -325,6 +405,88 @@ await step('10. transfer to the second operator; a wrong password and a request 
   const body = await r.json().catch(() => null);
   assert(body && body.error && body.error.code === 'unauthorized', `unexpected 401 body: ${JSON.stringify(body)}`);
   await strangerCtx.close();
+});
+
+/** The floating panel's box, the viewport and how wide the document is. */
+async function panelGeometry(page) {
+  const box = await page.getByTestId('otklik-panel').boundingBox();
+  const send = await page.getByTestId('otklik-send').boundingBox();
+  const view = await page.evaluate(() => ({
+    width: window.innerWidth,
+    height: window.innerHeight,
+    scrollWidth: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth),
+    large: document.querySelector('[data-testid="otklik-root"]').classList.contains('otklik-large'),
+  }));
+  return { box, send, view };
+}
+
+const near = (a, b) => Math.abs(a - b) < 0.5;
+
+await step('11. on a desktop «Крупный текст» widens the panel; screenshots of both sizes', async () => {
+  current = citizen;
+  const large = citizen.getByTestId('otklik-large');
+  if ((await large.getAttribute('aria-pressed')) === 'true') await large.click();
+  const normal = await panelGeometry(citizen);
+  assert(!normal.view.large, 'large text is still on');
+  assert(near(normal.box.width, 400), `the desktop panel is ${normal.box.width} px wide, expected 400`);
+  assert(near(normal.box.x + normal.box.width, 1280 - 20), `the desktop panel ends at x=${normal.box.x + normal.box.width}, expected 1260`);
+  await keepScreenshot(citizen, 'desktop-normal.png');
+  await large.click();
+  const big = await panelGeometry(citizen);
+  assert(big.view.large && (await large.getAttribute('aria-pressed')) === 'true', '«Крупный текст» did not turn large text on');
+  assert(near(big.box.width, 520), `the desktop panel with large text is ${big.box.width} px wide, expected 520`);
+  assert(near(big.box.x + big.box.width, 1280 - 20), `the desktop panel with large text ends at x=${big.box.x + big.box.width}, expected 1260`);
+  await keepScreenshot(citizen, 'desktop-large.png');
+  await large.click(); // back to normal text
+});
+
+await step('12. on a phone (390×844) the panel covers the screen with both text sizes', async () => {
+  const W = 390;
+  const H = 844;
+  const phoneCtx = await browser.newContext({
+    locale: 'ru-RU',
+    viewport: { width: W, height: H },
+    deviceScaleFactor: 2,
+    isMobile: true,
+    hasTouch: true,
+  });
+  const phone = await phoneCtx.newPage();
+  phone.setDefaultTimeout(REPLY_MS);
+  watch(phone, 'phone');
+  current = phone;
+  await phone.goto(base + '/', { waitUntil: 'domcontentloaded' });
+  await waitMessage(phone, { from: 'bot', needle: 'Здравствуйте' });
+  const rounds = [
+    { large: false, question: 'как оформить единое пособие на ребенка', file: 'phone-normal.png' },
+    { large: true, question: 'где получить свидетельство о рождении', file: 'phone-large.png' },
+  ];
+  for (const r of rounds) {
+    const size = r.large ? 'large text' : 'normal text';
+    if (r.large) {
+      await phone.getByTestId('otklik-large').tap();
+      assert((await phone.getByTestId('otklik-large').getAttribute('aria-pressed')) === 'true', '«Крупный текст» did not turn large text on');
+    }
+    const g = await panelGeometry(phone);
+    assert(g.view.large === r.large, `${size}: the widget's large-text state is ${g.view.large}`);
+    assert(g.view.width === W, `${size}: the layout viewport is ${g.view.width} px wide, expected ${W} (the page was zoomed out to fit something wider)`);
+    assert(g.box, `${size}: the panel is not shown`);
+    assert(near(g.box.x, 0) && near(g.box.width, W), `${size}: the panel starts at x=${g.box.x} and is ${g.box.width} px wide; expected x=0 and ${W} px`);
+    assert(near(g.box.y, 0) && near(g.box.height, H), `${size}: the panel starts at y=${g.box.y} and is ${g.box.height} px high; expected y=0 and ${H} px`);
+    assert(g.view.scrollWidth <= W, `${size}: the page scrolls sideways: scrollWidth ${g.view.scrollWidth} > ${W}`);
+    assert(g.send && g.send.x >= 0 && g.send.x + g.send.width <= W && g.send.y + g.send.height <= H, `${size}: «Отправить» is off the screen: ${JSON.stringify(g.send)}`);
+    const after = await maxSeq(phone);
+    await phone.getByTestId('otklik-input').fill(r.question);
+    await phone.getByTestId('otklik-send').tap();
+    const echo = await waitMessage(phone, { from: 'client', afterSeq: after, needle: r.question });
+    await waitMessage(phone, { from: 'bot', afterSeq: echo });
+    await phone.waitForTimeout(500); // the question that may follow the answer
+    const later = await panelGeometry(phone);
+    assert(later.view.scrollWidth <= W, `${size}: after the reply the page scrolls sideways: scrollWidth ${later.view.scrollWidth} > ${W}`);
+    assert(near(later.box.x, 0) && near(later.box.width, W), `${size}: after the reply the panel starts at x=${later.box.x} and is ${later.box.width} px wide`);
+    await keepScreenshot(phone, r.file);
+  }
+  await phoneCtx.close();
+  current = citizen;
 });
 
 await step('no JavaScript errors on the pages', async () => {
