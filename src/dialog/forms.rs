@@ -310,7 +310,17 @@ impl Engine {
                         })
                 };
                 let cs = self.field_choices(s, f, wish)?;
-                let hits: Vec<&ChoiceOut> = cs.iter().filter(|c| named(&c.label)).collect();
+                // an office by its name or address, or by the town named
+                let city = s.slots.get("city").cloned().unwrap_or_default();
+                let in_town = |id: &str| {
+                    f.source == Some(Source::Offices)
+                        && !city.is_empty()
+                        && self.schedule.office(id).is_some_and(|o| o.city == city)
+                };
+                let hits: Vec<&ChoiceOut> = cs
+                    .iter()
+                    .filter(|c| named(&c.label) || in_town(&c.id))
+                    .collect();
                 match hits.as_slice() {
                     [one] => Some((one.id.clone(), Some(one.label.clone()))),
                     _ => None,
@@ -425,7 +435,14 @@ impl Engine {
                             s.page = 0;
                             return self.ask_field(s, node, i + 1, out);
                         }
-                        if wish.day.is_some() || wish.time.is_some() {
+                        // a day or time not free: the nearest ones (a day or
+                        // time said at another field waits for its own field)
+                        let asked = match f.source {
+                            Some(Source::Days) => wish.day.is_some(),
+                            Some(Source::Times) => wish.time.is_some(),
+                            _ => false,
+                        };
+                        if asked {
                             return self.ask_field(s, node, i, out);
                         }
                     }

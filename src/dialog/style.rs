@@ -106,6 +106,12 @@ fn capitalise(s: &str) -> String {
     }
 }
 
+/// Abbreviations a sentence does not end at («ул. Ленина, д. 5»).
+const ABBREVIATIONS: &[&str] = &[
+    "ул", "д", "кв", "г", "гг", "пр", "пер", "стр", "корп", "им", "т", "е", "п", "см", "др", "руб",
+    "тыс", "млн", "млрд", "ст", "обл", "пос", "с", "мкр", "наб", "пл", "б",
+];
+
 fn split_sentences(s: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
@@ -113,6 +119,17 @@ fn split_sentences(s: &str) -> Vec<String> {
     for (i, &c) in chars.iter().enumerate() {
         cur.push(c);
         if matches!(c, '.' | '!' | '?') && chars.get(i + 1).is_none_or(|n| n.is_whitespace()) {
+            let word: String = cur[..cur.len() - 1]
+                .chars()
+                .rev()
+                .take_while(|c| c.is_alphabetic())
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            if c == '.' && ABBREVIATIONS.contains(&word.as_str()) && chars.get(i + 1).is_some() {
+                continue;
+            }
             out.push(std::mem::take(&mut cur));
         }
     }
@@ -288,6 +305,20 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("50 процентов") && s.contains("номер 5"), "{s}");
+    }
+
+    #[test]
+    fn abbreviations_do_not_end_sentences() {
+        assert_eq!(
+            sentences("Центральный офис, ул. Ленина, д. 1, в 15:00. Всё верно?"),
+            vec!["Центральный офис, ул. Ленина, д. 1, в 15:00.", "Всё верно?"]
+        );
+        let mut seen = std::collections::HashSet::new();
+        let _ = without_sentences("Записываю: ул. Ленина, 1. Верно?", &mut seen);
+        assert_eq!(
+            without_sentences("Готово: ул. Ленина, 1. Возьмите паспорт.", &mut seen),
+            "Готово: ул. Ленина, 1. Возьмите паспорт."
+        );
     }
 
     #[test]
