@@ -427,7 +427,7 @@ impl Default for HoursConfig {
                 "2027-01-01".into(),
                 "2027-01-02".into(),
             ],
-            hotline: "8 800 100-00-00".into(),
+            hotline: "8 800 000-00-00".into(),
         }
     }
 }
