@@ -10,7 +10,7 @@ use anyhow::Result;
 
 use super::graph::{Field, FormAction, Node, SlotType, Source};
 use super::session::{ChoiceOut, Session, Wait};
-use super::values::{self, TimeWish};
+use super::values::{self, parse_phone, TimeWish};
 use super::{choice, fill, style, Action, Engine, Input, Out};
 use crate::nlu::kb::normalize_text;
 use jiff::civil::Date;
@@ -575,21 +575,6 @@ impl Engine {
         });
         out.events.push("consent_withdrawn".into());
         Ok(())
-    }
-}
-
-/// Russian phone number → +7XXXXXXXXXX.
-pub fn parse_phone(text: &str) -> Option<String> {
-    let digits: String = text.chars().filter(|c| c.is_ascii_digit()).collect();
-    let ok_chars = text
-        .chars()
-        .all(|c| c.is_ascii_digit() || " +-()".contains(c));
-    match digits.len() {
-        11 if ok_chars && (digits.starts_with('7') || digits.starts_with('8')) => {
-            Some(format!("+7{}", &digits[1..]))
-        }
-        10 if ok_chars && digits.starts_with('9') => Some(format!("+7{digits}")),
-        _ => None,
     }
 }
 

@@ -32,8 +32,9 @@ mod values;
 
 pub use self::core::TurnOpts;
 pub use crate::store::Keep;
-pub use forms::{consent_version, parse_phone};
+pub use forms::consent_version;
 pub use turn::{Action, Input, PendingReply, Turn};
+pub use values::parse_phone;
 
 use crate::config::{Config, DialogConfig};
 use crate::nlu::kb::Link;

@@ -142,7 +142,22 @@ pub fn phone_in(text: &str) -> Option<String> {
         Regex::new(r"(?:\+7|8)?[\s\-(]*9\d{2}[\s\-)]*\d{3}[\s\-]*\d{2}[\s\-]*\d{2}").unwrap()
     });
     RE.find_iter(text)
-        .find_map(|m| super::forms::parse_phone(m.as_str().trim()))
+        .find_map(|m| parse_phone(m.as_str().trim()))
+}
+
+/// Russian phone number → +7XXXXXXXXXX.
+pub fn parse_phone(text: &str) -> Option<String> {
+    let digits: String = text.chars().filter(|c| c.is_ascii_digit()).collect();
+    let ok_chars = text
+        .chars()
+        .all(|c| c.is_ascii_digit() || " +-()".contains(c));
+    match digits.len() {
+        11 if ok_chars && (digits.starts_with('7') || digits.starts_with('8')) => {
+            Some(format!("+7{}", &digits[1..]))
+        }
+        10 if ok_chars && digits.starts_with('9') => Some(format!("+7{digits}")),
+        _ => None,
+    }
 }
 
 /// Part of the day a client asks for: a time or a span of times.
