@@ -371,7 +371,7 @@ impl Engine {
         // repeated: a turn with a new answer (and its «Ваш вопрос решён?»)
         // and one asking again after unusable input pass no `before`; a
         // turn that would say nothing else keeps its words.
-        let mut before: std::collections::HashSet<String> = said
+        let before: std::collections::HashSet<String> = said
             .before
             .map(|b| {
                 style::sentences(b)
@@ -392,13 +392,10 @@ impl Engine {
             let t = if answer {
                 t
             } else {
-                let fresh = style::without_sentences(&t, &mut before.clone());
+                let fresh = style::keep_sentences(&t, |k| !before.contains(k));
                 if fresh.is_empty() && paragraphs.is_empty() && i + 1 == said.texts.len() {
                     t
                 } else {
-                    for x in style::sentences(&t) {
-                        before.insert(style::sentence_key(&x));
-                    }
                     fresh
                 }
             };

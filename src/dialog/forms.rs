@@ -225,12 +225,15 @@ impl Engine {
             };
             // What the client said may hold this field's value already.
             let wish = self.wish(s);
-            if self.take_said(s, f, &wish, out)? {
+            let mut cs = if f.kind == SlotType::Choice {
+                self.field_choices(s, f, &wish)?
+            } else {
+                Vec::new()
+            };
+            if self.take_said(s, f, &wish, &cs, out) {
                 continue;
             }
-            let mut cs = Vec::new();
             if f.kind == SlotType::Choice {
-                cs = self.field_choices(s, f, &wish)?;
                 if cs.is_empty() {
                     // Nothing to choose (no appointments, no free days): say so and move on.
                     out.say(node.empty.clone().unwrap_or_else(|| self.p("slot_taken")));
@@ -290,9 +293,17 @@ impl Engine {
     /// Takes field `f`'s value from what the client said in the form, when
     /// it is there and valid (a free day or time, one service or office by
     /// name, a number, a phone): true when the field is filled.
-    fn take_said(&self, s: &mut Session, f: &Field, wish: &Wish, out: &mut Out) -> Result<bool> {
+    /// `cs`: the choices the field offers for this wish.
+    fn take_said(
+        &self,
+        s: &mut Session,
+        f: &Field,
+        wish: &Wish,
+        cs: &[ChoiceOut],
+        out: &mut Out,
+    ) -> bool {
         let Some(text) = s.form_text.clone() else {
-            return Ok(false);
+            return false;
         };
         let value: Option<(String, Option<String>)> = match (f.kind, f.source) {
             (SlotType::Digits, _) => values::digits_in(&text).map(|d| (d, None)),
@@ -309,7 +320,6 @@ impl Engine {
                             words.iter().any(|x| x.starts_with(&stem))
                         })
                 };
-                let cs = self.field_choices(s, f, wish)?;
                 // an office by its name or address, or by the town named
                 let city = s.slots.get("city").cloned().unwrap_or_default();
                 let in_town = |id: &str| {
@@ -328,29 +338,27 @@ impl Engine {
             }
             (SlotType::Choice, Some(Source::Days)) if wish.day.is_some() => {
                 let want = wish.day.unwrap().to_string();
-                self.field_choices(s, f, wish)?
-                    .into_iter()
+                cs.iter()
                     .find(|c| c.id == want)
-                    .map(|c| (c.id, Some(c.label)))
+                    .map(|c| (c.id.clone(), Some(c.label.clone())))
             }
             (SlotType::Choice, Some(Source::Times)) if wish.time.is_some_and(|w| w.exact) => {
                 let w = wish.time.unwrap();
                 let want = time_id(w.from);
-                self.field_choices(s, f, wish)?
-                    .into_iter()
+                cs.iter()
                     .find(|c| c.id == want)
-                    .map(|c| (c.id, Some(c.label)))
+                    .map(|c| (c.id.clone(), Some(c.label.clone())))
             }
             _ => None,
         };
         let Some((v, label)) = value else {
-            return Ok(false);
+            return false;
         };
         if let Some(l) = label {
             s.labels.insert(f.slot.clone(), l);
         }
         Self::fill_field(s, f, v, out);
-        Ok(true)
+        true
     }
 
     /// Keeps a field's value (a personal one marked as such, to scrub it
@@ -431,8 +439,8 @@ impl Engine {
                         }
                         // a day or a time in words: taken, or the nearest offered
                         let wish = self.wish(s);
-                        if self.take_said(s, &f, &wish, out)? {
-                            s.page = 0;
+                        let cs = self.field_choices(s, &f, &wish)?;
+                        if self.take_said(s, &f, &wish, &cs, out) {
                             return self.ask_field(s, node, i + 1, out);
                         }
                         // a day or time not free: the nearest ones (a day or

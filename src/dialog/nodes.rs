@@ -138,13 +138,8 @@ impl Engine {
                 s.unsolved += 1;
                 // a knowledge-base answer that did not help is not given again
                 // (an action, like a status or a booking, may be asked again)
-                let routed = g
-                    .node(&g.classify)
-                    .routes
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>();
-                if let Some(i) = s.intent.as_ref().filter(|i| !routed.contains(i)) {
+                let routes = &g.node(&g.classify).routes;
+                if let Some(i) = s.intent.as_ref().filter(|i| !routes.contains_key(*i)) {
                     if !s.rejected.contains(i) {
                         s.rejected.push(i.clone());
                     }

@@ -100,7 +100,6 @@ impl Engine {
             ("next_open", self.hours.next_open(now).unwrap_or_default()),
             ("title", title),
             ("hotline", self.hours.hotline.clone()),
-            ("offices", self.offices_text(s)),
         ];
         for k in [
             "service",
@@ -175,7 +174,12 @@ impl Engine {
     }
 
     pub(super) fn fill_s(&self, s: &Session, t: &str) -> String {
-        fill(t, &self.vars(s))
+        let mut vars = self.vars(s);
+        // the offices' list only for the texts that say it
+        if t.contains("{offices}") {
+            vars.push(("offices", self.offices_text(s)));
+        }
+        fill(t, &vars)
     }
 
     pub(super) fn node_choices(&self, node: &Node) -> Vec<ChoiceOut> {

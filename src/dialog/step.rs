@@ -335,13 +335,10 @@ impl Engine {
             Input::Dtmf(t) => t.trim().trim_end_matches('#').parse::<u8>().ok(),
             // «8», «восемь», «на десять баллов»
             Input::Text(t) => super::values::number(t).and_then(|n| u8::try_from(n).ok()),
+            Input::Choice(id) => id.parse::<u8>().ok(),
             _ => None,
         }
-        .filter(|n| *n <= 10)
-        .or(match input {
-            Input::Choice(id) => id.parse::<u8>().ok().filter(|n| *n <= 10),
-            _ => None,
-        });
+        .filter(|n| *n <= 10);
         let skip = matches!(input, Input::Choice(id) if id == "skip")
             || matches!(input, Input::Text(t) if style::is_skip(&g, t));
         if score.is_none() && !skip {

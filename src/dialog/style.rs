@@ -185,6 +185,12 @@ pub fn sentences(text: &str) -> Vec<String> {
 /// `text` without the sentences in `seen` (which gains the rest): a turn
 /// never says the same sentence twice. Line breaks are kept.
 pub fn without_sentences(text: &str, seen: &mut std::collections::HashSet<String>) -> String {
+    keep_sentences(text, |k| seen.insert(k.to_string()))
+}
+
+/// `text` with only the sentences whose key (`sentence_key`) `keep` accepts;
+/// sentences without words always stay. Line breaks are kept.
+pub fn keep_sentences(text: &str, mut keep: impl FnMut(&str) -> bool) -> String {
     let lines: Vec<String> = text
         .split('\n')
         .map(|line| {
@@ -192,7 +198,7 @@ pub fn without_sentences(text: &str, seen: &mut std::collections::HashSet<String
                 .into_iter()
                 .filter(|s| {
                     let k = sentence_key(s);
-                    k.is_empty() || seen.insert(k)
+                    k.is_empty() || keep(&k)
                 })
                 .collect::<String>()
                 .trim()

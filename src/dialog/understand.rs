@@ -78,7 +78,7 @@ impl Engine {
                 // options again straight after options: said another way
                 let again = self.p("alternatives_again");
                 let text = if s.wait == Wait::Options && s.prompt != again {
-                    self.p("alternatives_again")
+                    again
                 } else {
                     self.p("alternatives")
                 };
