@@ -3,9 +3,9 @@ CARGO ?= cargo
 MODEL := models/e5-small-q4.bin
 TEST_MODEL := models/minilm/config.json
 
-.PHONY: run build test models test-models browser bench load eval clippy fmt clean
+.PHONY: run build test models test-models browser speech bench load eval clippy fmt clean
 
-run: models build
+run: models speech build
 	./target/release/otklik serve
 
 build:
@@ -30,7 +30,15 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 	@[ -d tests/browser/node_modules/playwright-core ] || (cd tests/browser && npm ci --no-audit --no-fund --silent)
 
-test: models test-models browser
+# The voice robot's speech synthesis: Debian's festival with its Russian
+# voice (festvox-ru), and espeak-ng as the fallback.
+speech:
+	@command -v text2wave >/dev/null 2>&1 && [ -d /usr/share/festival/voices/russian ] && command -v espeak-ng >/dev/null 2>&1 || { \
+	  echo "installing festival, festvox-ru and espeak-ng (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq festival festvox-ru espeak-ng >/dev/null; }
+
+test: models test-models browser speech
 	$(CARGO) test --benches   # each benchmark once, as a smoke test
 	$(CARGO) test --lib --bins --tests -- --test-threads=2
 

@@ -7,6 +7,7 @@
 use crate::channels::api::{Api, Keys};
 use crate::channels::pipeline::Pipeline;
 use crate::channels::telegram::Telegram;
+use crate::channels::voice::Voice;
 use crate::channels::web::{Sockets, Web};
 use crate::channels::{Channel, Registry};
 use crate::config::Config;
@@ -43,6 +44,9 @@ impl App {
         ];
         if !p.cfg.telegram.token.is_empty() {
             channels.push(Telegram::new(p.clone())?);
+        }
+        if !p.cfg.voice.audiosocket_addr.is_empty() {
+            channels.push(Voice::new(p.clone())?);
         }
         let mut registry = Registry::default();
         for c in &channels {

@@ -25,6 +25,7 @@ pub struct Config {
     pub telegram: TelegramConfig,
     pub api: ApiConfig,
     pub retention: RetentionConfig,
+    pub voice: VoiceConfig,
     /// Token for the admin API (`Authorization: Bearer …`); empty: admin API closed.
     pub admin_token: String,
 }
@@ -38,7 +39,8 @@ pub struct DialogConfig {
     pub max_text_chars: usize,
     /// Entries of a conversation's history kept in its session.
     pub history_limit: usize,
-    /// Silences in a row after which the conversation ends (voice).
+    /// Silences in a row the robot asks about (again, then with the keypad)
+    /// before it hands the call to an operator; one more ends the call (voice).
     pub silence_limit: u32,
 }
 
@@ -181,6 +183,7 @@ impl Default for Config {
             telegram: TelegramConfig::default(),
             api: ApiConfig::default(),
             retention: RetentionConfig::default(),
+            voice: VoiceConfig::default(),
             admin_token: String::new(),
         }
     }
@@ -669,6 +672,94 @@ impl RetentionConfig {
             seen_s: self.seen_days as i64 * 86_400,
             outbox_s: self.outbox_days as i64 * 86_400,
             undelivered_s: self.undelivered_hours as i64 * 3600,
+        }
+    }
+}
+
+/// `[voice]` in otklik.toml: the voice robot behind Asterisk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VoiceConfig {
+    /// Where Asterisk's AudioSocket connects (OTKLIK_VOICE_AUDIOSOCKET_ADDR),
+    /// e.g. "127.0.0.1:9092"; empty: the voice robot is off.
+    pub audiosocket_addr: String,
+    /// Calls at once at most; a call beyond them hears nothing and is hung up.
+    pub max_calls: usize,
+    /// After the robot stops speaking, silence this long is a silence turn
+    /// (asked again, then the keypad, then an operator), milliseconds.
+    pub no_input_ms: u64,
+    /// The pause that ends the caller's utterance, milliseconds.
+    pub end_of_speech_ms: u64,
+    /// Speech longer than this is cut and recognised, milliseconds.
+    pub max_utterance_ms: u64,
+    /// The wait for the next key of a number typed on the keypad (ended by
+    /// «#» or by this pause), milliseconds.
+    pub digit_timeout_ms: u64,
+    /// Louder than this (dBFS) is the caller speaking, and stops the robot
+    /// (barge-in).
+    pub speech_db: f32,
+    /// Speech this long stops the robot's playback, milliseconds.
+    pub barge_in_ms: u64,
+    /// The Asterisk queue a handoff goes to (the outcome's `queue`).
+    pub queue: String,
+    /// Bearer token the dialplan's CURL() sends to read a call's outcome
+    /// (OTKLIK_VOICE_OUTCOME_TOKEN); empty: outcomes are served to loopback
+    /// only.
+    pub outcome_token: String,
+    /// How long a finished call's outcome can be read, seconds.
+    pub outcome_ttl_s: u64,
+    pub tts: TtsConfig,
+}
+
+impl Default for VoiceConfig {
+    fn default() -> Self {
+        Self {
+            audiosocket_addr: String::new(),
+            max_calls: 32,
+            no_input_ms: 6000,
+            end_of_speech_ms: 700,
+            max_utterance_ms: 15000,
+            digit_timeout_ms: 3000,
+            speech_db: -38.0,
+            barge_in_ms: 200,
+            queue: "otklik".into(),
+            outcome_token: String::new(),
+            outcome_ttl_s: 600,
+            tts: TtsConfig::default(),
+        }
+    }
+}
+
+/// `[voice.tts]`: speech synthesis.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TtsConfig {
+    /// "festival" (text2wave with Debian's festvox-ru), "espeak" (espeak-ng),
+    /// "command" (any program: text on stdin, WAV on stdout) or "http" (POST
+    /// {"text", "voice"} to `url`, WAV in the answer).
+    pub engine: String,
+    /// festival: a voice function such as "voice_msu_ru_nsh_clunits" (empty:
+    /// festival's default); espeak: a voice such as "ru"; http: passed on.
+    pub voice: String,
+    /// command: the program and its arguments.
+    pub command: Vec<String>,
+    /// http: the synthesiser's URL.
+    pub url: String,
+    /// One synthesis may take this long, milliseconds.
+    pub timeout_ms: u64,
+    /// Synthesised sentences kept in memory, MiB of audio.
+    pub cache_mb: usize,
+}
+
+impl Default for TtsConfig {
+    fn default() -> Self {
+        Self {
+            engine: "festival".into(),
+            voice: String::new(),
+            command: Vec::new(),
+            url: String::new(),
+            timeout_ms: 10000,
+            cache_mb: 64,
         }
     }
 }

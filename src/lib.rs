@@ -22,6 +22,7 @@ pub mod http;
 pub mod metrics;
 pub mod nlu;
 pub mod operator;
+pub mod secrets;
 pub mod services;
 pub mod store;
 pub mod yaml;

@@ -7,6 +7,7 @@ use crate::dialog::Turn;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -39,6 +40,7 @@ pub struct Metrics {
     handoffs: Family<Channel, Counter>,
     latency: Family<Channel, Histogram>,
     requests: Family<RouteLabel, Counter>,
+    voice_calls: Gauge,
 }
 
 impl Default for Metrics {
@@ -78,8 +80,15 @@ impl Default for Metrics {
             "HTTP requests by route and status",
             requests.clone(),
         );
+        let voice_calls = Gauge::default();
+        registry.register(
+            "voice_calls",
+            "Voice calls in progress (call tasks running)",
+            voice_calls.clone(),
+        );
         Self {
             registry,
+            voice_calls,
             signins,
             turns,
             decisions,
@@ -124,6 +133,11 @@ impl Metrics {
         self.requests
             .get_or_create(&RouteLabel { route, status })
             .inc();
+    }
+
+    /// The voice calls in progress.
+    pub fn voice_calls(&self, n: usize) {
+        self.voice_calls.set(n as i64);
     }
 
     pub fn render(&self) -> String {

@@ -12,6 +12,7 @@ pub mod hub;
 pub mod pipeline;
 pub mod sockets;
 pub mod telegram;
+pub mod voice;
 pub mod web;
 
 use crate::dialog::{Keep, Turn};

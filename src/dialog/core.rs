@@ -326,6 +326,25 @@ impl Engine {
     }
 
     /// The last prompt again, for a client coming back (page reload, restart).
+    /// The graph's fixed texts (prompts and node texts without
+    /// placeholders) as `channel` says them to the universal profile: what
+    /// a voice robot synthesises ahead of its calls.
+    pub fn fixed_texts(&self, channel: &str) -> Vec<String> {
+        let g = &self.graph;
+        let ch = g.channel(channel);
+        let mut texts: Vec<&String> = g.prompts.values().collect();
+        let mut nodes: Vec<_> = g.nodes.iter().collect();
+        nodes.sort_by(|a, b| a.0.cmp(b.0));
+        texts.extend(nodes.iter().filter_map(|(_, n)| n.text.as_ref()));
+        let mut out: Vec<String> = texts
+            .into_iter()
+            .filter(|t| !t.contains('{'))
+            .map(|t| style::adapt(&style::channel_words(t, ch), g, channel, "universal"))
+            .collect();
+        out.dedup();
+        out
+    }
+
     pub fn resume(&self, channel: &str, user: &str) -> Result<Option<Turn>> {
         let Some(s) = self.session(&SessionKey::new(channel, user))? else {
             return Ok(None);

@@ -728,7 +728,7 @@ fn targets(n: &Node) -> Vec<(String, String)> {
 }
 
 fn validate_nodes(nodes: &BTreeMap<String, Node>, intents: &[String], problems: &mut Vec<Problem>) {
-    const ON_KEYS: &[&str] = &["yes", "no", "text", "silence", "digits"];
+    const ON_KEYS: &[&str] = &["yes", "no", "text", "silence", "digits", "keypad"];
     for (name, n) in nodes {
         let mut err = |m: String| {
             problems.push(Problem {

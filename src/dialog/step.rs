@@ -194,11 +194,38 @@ impl Engine {
                     return Some(self.enter(s, &next, out));
                 }
                 s.silences += 1;
-                if s.silences > self.cfg.silence_limit {
+                let limit = self.cfg.silence_limit.max(1);
+                if s.silences > limit + 1 {
                     out.say(self.p("silence_end"));
                     out.actions.push(Action::End);
                     out.events.push("silence_end".into());
                     s.ended = true;
+                    return Some(Ok(()));
+                }
+                if s.silences == limit + 1 {
+                    // Asked again, offered the keypad: now a person.
+                    out.events.push("silence_operator".into());
+                    let op = self.graph.operator.clone();
+                    return Some(self.enter(s, &op, out));
+                }
+                if s.silences >= 2 {
+                    // The keypad: the node's own options with their keys,
+                    // or its menu of topics (`on.keypad`).
+                    out.events.push("silence_keypad".into());
+                    out.say(self.p("silence_keypad"));
+                    let menu = self
+                        .graph
+                        .nodes
+                        .get(&s.node)
+                        .and_then(|n| n.on.get("keypad"))
+                        .cloned();
+                    if let (Some(menu), true) = (menu, s.choices.is_empty()) {
+                        let silences = s.silences;
+                        let r = self.enter(s, &menu, out);
+                        s.silences = silences;
+                        return Some(r);
+                    }
+                    self.repeat(s, out);
                     return Some(Ok(()));
                 }
                 out.say(self.p("silence"));

@@ -45,7 +45,7 @@ pub enum Action {
 }
 
 /// What the channel renders.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Turn {
     pub text: String,
     pub choices: Vec<ChoiceOut>,

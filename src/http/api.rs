@@ -133,7 +133,7 @@ async fn metrics(
     let allowed = if token.is_empty() {
         peer.ip().is_loopback()
     } else {
-        bearer_is(&headers, token)
+        crate::secrets::bearer_is(&headers, token)
     };
     if !allowed {
         return error(
@@ -189,29 +189,7 @@ async fn classify(
 
 fn is_admin(st: &Admin, headers: &HeaderMap) -> bool {
     let token = &st.p.cfg.admin_token;
-    !token.is_empty() && bearer_is(headers, token)
-}
-
-/// Whether the request carries `Authorization: Bearer <secret>`. The
-/// digests are compared, in constant time, so neither the secret's content
-/// nor its length shows in the timing.
-fn bearer_is(headers: &HeaderMap, secret: &str) -> bool {
-    use sha2::{Digest, Sha256};
-    let Some(given) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    let (a, b) = (
-        Sha256::digest(given.as_bytes()),
-        Sha256::digest(secret.as_bytes()),
-    );
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+    !token.is_empty() && crate::secrets::bearer_is(headers, token)
 }
 
 /// A conversation: segment, where it is, its handoff and history (admin token or operator).

@@ -1,0 +1,402 @@
+//! One call, from Asterisk's first message to the hangup. A reader task
+//! turns the socket into events; the call's loop speaks the turns in 20 ms
+//! frames paced by the clock (never faster than real time), hears the caller
+//! (keypad keys as AudioSocket messages or as tones in the audio, speech by
+//! loudness), and runs a turn through the pipeline on a key, a number typed
+//! and ended by «#» or a pause, an utterance, or silence. Every timer runs
+//! on the clock, so missing frames (a phone that sends none while its user
+//! is silent) count as silence. Speech or a key while the robot speaks stops
+//! it (barge-in). When a turn hands the call over or ends it, the robot says
+//! its last words, sends a hangup message and closes; a caller who hangs up
+//! leaves nothing running.
+
+use super::audio::{self, frame_len};
+use super::audiosocket::{self, Message};
+use super::{dtmf, say, Outcome, Running, Voice, NAME};
+use crate::channels::pipeline::{TurnError, TurnRequest};
+use crate::channels::Channel;
+use crate::dialog::{Action, Input, Turn};
+use crate::store::SessionKey;
+use anyhow::{bail, Result};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// How long Asterisk has to name the call after connecting.
+const UUID_WAIT: Duration = Duration::from_secs(5);
+/// A write the caller's side does not take in this long ends the call.
+const WRITE_WAIT: Duration = Duration::from_secs(2);
+
+/// No place for another call: hang up at once.
+pub async fn refuse(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(
+        WRITE_WAIT,
+        audiosocket::write(&mut stream, &Message::Hangup),
+    )
+    .await;
+    let _ = stream.shutdown().await;
+}
+
+enum Event {
+    Audio(u32, Vec<i16>),
+    Key(char),
+    Closed,
+}
+
+/// The reader: Asterisk's messages as events, until the socket closes.
+async fn read_loop(mut rd: OwnedReadHalf, tx: mpsc::Sender<Event>) {
+    loop {
+        let ev = match audiosocket::read(&mut rd).await {
+            Ok(Some(Message::Audio { rate, samples })) => Event::Audio(rate, samples),
+            Ok(Some(Message::Dtmf(k))) => Event::Key(k),
+            Ok(Some(Message::Uuid(_))) => continue,
+            Ok(Some(Message::Error(code))) => {
+                tracing::warn!("voice: Asterisk reports error {code:?}");
+                continue;
+            }
+            Ok(Some(Message::Hangup)) | Ok(None) => Event::Closed,
+            Err(e) => {
+                tracing::warn!("voice: {e}");
+                Event::Closed
+            }
+        };
+        let closed = matches!(ev, Event::Closed);
+        if tx.send(ev).await.is_err() || closed {
+            return;
+        }
+    }
+}
+
+/// Aborts the reader and leaves the call's outcome when the call ends, on
+/// every way out (a hangup, an error, a panic).
+struct Leave {
+    v: Arc<Voice>,
+    uuid: String,
+    reader: JoinHandle<()>,
+    outcome: Outcome,
+}
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        self.reader.abort();
+        self.v.finish(&self.uuid, self.outcome.clone());
+    }
+}
+
+pub async fn run(v: Arc<Voice>, stream: TcpStream, _place: Running) -> Result<()> {
+    let (mut rd, mut wr) = stream.into_split();
+    let uuid = match tokio::time::timeout(UUID_WAIT, audiosocket::read(&mut rd)).await {
+        Ok(Ok(Some(Message::Uuid(id)))) => audiosocket::uuid_string(&id),
+        other => {
+            let _ = audiosocket::write(&mut wr, &Message::Hangup).await;
+            bail!("the call did not start with its UUID: {other:?}");
+        }
+    };
+    let (tx, mut events) = mpsc::channel(256);
+    let reader = tokio::spawn(read_loop(rd, tx));
+    let (turn_tx, mut pushed) = mpsc::channel(8);
+    v.register(&uuid, turn_tx);
+    let mut leave = Leave {
+        v: v.clone(),
+        uuid: uuid.clone(),
+        reader,
+        outcome: Outcome {
+            outcome: "hangup".into(),
+            queue: None,
+            intent: None,
+        },
+    };
+    let mut call = Call::new(v, SessionKey::new(NAME, uuid), wr);
+    let r = call.serve(&mut events, &mut pushed).await;
+    leave.outcome = call.outcome;
+    r
+}
+
+struct Call {
+    v: Arc<Voice>,
+    key: SessionKey,
+    wr: OwnedWriteHalf,
+    /// The caller's sample rate (from their audio; 8 kHz until then).
+    rate: u32,
+    /// Sentences still to synthesise, the one being synthesised, and the
+    /// samples ready to play.
+    to_say: VecDeque<String>,
+    synth: Option<JoinHandle<Result<Arc<Vec<i16>>>>>,
+    playing: VecDeque<i16>,
+    speaking: bool,
+    /// Since when the robot waits for the caller (none while it speaks).
+    listening: Option<Instant>,
+    /// Loud frames in a row (ms) before speech counts, and the utterance.
+    voiced_ms: u64,
+    speech: Option<Speech>,
+    digits: String,
+    digit_at: Option<Instant>,
+    tones: dtmf::Detector,
+    /// The last turn spoken: its options decide whether a key is a choice.
+    last: Option<Turn>,
+    /// Set by a handoff or the end: hang up once the last words are said.
+    ending: Option<&'static str>,
+    outcome: Outcome,
+}
+
+struct Speech {
+    started: Instant,
+    last_voice: Instant,
+    samples: Vec<i16>,
+}
+
+impl Call {
+    fn new(v: Arc<Voice>, key: SessionKey, wr: OwnedWriteHalf) -> Self {
+        Self {
+            v,
+            key,
+            wr,
+            rate: 8000,
+            to_say: VecDeque::new(),
+            synth: None,
+            playing: VecDeque::new(),
+            speaking: false,
+            listening: None,
+            voiced_ms: 0,
+            speech: None,
+            digits: String::new(),
+            digit_at: None,
+            tones: dtmf::Detector::new(8000),
+            last: None,
+            ending: None,
+            outcome: Outcome {
+                outcome: "hangup".into(),
+                queue: None,
+                intent: None,
+            },
+        }
+    }
+
+    async fn serve(
+        &mut self,
+        events: &mut mpsc::Receiver<Event>,
+        pushed: &mut mpsc::Receiver<Turn>,
+    ) -> Result<()> {
+        self.turn(Input::Start).await;
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        // Late ticks are skipped, not bunched: frames never go out faster
+        // than real time, and the schedule does not drift.
+        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                e = events.recv() => match e {
+                    Some(Event::Audio(rate, samples)) => self.heard(rate, &samples).await,
+                    Some(Event::Key(k)) => self.key(k).await,
+                    Some(Event::Closed) | None => return Ok(()),
+                },
+                Some(t) = pushed.recv() => self.speak(t),
+                _ = tick.tick() => {
+                    if self.frame().await? {
+                        return Ok(());
+                    }
+                    self.timers().await;
+                }
+            }
+        }
+    }
+
+    /// One 20 ms frame of what the robot says; true when the call is over
+    /// (the last words of a handoff or an end said, hangup sent).
+    async fn frame(&mut self) -> Result<bool> {
+        if self.synth.as_ref().is_some_and(|h| h.is_finished()) {
+            let h = self.synth.take().unwrap();
+            match h.await {
+                Ok(Ok(s)) => self.playing.extend(s.iter()),
+                Ok(Err(e)) => tracing::error!("voice: synthesis failed: {e:#}"),
+                Err(e) => tracing::error!("voice: synthesis task: {e}"),
+            }
+        }
+        if self.synth.is_none() {
+            if let Some(s) = self.to_say.pop_front() {
+                let (speech, rate) = (self.v.speech.clone(), self.rate);
+                self.synth = Some(tokio::task::spawn_blocking(move || speech.say(&s, rate)));
+            }
+        }
+        let n = frame_len(self.rate);
+        if !self.playing.is_empty() {
+            let mut f: Vec<i16> = self.playing.drain(..n.min(self.playing.len())).collect();
+            f.resize(n, 0);
+            self.send(&Message::Audio {
+                rate: self.rate,
+                samples: f,
+            })
+            .await?;
+        } else if self.speaking && self.synth.is_none() && self.to_say.is_empty() {
+            self.speaking = false;
+            self.listening = Some(Instant::now());
+            if let Some(how) = self.ending {
+                self.outcome.outcome = how.into();
+                if how == "handoff" {
+                    self.outcome.queue = Some(self.v.cfg.queue.clone());
+                }
+                self.send(&Message::Hangup).await?;
+                let _ = self.wr.shutdown().await;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn send(&mut self, m: &Message) -> Result<()> {
+        match tokio::time::timeout(WRITE_WAIT, audiosocket::write(&mut self.wr, m)).await {
+            Ok(r) => Ok(r?),
+            Err(_) => bail!("Asterisk stopped reading the call's audio"),
+        }
+    }
+
+    /// Stops the robot mid-sentence (the caller speaks or presses a key).
+    fn barge_in(&mut self) {
+        if self.speaking && self.ending.is_none() {
+            self.to_say.clear();
+            self.synth = None;
+            self.playing.clear();
+            self.speaking = false;
+            self.listening = Some(Instant::now());
+        }
+    }
+
+    async fn heard(&mut self, rate: u32, samples: &[i16]) {
+        if rate != self.rate {
+            self.rate = rate;
+            self.tones = dtmf::Detector::new(rate);
+        }
+        for k in self.tones.feed(samples) {
+            self.key(k).await;
+        }
+        let ms = samples.len() as u64 * 1000 / rate.max(1) as u64;
+        let now = Instant::now();
+        if audio::level_db(samples) > self.v.cfg.speech_db {
+            self.voiced_ms += ms;
+            match &mut self.speech {
+                Some(s) => {
+                    s.last_voice = now;
+                    s.samples.extend_from_slice(samples);
+                }
+                None if self.voiced_ms >= self.v.cfg.barge_in_ms => {
+                    self.barge_in();
+                    self.speech = Some(Speech {
+                        started: now,
+                        last_voice: now,
+                        samples: samples.to_vec(),
+                    });
+                }
+                None => {}
+            }
+        } else {
+            self.voiced_ms = 0;
+            if let Some(s) = &mut self.speech {
+                s.samples.extend_from_slice(samples);
+            }
+        }
+    }
+
+    async fn key(&mut self, k: char) {
+        self.barge_in();
+        self.speech = None;
+        let choices = self.last.as_ref().is_some_and(|t| !t.choices.is_empty());
+        if self.digits.is_empty() && (k == '0' || choices) && k.is_ascii_digit() {
+            self.turn(Input::Dtmf(k.to_string())).await;
+            return;
+        }
+        match k {
+            '#' => {
+                if !self.digits.is_empty() {
+                    let d = std::mem::take(&mut self.digits);
+                    self.turn(Input::Dtmf(d)).await;
+                }
+            }
+            '*' => self.digits.clear(),
+            d => {
+                self.digits.push(d);
+                self.digit_at = Some(Instant::now());
+            }
+        }
+    }
+
+    /// The clock's events: the end of an utterance, a number's pause, silence.
+    async fn timers(&mut self) {
+        let now = Instant::now();
+        let cfg = &self.v.cfg;
+        if let Some(s) = &self.speech {
+            let paused = now - s.last_voice >= Duration::from_millis(cfg.end_of_speech_ms);
+            let long = now - s.started >= Duration::from_millis(cfg.max_utterance_ms);
+            if paused || long {
+                let _utterance = self.speech.take().unwrap().samples;
+                // No recogniser yet: what the caller said is not understood,
+                // and the engine asks again, then offers the keypad.
+                self.turn(Input::Silence).await;
+            }
+            return;
+        }
+        if let Some(at) = self.digit_at {
+            if !self.digits.is_empty() && now - at >= Duration::from_millis(cfg.digit_timeout_ms) {
+                self.digit_at = None;
+                let d = std::mem::take(&mut self.digits);
+                self.turn(Input::Dtmf(d)).await;
+            }
+            return;
+        }
+        if let Some(since) = self.listening {
+            if !self.speaking && now - since >= Duration::from_millis(cfg.no_input_ms) {
+                self.turn(Input::Silence).await;
+            }
+        }
+    }
+
+    /// A turn through the pipeline, then spoken.
+    async fn turn(&mut self, input: Input) {
+        self.listening = None;
+        let mut req = TurnRequest::new(self.key.clone(), input);
+        req.live = false;
+        let ch: Arc<dyn Channel> = self.v.clone();
+        match self.v.p.turn(ch, req).await {
+            Ok(turns) => {
+                for (t, _) in turns {
+                    self.speak(t);
+                }
+            }
+            Err(TurnError::Duplicate) => {}
+            Err(e) => {
+                if let TurnError::Failed(err) = &e {
+                    tracing::error!("voice turn {}: {err:#}", self.key);
+                }
+                self.say_text(e.message());
+            }
+        }
+        if !self.speaking {
+            self.listening = Some(Instant::now());
+        }
+    }
+
+    fn speak(&mut self, t: Turn) {
+        if t.intent.is_some() {
+            self.outcome.intent = t.intent.clone();
+        }
+        if t.actions.contains(&Action::Handoff) {
+            self.ending = Some("handoff");
+        } else if t.actions.contains(&Action::End) {
+            self.ending = Some("end");
+        }
+        self.to_say.extend(say::sentences(&t));
+        self.speaking = true;
+        self.last = Some(t);
+    }
+
+    fn say_text(&mut self, text: String) {
+        if !text.is_empty() {
+            self.to_say.push_back(say::speakable(&text));
+            self.speaking = true;
+        }
+    }
+}

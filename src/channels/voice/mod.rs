@@ -1,0 +1,280 @@
+//! The voice robot: Asterisk hands a call to Otklik over AudioSocket, and the
+//! call is a conversation `voice:<uuid>` served by the same engine and turn
+//! service as every chat. This module owns the channel (`Voice`: the
+//! `Channel` impl, the AudioSocket listener, the live calls and their
+//! outcomes, `GET /api/v1/voice/calls/{uuid}` for the dialplan's CURL());
+//! `call` runs one call; `audiosocket` is the wire protocol; `audio`, `dtmf`,
+//! `tts` and `say` are what a call hears and says.
+//!
+//! AudioSocket-only mode: at a handoff or at the end the robot says its last
+//! words, sends a hangup message and closes; the dialplan goes on, reads the
+//! outcome and runs `Queue()` or `Hangup()` (Asterisk 20.14, 21.9, 22.4 and
+//! later; see `asterisk/README.md`).
+
+pub mod audio;
+pub mod audiosocket;
+pub mod call;
+pub mod dtmf;
+pub mod say;
+pub mod tts;
+
+use super::pipeline::Pipeline;
+use super::{BoxFuture, Channel, Delivery, Origin, Sent};
+use crate::config::VoiceConfig;
+use crate::dialog::{Keep, Turn};
+use crate::errors::error;
+use crate::store::SessionKey;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+pub const NAME: &str = "voice";
+
+/// How a call ended, for the dialplan that continues after it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct Outcome {
+    /// "handoff" (run Queue()), "end" (the conversation is over) or
+    /// "hangup" (the caller hung up).
+    pub outcome: String,
+    /// The Asterisk queue for a handoff.
+    pub queue: Option<String>,
+    /// The last intent the robot understood.
+    pub intent: Option<String>,
+}
+
+pub struct Voice {
+    pub p: Arc<Pipeline>,
+    pub cfg: VoiceConfig,
+    pub speech: Arc<tts::Cache>,
+    /// Live calls by UUID: turns the client did not ask for reach them here.
+    live: Mutex<HashMap<String, mpsc::Sender<Turn>>>,
+    /// Finished calls' outcomes, with when they finished.
+    outcomes: Mutex<HashMap<String, (Outcome, Instant)>>,
+    /// Call tasks running (a hung-up call leaves none behind).
+    running: AtomicUsize,
+}
+
+/// Counts a call task while it runs.
+pub struct Running(Arc<Voice>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let n = self.0.running.fetch_sub(1, Ordering::SeqCst) - 1;
+        self.0.p.metrics.voice_calls(n);
+    }
+}
+
+impl Voice {
+    pub fn new(p: Arc<Pipeline>) -> anyhow::Result<Arc<Self>> {
+        let cfg = p.cfg.voice.clone();
+        let engine = tts::engine(&cfg.tts)?;
+        Ok(Arc::new(Self {
+            speech: Arc::new(
+                tts::Cache::new(engine, cfg.tts.cache_mb)
+                    .on_disk(p.cfg.in_data_dir(&p.cfg.kb.cache_dir).join("speech")),
+            ),
+            cfg,
+            p,
+            live: Mutex::new(HashMap::new()),
+            outcomes: Mutex::new(HashMap::new()),
+            running: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Call tasks running now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Takes a place for a call, if one is free.
+    fn admit(self: &Arc<Self>) -> Option<Running> {
+        let n = self.running.fetch_add(1, Ordering::SeqCst);
+        self.p.metrics.voice_calls(n + 1);
+        let r = Running(self.clone());
+        (n < self.cfg.max_calls.max(1)).then_some(r)
+    }
+
+    pub(crate) fn register(&self, uuid: &str, tx: mpsc::Sender<Turn>) {
+        self.live.lock().unwrap().insert(uuid.to_string(), tx);
+    }
+
+    /// The call is over: it leaves its outcome and nothing else.
+    pub(crate) fn finish(&self, uuid: &str, outcome: Outcome) {
+        self.live.lock().unwrap().remove(uuid);
+        let ttl = Duration::from_secs(self.cfg.outcome_ttl_s.max(1));
+        let mut o = self.outcomes.lock().unwrap();
+        o.retain(|_, (_, at)| at.elapsed() < ttl);
+        o.insert(uuid.to_string(), (outcome, Instant::now()));
+    }
+
+    pub fn outcome(&self, uuid: &str) -> Option<Outcome> {
+        let ttl = Duration::from_secs(self.cfg.outcome_ttl_s.max(1));
+        let o = self.outcomes.lock().unwrap();
+        o.get(uuid)
+            .filter(|(_, at)| at.elapsed() < ttl)
+            .map(|(x, _)| x.clone())
+    }
+
+    /// Listens for Asterisk's AudioSocket connections until shutdown.
+    pub async fn listen(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        let mut shutdown = self.p.shutdown.clone();
+        loop {
+            let (stream, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!("voice accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = shutdown.changed() => return,
+            };
+            let _ = stream.set_nodelay(true);
+            let Some(place) = self.admit() else {
+                tracing::warn!(
+                    "voice: {peer} refused, {} calls already",
+                    self.cfg.max_calls
+                );
+                tokio::spawn(call::refuse(stream));
+                continue;
+            };
+            let v = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = call::run(v, stream, place).await {
+                    tracing::warn!("voice call from {peer}: {e:#}");
+                }
+            });
+        }
+    }
+
+    /// Synthesises the graph's fixed prompts, so a call hears them at once.
+    pub async fn warm_up(self: Arc<Self>) {
+        // Wait for the engine (it loads in the background).
+        let engine = loop {
+            if let Some(e) = self.p.engine() {
+                break e;
+            }
+            if *self.p.shutdown.borrow() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let texts = engine.fixed_texts(NAME);
+        let speech = self.speech.clone();
+        let n = tokio::task::spawn_blocking(move || {
+            let mut n = 0;
+            for t in texts {
+                let turn = Turn {
+                    text: t,
+                    ..Turn::default()
+                };
+                for s in say::sentences(&turn) {
+                    match speech.say(&s, 8000) {
+                        Ok(_) => n += 1,
+                        Err(e) => {
+                            tracing::warn!("voice: cannot synthesise prompts: {e:#}");
+                            return n;
+                        }
+                    }
+                }
+            }
+            n
+        })
+        .await
+        .unwrap_or(0);
+        tracing::info!("voice: {n} prompt sentences synthesised");
+    }
+}
+
+impl Channel for Voice {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    /// Nothing: a call's turns are spoken while it lasts; a call that drops
+    /// takes them with it (its history keeps them).
+    fn keep(&self, _key: &SessionKey, _turn: &Turn, _origin: &Origin) -> anyhow::Result<Keep> {
+        Ok(Keep::default())
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        key: &'a SessionKey,
+        turn: &'a Turn,
+        _sent: &'a Sent,
+    ) -> BoxFuture<'a, anyhow::Result<Delivery>> {
+        Box::pin(async move {
+            let tx = self.live.lock().unwrap().get(&key.user).cloned();
+            if let Some(tx) = tx {
+                let _ = tx.try_send(turn.clone());
+            }
+            Ok(Delivery::Sent)
+        })
+    }
+
+    fn start(self: Arc<Self>) -> BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move {
+            let addr = self.cfg.audiosocket_addr.clone();
+            let listener = tokio::net::TcpListener::bind(&addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("voice: cannot listen on {addr}: {e}"))?;
+            tracing::info!("voice: AudioSocket on {}", listener.local_addr()?);
+            tokio::spawn(self.clone().listen(listener));
+            tokio::spawn(self.warm_up());
+            Ok(())
+        })
+    }
+
+    fn routes(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/api/v1/voice/calls/{uuid}", get(outcome))
+            .with_state(self)
+    }
+}
+
+/// `GET /api/v1/voice/calls/{uuid}`: how the call ended, for the dialplan.
+async fn outcome(
+    State(v): State<Arc<Voice>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Response {
+    let token = &v.cfg.outcome_token;
+    let allowed = if token.is_empty() {
+        peer.ip().is_loopback()
+    } else {
+        crate::secrets::bearer_is(&headers, token)
+    };
+    if !allowed {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Итог звонка доступен по токену (voice.outcome_token) или с этой машины.",
+        );
+    }
+    let Some(id) = audiosocket::parse_uuid(&uuid) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_uuid",
+            "Идентификатор звонка: UUID вида 2f3a1c9e-0b4d-4e6f-8a1b-9c0d1e2f3a4b.",
+        );
+    };
+    match v.outcome(&audiosocket::uuid_string(&id)) {
+        Some(o) => Json(o).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "no_call",
+            "Такого звонка нет, он ещё идёт, или его итог уже удалён.",
+        ),
+    }
+}

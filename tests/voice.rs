@@ -1,0 +1,323 @@
+//! The voice robot against a simulated Asterisk that speaks AudioSocket byte
+//! for byte: the UUID first, then 20 ms frames of 8 kHz signed-linear audio
+//! paced in real time (or none at all while the caller is silent, as a
+//! Local channel or a phone with silence suppression sends), keypad keys as
+//! AudioSocket DTMF messages or as tones inside the audio, and a hangup by
+//! message or by closing the socket. The robot speaks through the real
+//! synthesiser (festival with festvox-ru).
+
+mod common;
+
+use common::{free_port, start_server, wait_ready};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A call as Asterisk's app_audiosocket makes it.
+struct Asterisk {
+    sock: TcpStream,
+}
+
+/// What the caller heard until the robot fell silent.
+#[derive(Debug, Default)]
+struct Heard {
+    frames: usize,
+    /// Arrival times of the frames.
+    at: Vec<Instant>,
+    hangup: bool,
+    closed: bool,
+    bad: Vec<String>,
+}
+
+impl Heard {
+    fn seconds(&self) -> f64 {
+        self.frames as f64 * 0.02
+    }
+
+    /// No frame came sooner than real time allows: by any moment, at most
+    /// the frames that fit since the first, plus a small allowance for the
+    /// network.
+    fn paced(&self) -> bool {
+        let Some(&t0) = self.at.first() else {
+            return true;
+        };
+        self.at.iter().enumerate().all(|(i, t)| {
+            let allowed = (t.duration_since(t0).as_millis() as f64 / 20.0) + 5.0;
+            (i as f64) <= allowed
+        })
+    }
+}
+
+impl Asterisk {
+    async fn call(port: u16, uuid: &str) -> Self {
+        let mut sock = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let id = hex::decode(uuid.replace('-', "")).unwrap();
+        let mut m = vec![0x01, 0x00, 0x10];
+        m.extend(id);
+        sock.write_all(&m).await.unwrap();
+        Self { sock }
+    }
+
+    /// Reads the robot until it has been quiet for `quiet` (or `max` passed).
+    async fn listen(&mut self, quiet: Duration, max: Duration) -> Heard {
+        let mut h = Heard::default();
+        let start = Instant::now();
+        let mut last = Instant::now();
+        loop {
+            if start.elapsed() > max || (h.frames > 0 && last.elapsed() > quiet) {
+                return h;
+            }
+            let mut head = [0u8; 3];
+            match tokio::time::timeout(Duration::from_millis(50), self.sock.read_exact(&mut head))
+                .await
+            {
+                Err(_) => continue,
+                Ok(Err(_)) => {
+                    h.closed = true;
+                    return h;
+                }
+                Ok(Ok(_)) => {}
+            }
+            let len = u16::from_be_bytes([head[1], head[2]]) as usize;
+            let mut payload = vec![0u8; len];
+            self.sock.read_exact(&mut payload).await.unwrap();
+            match head[0] {
+                0x10 => {
+                    if len != 320 {
+                        h.bad.push(format!("a frame of {len} bytes"));
+                    }
+                    h.frames += 1;
+                    h.at.push(Instant::now());
+                    last = Instant::now();
+                }
+                0x00 => {
+                    h.hangup = true;
+                    // Asterisk closes after the hangup; the robot must close too.
+                    let mut rest = [0u8; 1];
+                    let r = tokio::time::timeout(Duration::from_secs(2), self.sock.read(&mut rest))
+                        .await;
+                    h.closed = matches!(r, Ok(Ok(0)));
+                    return h;
+                }
+                k => h.bad.push(format!(
+                    "message kind 0x{k:02x} (Asterisk accepts only audio and hangup)"
+                )),
+            }
+        }
+    }
+
+    /// Reads until `n` frames came (or `max` passed): the robot is mid-prompt.
+    async fn some(&mut self, n: usize, max: Duration) -> Heard {
+        let start = Instant::now();
+        let mut all = Heard::default();
+        while all.frames < n && start.elapsed() < max && !all.closed {
+            let h = self
+                .listen(Duration::from_millis(100), Duration::from_millis(200))
+                .await;
+            all.frames += h.frames;
+            all.closed |= h.closed || h.hangup;
+        }
+        all
+    }
+
+    async fn key(&mut self, k: char) {
+        self.sock
+            .write_all(&[0x03, 0x00, 0x01, k as u8])
+            .await
+            .unwrap();
+    }
+
+    /// Sends audio in 20 ms frames, paced in real time.
+    async fn audio(&mut self, samples: &[i16]) {
+        let mut next = tokio::time::Instant::now();
+        for f in samples.chunks(160) {
+            let mut m = vec![0x10, 0x01, 0x40];
+            let mut f = f.to_vec();
+            f.resize(160, 0);
+            m.extend(f.iter().flat_map(|s| s.to_le_bytes()));
+            self.sock.write_all(&m).await.unwrap();
+            next += Duration::from_millis(20);
+            tokio::time::sleep_until(next).await;
+        }
+    }
+
+    /// A key as its tone pair inside the audio (no DTMF message).
+    async fn tone(&mut self, k: char) {
+        let mut a = otklik::channels::voice::dtmf::tone(k, 8000, 100, 0.3);
+        a.extend(vec![0i16; 800]);
+        self.audio(&a).await;
+    }
+
+    async fn hangup(mut self) {
+        let _ = self.sock.write_all(&[0x00, 0x00, 0x00]).await;
+        let _ = self.sock.shutdown().await;
+    }
+}
+
+async fn outcome(base: &str, uuid: &str) -> (u16, Value) {
+    let r = reqwest::get(format!("{base}/api/v1/voice/calls/{uuid}"))
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn calls_running(base: &str) -> i64 {
+    let m = common::metrics(base).await;
+    m.lines()
+        .find_map(|l| l.strip_prefix("otklik_voice_calls "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(-1)
+}
+
+async fn wait_calls(base: &str, n: i64) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(5) {
+        if calls_running(base).await == n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+fn voice_server(extra: &[(&str, String)]) -> (common::Server, u16) {
+    let port = free_port();
+    let mut env = vec![
+        ("OTKLIK_VOICE_AUDIOSOCKET_ADDR", format!("127.0.0.1:{port}")),
+        ("OTKLIK_VOICE_NO_INPUT_MS", "1500".to_string()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+    (start_server(&env), port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_greeted_in_paced_frames_and_key_zero_hands_it_to_the_queue() {
+    let (s, port) = voice_server(&[]);
+    wait_ready(&s.base).await;
+    let uuid = "2f3a1c9e-0b4d-4e6f-8a1b-9c0d1e2f3a4b";
+    let mut a = Asterisk::call(port, uuid).await;
+    let greeting = a
+        .listen(Duration::from_millis(600), Duration::from_secs(30))
+        .await;
+    assert!(greeting.bad.is_empty(), "{:?}", greeting.bad);
+    assert!(
+        greeting.seconds() > 2.0,
+        "the greeting is {} s",
+        greeting.seconds()
+    );
+    assert!(greeting.paced(), "frames came faster than real time");
+    assert!(!greeting.hangup);
+    let (st, _) = outcome(&s.base, uuid).await;
+    assert_eq!(st, 404, "no outcome while the call goes on");
+    // The caller presses 0: the robot says it passes the call on, then
+    // hangs up so the dialplan runs Queue().
+    a.key('0').await;
+    let last = a
+        .listen(Duration::from_secs(3), Duration::from_secs(30))
+        .await;
+    assert!(last.frames > 25, "the last words: {} frames", last.frames);
+    assert!(last.hangup && last.closed, "{last:?}");
+    assert!(last.paced());
+    let (st, o) = outcome(&s.base, uuid).await;
+    assert_eq!(st, 200);
+    assert_eq!(o["outcome"], "handoff");
+    assert_eq!(o["queue"], "otklik");
+    assert!(wait_calls(&s.base, 0).await, "a call task was left behind");
+    // the conversation is the engine's, under voice:<uuid>
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1/conversations/voice:{uuid}", s.base))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_who_hangs_up_mid_prompt_leaves_nothing_behind() {
+    let (s, port) = voice_server(&[]);
+    wait_ready(&s.base).await;
+    let mut calls = Vec::new();
+    for i in 0..3 {
+        let uuid = format!("00000000-0000-4000-8000-00000000000{i}");
+        let mut a = Asterisk::call(port, &uuid).await;
+        let h = a.some(10, Duration::from_secs(20)).await;
+        assert!(h.frames >= 10 && !h.closed, "the robot is speaking: {h:?}");
+        calls.push((uuid, a));
+    }
+    assert!(wait_calls(&s.base, 3).await);
+    // one by message, one by closing the socket, one by dropping it
+    let (u0, a0) = calls.remove(0);
+    a0.hangup().await;
+    let (u1, mut a1) = calls.remove(0);
+    a1.sock.shutdown().await.unwrap();
+    drop(a1);
+    let (u2, a2) = calls.remove(0);
+    drop(a2);
+    assert!(wait_calls(&s.base, 0).await, "call tasks were left behind");
+    for u in [u0, u1, u2] {
+        let (st, o) = outcome(&s.base, &u).await;
+        assert_eq!((st, o["outcome"].as_str()), (200, Some("hangup")), "{u}");
+    }
+    // Garbage instead of a UUID is refused with a hangup, and counts nothing.
+    let mut bad = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    bad.write_all(&[0x10, 0x00, 0x02, 0, 0]).await.unwrap();
+    let mut b = [0u8; 3];
+    bad.read_exact(&mut b).await.unwrap();
+    assert_eq!(b, [0x00, 0x00, 0x00]);
+    assert!(wait_calls(&s.base, 0).await);
+    let (st, _) = outcome(&s.base, "not-a-uuid").await;
+    assert_eq!(st, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_without_frames_is_asked_about_then_the_keypad_then_an_operator() {
+    let (s, port) = voice_server(&[]);
+    wait_ready(&s.base).await;
+    let uuid = "11111111-2222-4333-8444-555555555555";
+    let mut a = Asterisk::call(port, uuid).await;
+    let g = a
+        .listen(Duration::from_millis(600), Duration::from_secs(30))
+        .await;
+    assert!(g.frames > 0);
+    // The caller's phone sends nothing at all while its user is silent:
+    // the robot's clock, not a count of frames, notices the silence.
+    let again = a
+        .listen(Duration::from_millis(600), Duration::from_secs(30))
+        .await;
+    assert!(again.frames > 0, "asked again after silence");
+    let keypad = a
+        .listen(Duration::from_millis(600), Duration::from_secs(30))
+        .await;
+    assert!(
+        keypad.frames > again.frames,
+        "the keypad menu is longer: {} vs {}",
+        keypad.frames,
+        again.frames
+    );
+    // From the keypad menu a key in the audio picks hours (in-band DTMF)
+    a.tone('3').await;
+    let hours = a
+        .listen(Duration::from_millis(800), Duration::from_secs(30))
+        .await;
+    assert!(hours.frames > 50, "hours: {}", hours.frames);
+    let conv: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/conversations/voice:{uuid}", s.base))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = conv.to_string();
+    assert!(text.contains("кнопк"), "the keypad was offered: {text}");
+    assert!(
+        text.contains("Операторы работают"),
+        "the key in the audio chose hours: {text}"
+    );
+    a.hangup().await;
+    assert!(wait_calls(&s.base, 0).await);
+}
