@@ -1,6 +1,7 @@
 # Quick start: `make run` (fetch what is missing, build, serve) and `make test`.
 CARGO ?= cargo
 MODEL := models/e5-small-q4.bin
+WHISPER := models/whisper-base/tokenizer.json
 TEST_MODEL := models/minilm/config.json
 
 .PHONY: run build test models test-models browser speech bench load eval clippy fmt clean
@@ -11,10 +12,14 @@ run: models speech build
 build:
 	$(CARGO) build --release
 
-models: $(MODEL)
+models: $(MODEL) $(WHISPER)
 
 $(MODEL):
 	models/fetch
+
+# Whisper base for speech recognition (the voice robot).
+$(WHISPER):
+	models/fetch whisper
 
 # A small standard Hugging Face sentence encoder, for the loader's tests.
 test-models: $(TEST_MODEL)
@@ -31,12 +36,15 @@ browser:
 	@[ -d tests/browser/node_modules/playwright-core ] || (cd tests/browser && npm ci --no-audit --no-fund --silent)
 
 # The voice robot's speech synthesis: Debian's festival with its Russian
-# voice (festvox-ru), and espeak-ng as the fallback.
+# voice (festvox-ru), and espeak-ng as the fallback; and real Russian speech
+# at 8 kHz for the recogniser's tests (asterisk-core-sounds-ru-wav; their
+# texts, from the package's core-sounds-ru.txt, are in tests/speech.rs).
 speech:
-	@command -v text2wave >/dev/null 2>&1 && [ -d /usr/share/festival/voices/russian ] && command -v espeak-ng >/dev/null 2>&1 || { \
-	  echo "installing festival, festvox-ru and espeak-ng (apt-get)"; \
+	@command -v text2wave >/dev/null 2>&1 && [ -d /usr/share/festival/voices/russian ] && command -v espeak-ng >/dev/null 2>&1 \
+	  && [ -d /usr/share/asterisk/sounds/ru_RU_f_IvrvoiceRU ] || { \
+	  echo "installing festival, festvox-ru, espeak-ng and asterisk-core-sounds-ru (apt-get)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq festival festvox-ru espeak-ng >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq festival festvox-ru espeak-ng asterisk-core-sounds-ru-wav >/dev/null; }
 
 test: models test-models browser speech
 	$(CARGO) test --benches   # each benchmark once, as a smoke test

@@ -26,6 +26,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub retention: RetentionConfig,
     pub voice: VoiceConfig,
+    pub speech: SpeechConfig,
     /// Token for the admin API (`Authorization: Bearer …`); empty: admin API closed.
     pub admin_token: String,
 }
@@ -184,6 +185,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             retention: RetentionConfig::default(),
             voice: VoiceConfig::default(),
+            speech: SpeechConfig::default(),
             admin_token: String::new(),
         }
     }
@@ -726,6 +728,27 @@ impl Default for VoiceConfig {
             outcome_token: String::new(),
             outcome_ttl_s: 600,
             tts: TtsConfig::default(),
+        }
+    }
+}
+
+/// `[speech]` in otklik.toml: speech recognition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpeechConfig {
+    /// "whisper" (Whisper base on the CPU, `models/fetch whisper`) or "none"
+    /// (nothing is recognised: callers use the keypad).
+    pub engine: String,
+    /// whisper: the folder with model.bin (CTranslate2), tokenizer.json and
+    /// config.json.
+    pub whisper_dir: PathBuf,
+}
+
+impl Default for SpeechConfig {
+    fn default() -> Self {
+        Self {
+            engine: "whisper".into(),
+            whisper_dir: "models/whisper-base".into(),
         }
     }
 }

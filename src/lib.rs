@@ -24,6 +24,7 @@ pub mod nlu;
 pub mod operator;
 pub mod secrets;
 pub mod services;
+pub mod speech;
 pub mod store;
 pub mod yaml;
 

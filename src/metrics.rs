@@ -41,6 +41,7 @@ pub struct Metrics {
     latency: Family<Channel, Histogram>,
     requests: Family<RouteLabel, Counter>,
     voice_calls: Gauge,
+    speech_ready: Gauge,
 }
 
 impl Default for Metrics {
@@ -81,6 +82,12 @@ impl Default for Metrics {
             requests.clone(),
         );
         let voice_calls = Gauge::default();
+        let speech_ready = Gauge::default();
+        registry.register(
+            "speech_ready",
+            "1 once the speech recogniser is loaded",
+            speech_ready.clone(),
+        );
         registry.register(
             "voice_calls",
             "Voice calls in progress (call tasks running)",
@@ -89,6 +96,7 @@ impl Default for Metrics {
         Self {
             registry,
             voice_calls,
+            speech_ready,
             signins,
             turns,
             decisions,
@@ -138,6 +146,11 @@ impl Metrics {
     /// The voice calls in progress.
     pub fn voice_calls(&self, n: usize) {
         self.voice_calls.set(n as i64);
+    }
+
+    /// The speech recogniser is loaded.
+    pub fn speech_ready(&self) {
+        self.speech_ready.set(1);
     }
 
     pub fn render(&self) -> String {

@@ -321,3 +321,116 @@ async fn silence_without_frames_is_asked_about_then_the_keypad_then_an_operator(
     a.hangup().await;
     assert!(wait_calls(&s.base, 0).await);
 }
+
+/// What a citizen says, as festival's Russian voice says it at 8 kHz.
+fn said(text: &str) -> Vec<i16> {
+    use std::io::Write;
+    let mut c = std::process::Command::new("text2wave")
+        .args(["-F", "8000", "-o", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("festival (make speech)");
+    c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    otklik::speech::audio::read_wav(&out.stdout)
+        .unwrap()
+        .samples
+}
+
+async fn speech_ready(base: &str) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(120) {
+        if common::metrics(base)
+            .await
+            .contains("otklik_speech_ready 1")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the recogniser did not load");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_who_speaks_stops_the_robot_and_is_understood() {
+    let (s, port) = voice_server(&[]);
+    wait_ready(&s.base).await;
+    speech_ready(&s.base).await;
+    let phrase = said("Хочу записаться на приём.");
+    let uuid = "33333333-2222-4333-8444-555555555555";
+    let a = Asterisk::call(port, uuid).await;
+    let (mut rd, mut wr) = a.sock.into_split();
+    // Every robot frame's arrival, read while the caller talks.
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let h2 = heard.clone();
+    let reader = tokio::spawn(async move {
+        loop {
+            let mut head = [0u8; 3];
+            if rd.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let len = u16::from_be_bytes([head[1], head[2]]) as usize;
+            let mut p = vec![0u8; len];
+            if rd.read_exact(&mut p).await.is_err() {
+                return;
+            }
+            if head[0] == 0x10 {
+                h2.lock().unwrap().push(Instant::now());
+            }
+        }
+    });
+    // The greeting starts; the caller speaks over it after half a second.
+    let t = Instant::now();
+    while heard.lock().unwrap().len() < 25 && t.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let spoke_at = Instant::now();
+    let mut next = tokio::time::Instant::now();
+    for f in phrase.chunks(160) {
+        let mut m = vec![0x10, 0x01, 0x40];
+        let mut f = f.to_vec();
+        f.resize(160, 0);
+        m.extend(f.iter().flat_map(|x| x.to_le_bytes()));
+        wr.write_all(&m).await.unwrap();
+        next += Duration::from_millis(20);
+        tokio::time::sleep_until(next).await;
+    }
+    let ended_at = Instant::now();
+    // then nothing: the phone sends no frames while its user is silent
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let at = heard.lock().unwrap().clone();
+    let during = at
+        .iter()
+        .filter(|&&x| x > spoke_at + Duration::from_millis(700) && x < ended_at)
+        .count();
+    assert_eq!(
+        during, 0,
+        "the robot kept talking over the caller (barge-in)"
+    );
+    let after = at.iter().filter(|&&x| x > ended_at).count();
+    assert!(after > 25, "the robot answered the caller: {after} frames");
+    let conv: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/conversations/voice:{uuid}", s.base))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = conv.to_string().to_lowercase();
+    assert!(
+        text.contains("запис"),
+        "what the caller said was recognised: {text}"
+    );
+    assert!(
+        text.contains("согласны"),
+        "and understood as a booking: {text}"
+    );
+    wr.write_all(&[0, 0, 0]).await.unwrap();
+    drop(wr);
+    let _ = reader.await;
+    assert!(wait_calls(&s.base, 0).await);
+}

@@ -306,8 +306,13 @@ impl Engine {
             return false;
         };
         let value: Option<(String, Option<String>)> = match (f.kind, f.source) {
-            (SlotType::Digits, _) => values::digits_in(&text).map(|d| (d, None)),
-            (SlotType::Phone, _) => values::phone_in(&text).map(|p| (p, None)),
+            // written or said in words («один два три четыре»)
+            (SlotType::Digits, _) => values::digits_in(&text)
+                .or_else(|| values::digits_in(&in_digits(&text)))
+                .map(|d| (d, None)),
+            (SlotType::Phone, _) => values::phone_in(&text)
+                .or_else(|| values::phone_in(&in_digits(&text)))
+                .map(|p| (p, None)),
             (SlotType::Choice, Some(Source::Services | Source::Offices)) => {
                 let t = normalize_text(&text);
                 let words: Vec<&str> = t.split_whitespace().collect();
@@ -590,6 +595,11 @@ impl Engine {
 pub fn consent_version(text: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(&Sha256::digest(text.as_bytes())[..6])
+}
+
+/// The text with its number words as digits.
+fn in_digits(text: &str) -> String {
+    values::words_to_digits(&crate::nlu::kb::normalize_text(text))
 }
 
 #[cfg(test)]

@@ -64,6 +64,17 @@ const WORDS: &[(&str, u32)] = &[
     ("девяноста", 90),
     ("сто", 100),
     ("ста", 100),
+    ("двести", 200),
+    ("триста", 300),
+    ("четыреста", 400),
+    ("пятьсот", 500),
+    ("шестьсот", 600),
+    ("семьсот", 700),
+    ("восемьсот", 800),
+    ("девятьсот", 900),
+    ("тысяча", 1000),
+    ("тысячи", 1000),
+    ("тысяч", 1000),
 ];
 
 fn word_value(w: &str) -> Option<u32> {
@@ -72,34 +83,57 @@ fn word_value(w: &str) -> Option<u32> {
 
 /// The text (normalised: lower case, ё → е, no punctuation) with numbers
 /// written as words turned into digits: «мне семьдесят два года» → «мне 72
-/// года». Tens and units combine («девяносто девять»); «сто» alone is 100.
+/// года», «тысяча двести» → «1200». A smaller order joins a larger one
+/// (hundreds, tens, units: «девяносто девять»), «тысяча» multiplies what
+/// came before it; digits said one by one stay apart («два три» → «2 3»).
 pub fn words_to_digits(normalised: &str) -> String {
     let mut out: Vec<String> = Vec::new();
-    let mut acc: Option<u32> = None;
-    let mut last: u32 = 0;
+    // the number so far, and the order of its last part (1, 10, 100, 1000)
+    let mut acc: Option<(u32, u32)> = None;
+    let order = |v: u32| match v {
+        0..=9 => 1,
+        10..=19 => 10,
+        20..=99 => 10,
+        100..=999 => 100,
+        _ => 1000,
+    };
     for w in normalised.split_whitespace() {
         match word_value(w) {
-            // a unit after a ten (семьдесят два), not after another unit
-            Some(v) if acc.is_some_and(|a| a % 10 == 0 && a >= 20 && v < 10 && last >= 20) => {
-                acc = acc.map(|a| a + v);
-                last = v;
+            Some(1000) => {
+                let (a, _) = acc.unwrap_or((1, 1));
+                acc = Some(if a < 1000 {
+                    (a * 1000, 1000)
+                } else {
+                    (a, 1000)
+                });
             }
             Some(v) => {
-                if let Some(a) = acc.take() {
-                    out.push(a.to_string());
-                }
-                acc = Some(v);
-                last = v;
+                acc = match acc {
+                    // a smaller order after a larger one: «сто двадцать», «семьдесят два»
+                    Some((a, last))
+                        if order(v) < last
+                            && !(last == 10 && a % 10 != 0)
+                            && (last != 10 || v < 10)
+                            && !(a % 100 >= 10 && a % 100 < 20) =>
+                    {
+                        Some((a + v, order(v)))
+                    }
+                    Some((a, _)) => {
+                        out.push(a.to_string());
+                        Some((v, order(v)))
+                    }
+                    None => Some((v, order(v))),
+                };
             }
             None => {
-                if let Some(a) = acc.take() {
+                if let Some((a, _)) = acc.take() {
                     out.push(a.to_string());
                 }
                 out.push(w.to_string());
             }
         }
     }
-    if let Some(a) = acc {
+    if let Some((a, _)) = acc {
         out.push(a.to_string());
     }
     out.join(" ")
@@ -340,6 +374,19 @@ mod tests {
         assert_eq!(words_to_digits("восемь"), "8");
         assert_eq!(words_to_digits("девяносто девять лет"), "99 лет");
         assert_eq!(words_to_digits("два три"), "2 3");
+        assert_eq!(words_to_digits("тысяча двести"), "1200");
+        assert_eq!(words_to_digits("две тысячи двадцать шесть"), "2026");
+        assert_eq!(words_to_digits("сто двадцать три"), "123");
+        assert_eq!(words_to_digits("один два три четыре"), "1 2 3 4");
+        assert_eq!(words_to_digits("двенадцать тридцать четыре"), "12 34");
+        assert_eq!(words_to_digits("пятнадцать три"), "15 3");
+        assert_eq!(
+            digits_in(&words_to_digits(
+                "номер один два три четыре пять шесть семь"
+            ))
+            .as_deref(),
+            Some("1234567")
+        );
         assert_eq!(number("Восемь"), Some(8));
         assert_eq!(number("на десять баллов"), Some(10));
         assert_eq!(number("десять"), Some(10));

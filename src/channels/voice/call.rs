@@ -10,12 +10,12 @@
 //! its last words, sends a hangup message and closes; a caller who hangs up
 //! leaves nothing running.
 
-use super::audio::{self, frame_len};
 use super::audiosocket::{self, Message};
 use super::{dtmf, say, Outcome, Running, Voice, NAME};
 use crate::channels::pipeline::{TurnError, TurnRequest};
 use crate::channels::Channel;
 use crate::dialog::{Action, Input, Turn};
+use crate::speech::audio::{self, frame_len, Pcm};
 use crate::store::SessionKey;
 use anyhow::{bail, Result};
 use std::collections::VecDeque;
@@ -332,10 +332,17 @@ impl Call {
             let paused = now - s.last_voice >= Duration::from_millis(cfg.end_of_speech_ms);
             let long = now - s.started >= Duration::from_millis(cfg.max_utterance_ms);
             if paused || long {
-                let _utterance = self.speech.take().unwrap().samples;
-                // No recogniser yet: what the caller said is not understood,
-                // and the engine asks again, then offers the keypad.
-                self.turn(Input::Silence).await;
+                let pcm = Pcm {
+                    rate: self.rate,
+                    samples: self.speech.take().unwrap().samples,
+                };
+                // Not understood (or no recogniser): asked again like a
+                // silence, then the keypad, then an operator.
+                let input = match self.recognise(pcm).await {
+                    Some(text) => Input::Text(text),
+                    None => Input::Silence,
+                };
+                self.turn(input).await;
             }
             return;
         }
@@ -350,6 +357,22 @@ impl Call {
         if let Some(since) = self.listening {
             if !self.speaking && now - since >= Duration::from_millis(cfg.no_input_ms) {
                 self.turn(Input::Silence).await;
+            }
+        }
+    }
+
+    /// What the caller said, off the async runtime.
+    async fn recognise(&self, pcm: Pcm) -> Option<String> {
+        let asr = self.v.asr()?;
+        match tokio::task::spawn_blocking(move || asr.recognise(&pcm)).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                tracing::error!("voice: recognition failed: {e:#}");
+                None
+            }
+            Err(e) => {
+                tracing::error!("voice: recognition task: {e}");
+                None
             }
         }
     }

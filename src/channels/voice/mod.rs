@@ -3,15 +3,14 @@
 //! service as every chat. This module owns the channel (`Voice`: the
 //! `Channel` impl, the AudioSocket listener, the live calls and their
 //! outcomes, `GET /api/v1/voice/calls/{uuid}` for the dialplan's CURL());
-//! `call` runs one call; `audiosocket` is the wire protocol; `audio`, `dtmf`,
-//! `tts` and `say` are what a call hears and says.
+//! `call` runs one call; `audiosocket` is the wire protocol; `dtmf`, `tts` and
+//! `say` are what a call hears and says (speech recognition is `speech`).
 //!
 //! AudioSocket-only mode: at a handoff or at the end the robot says its last
 //! words, sends a hangup message and closes; the dialplan goes on, reads the
 //! outcome and runs `Queue()` or `Hangup()` (Asterisk 20.14, 21.9, 22.4 and
 //! later; see `asterisk/README.md`).
 
-pub mod audio;
 pub mod audiosocket;
 pub mod call;
 pub mod dtmf;
@@ -23,6 +22,7 @@ use super::{BoxFuture, Channel, Delivery, Origin, Sent};
 use crate::config::VoiceConfig;
 use crate::dialog::{Keep, Turn};
 use crate::errors::error;
+use crate::speech::Asr;
 use crate::store::SessionKey;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -33,7 +33,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -61,6 +61,9 @@ pub struct Voice {
     outcomes: Mutex<HashMap<String, (Outcome, Instant)>>,
     /// Call tasks running (a hung-up call leaves none behind).
     running: AtomicUsize,
+    /// The speech recogniser, once loaded (until then speech is not
+    /// understood and the keypad serves).
+    asr: RwLock<Option<Arc<dyn Asr>>>,
 }
 
 /// Counts a call task while it runs.
@@ -87,7 +90,26 @@ impl Voice {
             live: Mutex::new(HashMap::new()),
             outcomes: Mutex::new(HashMap::new()),
             running: AtomicUsize::new(0),
+            asr: RwLock::new(None),
         }))
+    }
+
+    pub fn asr(&self) -> Option<Arc<dyn Asr>> {
+        self.asr.read().unwrap().clone()
+    }
+
+    /// Loads the recogniser the settings name, off the async runtime.
+    async fn load_asr(self: Arc<Self>) {
+        let cfg = self.p.cfg.speech.clone();
+        match tokio::task::spawn_blocking(move || crate::speech::engine(&cfg)).await {
+            Ok(Ok(a)) => {
+                tracing::info!("voice: speech recognition by {}", a.name());
+                *self.asr.write().unwrap() = Some(a);
+                self.p.metrics.speech_ready();
+            }
+            Ok(Err(e)) => tracing::error!("voice: no speech recognition, only the keypad: {e:#}"),
+            Err(e) => tracing::error!("voice: loading speech recognition: {e}"),
+        }
     }
 
     /// Call tasks running now.
@@ -230,6 +252,7 @@ impl Channel for Voice {
                 .map_err(|e| anyhow::anyhow!("voice: cannot listen on {addr}: {e}"))?;
             tracing::info!("voice: AudioSocket on {}", listener.local_addr()?);
             tokio::spawn(self.clone().listen(listener));
+            tokio::spawn(self.clone().load_asr());
             tokio::spawn(self.warm_up());
             Ok(())
         })

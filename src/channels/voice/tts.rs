@@ -7,8 +7,8 @@
 //! voice, rate and text, so the graph's fixed prompts (synthesised at
 //! start-up) cost nothing when a call reaches them.
 
-use super::audio::{self, Pcm};
 use crate::config::TtsConfig;
+use crate::speech::audio::{self, Pcm};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};

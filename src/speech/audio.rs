@@ -1,6 +1,5 @@
-//! Audio for the voice robot: WAV in (hound), resampling to the call's rate
-//! (rubato's FFT resampler), 20 ms framing, and the caller's loudness for
-//! voice-activity detection.
+//! Audio for speech in and out: WAV files (hound), resampling (rubato's FFT
+//! resampler), 20 ms framing, and loudness for voice-activity detection.
 
 use anyhow::{bail, Context, Result};
 

@@ -1,0 +1,158 @@
+//! The speech recogniser on real Russian speech: Debian's
+//! asterisk-core-sounds-ru-wav (a human voice at 8 kHz, as a call sounds)
+//! with their published texts, and festival's Russian voice saying what
+//! citizens say. Word error rate over the set has a threshold; silence and
+//! noise must give no words.
+
+use otklik::speech::audio::{read_wav, Pcm};
+use otklik::speech::whisper::Whisper;
+use std::path::Path;
+use std::sync::OnceLock;
+
+const SOUNDS: &str = "/usr/share/asterisk/sounds/ru_RU_f_IvrvoiceRU";
+
+/// (file, text) from core-sounds-ru.txt.
+const SET: &[(&str, &str)] = &[
+    ("agent-pass", "Введите пароль и нажмите решетку."),
+    (
+        "all-circuits-busy-now",
+        "На данный момент все линии заняты.",
+    ),
+    (
+        "auth-incorrect",
+        "Пароль неверен. Введите пароль и нажмите решетку.",
+    ),
+    (
+        "cannot-complete-as-dialed",
+        "Набранный номер не может быть вызван.",
+    ),
+    (
+        "check-number-dial-again",
+        "Пожалуйста, проверьте номер и наберите еще раз.",
+    ),
+    ("conf-kicked", "Вас только что удалили из конференции."),
+    ("conf-locked", "Эта конференция закрыта."),
+    ("goodbye", "До свидания!"),
+    ("invalid", "Ошибочный номер! Попробуйте ещё раз."),
+    (
+        "pbx-invalid",
+        "Извините, данный номер не существует. Пожалуйста, попробуйте еще раз.",
+    ),
+    ("please-try-again", "Пожалуйста, попробуйте еще раз."),
+    (
+        "privacy-unident",
+        "Набранный вами абонент не отвечает на звонки с неопределяемыми номерами.",
+    ),
+    (
+        "queue-youarenext",
+        "Ваш звонок является первым в очереди и будет обслужен первым доступным оператором.",
+    ),
+    (
+        "vm-nobodyavail",
+        "В данный момент никто не может принять Ваш звонок.",
+    ),
+];
+
+fn whisper() -> &'static Whisper {
+    static W: OnceLock<Whisper> = OnceLock::new();
+    W.get_or_init(|| Whisper::load(Path::new("models/whisper-base")).expect("make models"))
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.to_lowercase()
+        .replace('ё', "е")
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Word-level edit distance.
+fn errors(want: &[String], got: &[String]) -> usize {
+    let mut row: Vec<usize> = (0..=got.len()).collect();
+    for (i, w) in want.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, g) in got.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(w != g)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[got.len()]
+}
+
+#[test]
+fn word_error_rate_on_human_speech_at_8_khz() {
+    let w = whisper();
+    let (mut errs, mut total) = (0, 0);
+    let mut report = Vec::new();
+    for (file, text) in SET {
+        let pcm = read_wav(&std::fs::read(format!("{SOUNDS}/{file}.wav")).unwrap()).unwrap();
+        assert_eq!(pcm.rate, 8000);
+        let t = std::time::Instant::now();
+        let got = w.recognise_text(&pcm);
+        let (want, heard) = (words(text), words(&got));
+        let e = errors(&want, &heard);
+        errs += e;
+        total += want.len();
+        report.push(format!(
+            "{file}: {e}/{} in {:.2} s for {:.2} s: {got:?}",
+            want.len(),
+            t.elapsed().as_secs_f64(),
+            pcm.samples.len() as f64 / 8000.0
+        ));
+    }
+    let wer = errs as f64 / total as f64;
+    eprintln!(
+        "WER {:.1} % ({errs}/{total})\n{}",
+        wer * 100.0,
+        report.join("\n")
+    );
+    assert!(
+        wer <= 0.20,
+        "WER {:.1} %:\n{}",
+        wer * 100.0,
+        report.join("\n")
+    );
+}
+
+#[test]
+fn silence_and_noise_give_no_words() {
+    let w = whisper();
+    let silence = Pcm {
+        rate: 8000,
+        samples: vec![0; 16000],
+    };
+    assert_eq!(w.transcribe(&silence).unwrap(), None);
+    let mut seed = 7u32;
+    let noise = Pcm {
+        rate: 8000,
+        samples: (0..24000)
+            .map(|_| {
+                seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+                ((seed >> 16) as i16) / 16
+            })
+            .collect(),
+    };
+    assert_eq!(w.transcribe(&noise).unwrap(), None, "noise");
+    let hum = Pcm {
+        rate: 8000,
+        samples: (0..24000)
+            .map(|i| {
+                ((i as f32 * 2.0 * std::f32::consts::PI * 50.0 / 8000.0).sin() * 3000.0) as i16
+            })
+            .collect(),
+    };
+    assert_eq!(w.transcribe(&hum).unwrap(), None, "mains hum");
+}
+
+trait Text {
+    fn recognise_text(&self, pcm: &Pcm) -> String;
+}
+
+impl Text for Whisper {
+    fn recognise_text(&self, pcm: &Pcm) -> String {
+        self.transcribe(pcm).unwrap().unwrap_or_default()
+    }
+}
