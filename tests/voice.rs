@@ -156,9 +156,15 @@ impl Asterisk {
 }
 
 async fn outcome(base: &str, uuid: &str) -> (u16, Value) {
-    let r = reqwest::get(format!("{base}/api/v1/voice/calls/{uuid}"))
-        .await
-        .unwrap();
+    outcome_with(base, uuid, None).await
+}
+
+async fn outcome_with(base: &str, uuid: &str, token: Option<&str>) -> (u16, Value) {
+    let mut r = reqwest::Client::new().get(format!("{base}/api/v1/voice/calls/{uuid}"));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let r = r.send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -224,6 +230,18 @@ async fn a_call_is_greeted_in_paced_frames_and_key_zero_hands_it_to_the_queue() 
     assert_eq!(st, 200);
     assert_eq!(o["outcome"], "handoff");
     assert_eq!(o["queue"], "otklik");
+    // one field as plain text, for a dialplan without JSON_DECODE()
+    let plain = reqwest::get(format!(
+        "{}/api/v1/voice/calls/{uuid}?field=outcome",
+        s.base
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert_eq!(plain, "handoff");
+    // the token, where one is set, is required (the next test)
     assert!(wait_calls(&s.base, 0).await, "a call task was left behind");
     // the conversation is the engine's, under voice:<uuid>
     let r = reqwest::Client::new()
@@ -237,7 +255,8 @@ async fn a_call_is_greeted_in_paced_frames_and_key_zero_hands_it_to_the_queue() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_who_hangs_up_mid_prompt_leaves_nothing_behind() {
-    let (s, port) = voice_server(&[]);
+    let token = "outcome-token-of-the-dialplan";
+    let (s, port) = voice_server(&[("OTKLIK_VOICE_OUTCOME_TOKEN", token.to_string())]);
     wait_ready(&s.base).await;
     let mut calls = Vec::new();
     for i in 0..3 {
@@ -258,8 +277,11 @@ async fn a_caller_who_hangs_up_mid_prompt_leaves_nothing_behind() {
     drop(a2);
     assert!(wait_calls(&s.base, 0).await, "call tasks were left behind");
     for u in [u0, u1, u2] {
-        let (st, o) = outcome(&s.base, &u).await;
+        let (st, o) = outcome_with(&s.base, &u, Some(token)).await;
         assert_eq!((st, o["outcome"].as_str()), (200, Some("hangup")), "{u}");
+        // without the token, or with a wrong one, even from this machine
+        assert_eq!(outcome(&s.base, &u).await.0, 401);
+        assert_eq!(outcome_with(&s.base, &u, Some("guess")).await.0, 401);
     }
     // Garbage instead of a UUID is refused with a hangup, and counts nothing.
     let mut bad = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -268,7 +290,7 @@ async fn a_caller_who_hangs_up_mid_prompt_leaves_nothing_behind() {
     bad.read_exact(&mut b).await.unwrap();
     assert_eq!(b, [0x00, 0x00, 0x00]);
     assert!(wait_calls(&s.base, 0).await);
-    let (st, _) = outcome(&s.base, "not-a-uuid").await;
+    let (st, _) = outcome_with(&s.base, "not-a-uuid", Some(token)).await;
     assert_eq!(st, 400);
 }
 

@@ -343,12 +343,15 @@ mod tests {
 
     #[test]
     fn mel_filters_match_librosa() {
-        // librosa.filters.mel(sr=16000, n_fft=400, n_mels=80), spot values
+        // librosa.filters.mel(sr=16000, n_fft=400, n_mels=80): the first
+        // weight of Whisper's mel_filters.npz, and the second filter at 80 Hz
+        // worked out by hand from librosa's definition (centres 37.2, 74.5
+        // and 111.7 Hz: 0.8513 of the peak, times 2 / 74.5 Hz)
         let f = mel_filters(80, 400, 16000.0);
         assert_eq!(f.len(), 80 * 201);
         let at = |m: usize, k: usize| f[m * 201 + k];
         assert!((at(0, 1) - 0.024_862_6).abs() < 1e-5, "{}", at(0, 1));
-        assert!((at(1, 2) - 0.024_862_6).abs() < 1e-5, "{}", at(1, 2));
+        assert!((at(1, 2) - 0.022_871_8).abs() < 1e-5, "{}", at(1, 2));
         // every filter has weight somewhere, and none is negative
         for m in 0..80 {
             assert!((0..201).any(|k| at(m, k) > 0.0), "filter {m}");

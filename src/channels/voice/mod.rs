@@ -24,7 +24,7 @@ use crate::dialog::{Keep, Turn};
 use crate::errors::error;
 use crate::speech::Asr;
 use crate::store::SessionKey;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -265,12 +265,20 @@ impl Channel for Voice {
     }
 }
 
+#[derive(serde::Deserialize)]
+struct OutcomeQuery {
+    /// One field as plain text (`outcome`, `queue` or `intent`), for a
+    /// dialplan without JSON_DECODE().
+    field: Option<String>,
+}
+
 /// `GET /api/v1/voice/calls/{uuid}`: how the call ended, for the dialplan.
 async fn outcome(
     State(v): State<Arc<Voice>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(uuid): Path<String>,
+    Query(q): Query<OutcomeQuery>,
 ) -> Response {
     let token = &v.cfg.outcome_token;
     let allowed = if token.is_empty() {
@@ -293,7 +301,17 @@ async fn outcome(
         );
     };
     match v.outcome(&audiosocket::uuid_string(&id)) {
-        Some(o) => Json(o).into_response(),
+        Some(o) => match q.field.as_deref() {
+            None => Json(o).into_response(),
+            Some("outcome") => o.outcome.into_response(),
+            Some("queue") => o.queue.unwrap_or_default().into_response(),
+            Some("intent") => o.intent.unwrap_or_default().into_response(),
+            Some(_) => error(
+                StatusCode::BAD_REQUEST,
+                "bad_field",
+                "Поле: outcome, queue или intent.",
+            ),
+        },
         None => error(
             StatusCode::NOT_FOUND,
             "no_call",
