@@ -719,7 +719,7 @@ impl Default for VoiceConfig {
             audiosocket_addr: String::new(),
             max_calls: 32,
             no_input_ms: 6000,
-            end_of_speech_ms: 700,
+            end_of_speech_ms: 500,
             max_utterance_ms: 15000,
             digit_timeout_ms: 3000,
             speech_db: -38.0,

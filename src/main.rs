@@ -75,6 +75,12 @@ enum Cmd {
     },
     /// Validate the knowledge base and the dialog graph and report every problem.
     Check,
+    /// Recognise speech in WAV files with the configured recogniser
+    /// (`[speech]`), one line each: to check it on your own recordings.
+    Transcribe {
+        /// WAV files (mono or stereo, any rate).
+        files: Vec<PathBuf>,
+    },
     /// Talk to the dialog engine in the terminal (stdin line by line; `#N` picks
     /// choice N, `#dtmf D` sends a key, `#silence` a timeout, `#segment S` a profile).
     Chat {
@@ -135,6 +141,20 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Serve => serve(cfg, &cli.config),
+        Cmd::Transcribe { files } => {
+            let asr = otklik::speech::engine(&cfg.speech)?;
+            for f in files {
+                let pcm = std::fs::read(&f)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|b| otklik::speech::audio::read_wav(&b));
+                match pcm.and_then(|p| asr.recognise(&p)) {
+                    Ok(Some(t)) => println!("{}\t{t}", f.display()),
+                    Ok(None) => println!("{}\t", f.display()),
+                    Err(e) => eprintln!("{}: {e:#}", f.display()),
+                }
+            }
+            Ok(())
+        }
         Cmd::ApiKey { name } => {
             let (key, entry) = otklik::channels::api::new_key(&name)?;
             println!("key (give it to the integration; it is not stored anywhere):\n{key}\n");

@@ -451,6 +451,30 @@ async fn a_caller_who_speaks_stops_the_robot_and_is_understood() {
         text.contains("согласны"),
         "and understood as a booking: {text}"
     );
+    // A short word is heard from its first sound: «Да.» gives consent.
+    let yes = said("Да.");
+    let mut next = tokio::time::Instant::now();
+    for f in yes.chunks(160) {
+        let mut m = vec![0x10, 0x01, 0x40];
+        let mut f = f.to_vec();
+        f.resize(160, 0);
+        m.extend(f.iter().flat_map(|x| x.to_le_bytes()));
+        wr.write_all(&m).await.unwrap();
+        next += Duration::from_millis(20);
+        tokio::time::sleep_until(next).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let conv: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/conversations/voice:{uuid}", s.base))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = conv.to_string();
+    assert!(text.contains("По какому вопросу"), "«да» was heard: {text}");
     wr.write_all(&[0, 0, 0]).await.unwrap();
     drop(wr);
     let _ = reader.await;

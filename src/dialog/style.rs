@@ -145,6 +145,12 @@ pub fn channel_words(text: &str, ch: &ChannelStyle) -> String {
     if ch.words.is_empty() {
         return text.to_string();
     }
+    // phrases (keys with a space) first, as they are written
+    let mut phrased = text.to_string();
+    for (k, v) in ch.words.iter().filter(|(k, _)| k.contains(' ')) {
+        phrased = phrased.replace(k.as_str(), v);
+    }
+    let text = phrased.as_str();
     let mut out = String::with_capacity(text.len());
     let mut word = String::new();
     let flush = |word: &mut String, out: &mut String| {

@@ -135,6 +135,9 @@ struct Call {
     /// Loud frames in a row (ms) before speech counts, and the utterance.
     voiced_ms: u64,
     speech: Option<Speech>,
+    /// The caller's last 400 ms, so an utterance keeps the start of its
+    /// first word (speech counts only after `barge_in_ms` of it).
+    recent: VecDeque<i16>,
     digits: String,
     digit_at: Option<Instant>,
     tones: dtmf::Detector,
@@ -165,6 +168,7 @@ impl Call {
             listening: None,
             voiced_ms: 0,
             speech: None,
+            recent: VecDeque::new(),
             digits: String::new(),
             digit_at: None,
             tones: dtmf::Detector::new(8000),
@@ -276,6 +280,11 @@ impl Call {
         }
         let ms = samples.len() as u64 * 1000 / rate.max(1) as u64;
         let now = Instant::now();
+        let keep = rate as usize * 2 / 5;
+        self.recent.extend(samples.iter().copied());
+        if self.recent.len() > keep {
+            self.recent.drain(..self.recent.len() - keep);
+        }
         if audio::level_db(samples) > self.v.cfg.speech_db {
             self.voiced_ms += ms;
             match &mut self.speech {
@@ -288,7 +297,7 @@ impl Call {
                     self.speech = Some(Speech {
                         started: now,
                         last_voice: now,
-                        samples: samples.to_vec(),
+                        samples: self.recent.iter().copied().collect(),
                     });
                 }
                 None => {}
