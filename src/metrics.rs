@@ -42,6 +42,7 @@ pub struct Metrics {
     requests: Family<RouteLabel, Counter>,
     voice_calls: Gauge,
     speech_ready: Gauge,
+    prompts_ready: Gauge,
 }
 
 impl Default for Metrics {
@@ -83,6 +84,12 @@ impl Default for Metrics {
         );
         let voice_calls = Gauge::default();
         let speech_ready = Gauge::default();
+        let prompts_ready = Gauge::default();
+        registry.register(
+            "voice_prompts_ready",
+            "1 once the graph's fixed prompts are synthesised",
+            prompts_ready.clone(),
+        );
         registry.register(
             "speech_ready",
             "1 once the speech recogniser is loaded",
@@ -97,6 +104,7 @@ impl Default for Metrics {
             registry,
             voice_calls,
             speech_ready,
+            prompts_ready,
             signins,
             turns,
             decisions,
@@ -151,6 +159,11 @@ impl Metrics {
     /// The speech recogniser is loaded.
     pub fn speech_ready(&self) {
         self.speech_ready.set(1);
+    }
+
+    /// The voice robot's fixed prompts are synthesised.
+    pub fn prompts_ready(&self) {
+        self.prompts_ready.set(1);
     }
 
     pub fn render(&self) -> String {

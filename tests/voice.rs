@@ -130,16 +130,7 @@ impl Asterisk {
 
     /// Sends audio in 20 ms frames, paced in real time.
     async fn audio(&mut self, samples: &[i16]) {
-        let mut next = tokio::time::Instant::now();
-        for f in samples.chunks(160) {
-            let mut m = vec![0x10, 0x01, 0x40];
-            let mut f = f.to_vec();
-            f.resize(160, 0);
-            m.extend(f.iter().flat_map(|s| s.to_le_bytes()));
-            self.sock.write_all(&m).await.unwrap();
-            next += Duration::from_millis(20);
-            tokio::time::sleep_until(next).await;
-        }
+        send_paced(&mut self.sock, samples).await;
     }
 
     /// A key as its tone pair inside the audio (no DTMF message).
@@ -152,6 +143,33 @@ impl Asterisk {
     async fn hangup(mut self) {
         let _ = self.sock.write_all(&[0x00, 0x00, 0x00]).await;
         let _ = self.sock.shutdown().await;
+    }
+}
+
+/// A conversation as the admin API shows it.
+async fn conversation(base: &str, uuid: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{base}/api/v1/conversations/voice:{uuid}"))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Audio in 20 ms frames, paced in real time, as Asterisk sends it.
+async fn send_paced<W: AsyncWriteExt + Unpin>(wr: &mut W, samples: &[i16]) {
+    let mut next = tokio::time::Instant::now();
+    for f in samples.chunks(160) {
+        let mut m = vec![0x10, 0x01, 0x40];
+        let mut f = f.to_vec();
+        f.resize(160, 0);
+        m.extend(f.iter().flat_map(|s| s.to_le_bytes()));
+        wr.write_all(&m).await.unwrap();
+        next += Duration::from_millis(20);
+        tokio::time::sleep_until(next).await;
     }
 }
 
@@ -188,6 +206,25 @@ async fn wait_calls(base: &str, n: i64) -> bool {
     false
 }
 
+/// Waits for the server, and for its fixed prompts to be synthesised (on a
+/// fresh machine the first server makes them, about a minute of festival;
+/// later ones read them from the shared cache): a call then hears its
+/// prompts without a pause between sentences.
+async fn ready(base: &str) {
+    wait_ready(base).await;
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(400) {
+        if common::metrics(base)
+            .await
+            .contains("otklik_voice_prompts_ready 1")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("the prompts were not synthesised");
+}
+
 fn voice_server(extra: &[(&str, String)]) -> (common::Server, u16) {
     let port = free_port();
     let mut env = vec![
@@ -201,11 +238,11 @@ fn voice_server(extra: &[(&str, String)]) -> (common::Server, u16) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_is_greeted_in_paced_frames_and_key_zero_hands_it_to_the_queue() {
     let (s, port) = voice_server(&[]);
-    wait_ready(&s.base).await;
+    ready(&s.base).await;
     let uuid = "2f3a1c9e-0b4d-4e6f-8a1b-9c0d1e2f3a4b";
     let mut a = Asterisk::call(port, uuid).await;
     let greeting = a
-        .listen(Duration::from_millis(600), Duration::from_secs(30))
+        .listen(Duration::from_millis(1200), Duration::from_secs(30))
         .await;
     assert!(greeting.bad.is_empty(), "{:?}", greeting.bad);
     assert!(
@@ -257,7 +294,7 @@ async fn a_call_is_greeted_in_paced_frames_and_key_zero_hands_it_to_the_queue() 
 async fn a_caller_who_hangs_up_mid_prompt_leaves_nothing_behind() {
     let token = "outcome-token-of-the-dialplan";
     let (s, port) = voice_server(&[("OTKLIK_VOICE_OUTCOME_TOKEN", token.to_string())]);
-    wait_ready(&s.base).await;
+    ready(&s.base).await;
     let mut calls = Vec::new();
     for i in 0..3 {
         let uuid = format!("00000000-0000-4000-8000-00000000000{i}");
@@ -297,21 +334,21 @@ async fn a_caller_who_hangs_up_mid_prompt_leaves_nothing_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silence_without_frames_is_asked_about_then_the_keypad_then_an_operator() {
     let (s, port) = voice_server(&[]);
-    wait_ready(&s.base).await;
+    ready(&s.base).await;
     let uuid = "11111111-2222-4333-8444-555555555555";
     let mut a = Asterisk::call(port, uuid).await;
     let g = a
-        .listen(Duration::from_millis(600), Duration::from_secs(30))
+        .listen(Duration::from_millis(1200), Duration::from_secs(30))
         .await;
     assert!(g.frames > 0);
     // The caller's phone sends nothing at all while its user is silent:
     // the robot's clock, not a count of frames, notices the silence.
     let again = a
-        .listen(Duration::from_millis(600), Duration::from_secs(30))
+        .listen(Duration::from_millis(1200), Duration::from_secs(30))
         .await;
     assert!(again.frames > 0, "asked again after silence");
     let keypad = a
-        .listen(Duration::from_millis(600), Duration::from_secs(30))
+        .listen(Duration::from_millis(1200), Duration::from_secs(30))
         .await;
     assert!(
         keypad.frames > again.frames,
@@ -325,15 +362,7 @@ async fn silence_without_frames_is_asked_about_then_the_keypad_then_an_operator(
         .listen(Duration::from_millis(800), Duration::from_secs(30))
         .await;
     assert!(hours.frames > 50, "hours: {}", hours.frames);
-    let conv: Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/conversations/voice:{uuid}", s.base))
-        .bearer_auth(common::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let conv = conversation(&s.base, uuid).await;
     let text = conv.to_string();
     assert!(text.contains("кнопк"), "the keypad was offered: {text}");
     assert!(
@@ -378,7 +407,7 @@ async fn speech_ready(base: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_who_speaks_stops_the_robot_and_is_understood() {
     let (s, port) = voice_server(&[]);
-    wait_ready(&s.base).await;
+    ready(&s.base).await;
     speech_ready(&s.base).await;
     let phrase = said("Хочу записаться на приём.");
     let uuid = "33333333-2222-4333-8444-555555555555";
@@ -409,16 +438,7 @@ async fn a_caller_who_speaks_stops_the_robot_and_is_understood() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let spoke_at = Instant::now();
-    let mut next = tokio::time::Instant::now();
-    for f in phrase.chunks(160) {
-        let mut m = vec![0x10, 0x01, 0x40];
-        let mut f = f.to_vec();
-        f.resize(160, 0);
-        m.extend(f.iter().flat_map(|x| x.to_le_bytes()));
-        wr.write_all(&m).await.unwrap();
-        next += Duration::from_millis(20);
-        tokio::time::sleep_until(next).await;
-    }
+    send_paced(&mut wr, &phrase).await;
     let ended_at = Instant::now();
     // then nothing: the phone sends no frames while its user is silent
     tokio::time::sleep(Duration::from_secs(12)).await;
@@ -433,15 +453,7 @@ async fn a_caller_who_speaks_stops_the_robot_and_is_understood() {
     );
     let after = at.iter().filter(|&&x| x > ended_at).count();
     assert!(after > 25, "the robot answered the caller: {after} frames");
-    let conv: Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/conversations/voice:{uuid}", s.base))
-        .bearer_auth(common::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let conv = conversation(&s.base, uuid).await;
     let text = conv.to_string().to_lowercase();
     assert!(
         text.contains("запис"),
@@ -453,26 +465,9 @@ async fn a_caller_who_speaks_stops_the_robot_and_is_understood() {
     );
     // A short word is heard from its first sound: «Да.» gives consent.
     let yes = said("Да.");
-    let mut next = tokio::time::Instant::now();
-    for f in yes.chunks(160) {
-        let mut m = vec![0x10, 0x01, 0x40];
-        let mut f = f.to_vec();
-        f.resize(160, 0);
-        m.extend(f.iter().flat_map(|x| x.to_le_bytes()));
-        wr.write_all(&m).await.unwrap();
-        next += Duration::from_millis(20);
-        tokio::time::sleep_until(next).await;
-    }
+    send_paced(&mut wr, &yes).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let conv: Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/conversations/voice:{uuid}", s.base))
-        .bearer_auth(common::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let conv = conversation(&s.base, uuid).await;
     let text = conv.to_string();
     assert!(text.contains("По какому вопросу"), "«да» was heard: {text}");
     wr.write_all(&[0, 0, 0]).await.unwrap();

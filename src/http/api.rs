@@ -129,13 +129,7 @@ async fn metrics(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let token = &st.p.cfg.http.metrics_token;
-    let allowed = if token.is_empty() {
-        peer.ip().is_loopback()
-    } else {
-        crate::secrets::bearer_is(&headers, token)
-    };
-    if !allowed {
+    if !crate::secrets::token_or_loopback(&headers, peer.ip(), &st.p.cfg.http.metrics_token) {
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

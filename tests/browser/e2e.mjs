@@ -344,6 +344,7 @@ await step('7. the operator signs in, sees the conversation safely, takes it and
   const res = await replied;
   assert(res.status() === 200, `reply answered ${res.status()}: ${await res.text()}`);
   await history.getByText(OPERATOR_HELLO, { exact: true }).waitFor({ timeout: REPLY_MS });
+  await keepScreenshot(op, 'console-taken.png');
 });
 
 await step('8. the citizen sees the operator reply once', async () => {

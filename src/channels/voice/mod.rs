@@ -201,7 +201,7 @@ impl Voice {
                     ..Turn::default()
                 };
                 for s in say::sentences(&turn) {
-                    match speech.say(&s, 8000) {
+                    match speech.say_fixed(&s, 8000) {
                         Ok(_) => n += 1,
                         Err(e) => {
                             tracing::warn!("voice: cannot synthesise prompts: {e:#}");
@@ -215,6 +215,7 @@ impl Voice {
         .await
         .unwrap_or(0);
         tracing::info!("voice: {n} prompt sentences synthesised");
+        self.p.metrics.prompts_ready();
     }
 }
 
@@ -280,13 +281,7 @@ async fn outcome(
     Path(uuid): Path<String>,
     Query(q): Query<OutcomeQuery>,
 ) -> Response {
-    let token = &v.cfg.outcome_token;
-    let allowed = if token.is_empty() {
-        peer.ip().is_loopback()
-    } else {
-        crate::secrets::bearer_is(&headers, token)
-    };
-    if !allowed {
+    if !crate::secrets::token_or_loopback(&headers, peer.ip(), &v.cfg.outcome_token) {
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

@@ -211,8 +211,8 @@ pub struct Cache {
     tts: Arc<dyn Tts>,
     inner: Mutex<CacheInner>,
     max_samples: usize,
-    /// Where synthesised audio is also kept, so a restart synthesises
-    /// nothing it said before (raw 16-bit samples, one file a text).
+    /// Where the graph's fixed texts are also kept, so a restart
+    /// synthesises none of them again (raw 16-bit samples, one file a text).
     dir: Option<std::path::PathBuf>,
 }
 
@@ -282,8 +282,20 @@ impl Cache {
         self.inner.lock().unwrap().map.contains_key(&k)
     }
 
-    /// The text as samples at `rate` (blocking on a miss).
+    /// The text as samples at `rate` (blocking on a miss), kept in memory
+    /// only: a turn's sentences may hold personal data (a name, a number),
+    /// which must not outlive the conversation on disk.
     pub fn say(&self, text: &str, rate: u32) -> Result<Arc<Vec<i16>>> {
+        self.fetch(text, rate, false)
+    }
+
+    /// A fixed text of the graph (no personal data): also kept on disk, so
+    /// a restart synthesises none of them again.
+    pub fn say_fixed(&self, text: &str, rate: u32) -> Result<Arc<Vec<i16>>> {
+        self.fetch(text, rate, true)
+    }
+
+    fn fetch(&self, text: &str, rate: u32, keep: bool) -> Result<Arc<Vec<i16>>> {
         let k = self.key(text, rate);
         {
             let mut c = self.inner.lock().unwrap();
@@ -297,7 +309,9 @@ impl Cache {
             Some(s) => s,
             None => {
                 let s = audio::resample(&self.tts.synth(text)?, rate)?.samples;
-                self.write_disk(&k, &s);
+                if keep {
+                    self.write_disk(&k, &s);
+                }
                 s
             }
         };
@@ -364,10 +378,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let t = Arc::new(Tone(Default::default()));
         let c = Cache::new(t.clone(), 1).on_disk(dir.path().join("tts"));
-        let a = c.say("Слушаю Вас.", 8000).unwrap();
+        let a = c.say_fixed("Слушаю Вас.", 8000).unwrap();
+        // a turn's own sentence (a name, a number) stays in memory only
+        c.say("Заявление 1234567, Петрова Анна.", 8000).unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tts")).unwrap().count(),
+            1
+        );
         let c2 = Cache::new(t.clone(), 1).on_disk(dir.path().join("tts"));
         assert_eq!(c2.say("Слушаю Вас.", 8000).unwrap(), a);
-        assert_eq!(t.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(t.0.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[test]
