@@ -92,8 +92,7 @@ pub fn words_to_digits(normalised: &str) -> String {
     let mut acc: Option<(u32, u32)> = None;
     let order = |v: u32| match v {
         0..=9 => 1,
-        10..=19 => 10,
-        20..=99 => 10,
+        10..=99 => 10,
         100..=999 => 100,
         _ => 1000,
     };
@@ -109,12 +108,11 @@ pub fn words_to_digits(normalised: &str) -> String {
             }
             Some(v) => {
                 acc = match acc {
-                    // a smaller order after a larger one: «сто двадцать», «семьдесят два»
+                    // a smaller order after a larger one («сто двадцать»,
+                    // «тысяча двести»); a unit only after a round ten from
+                    // twenty on («семьдесят два», not «пятнадцать три»)
                     Some((a, last))
-                        if order(v) < last
-                            && !(last == 10 && a % 10 != 0)
-                            && (last != 10 || v < 10)
-                            && !(a % 100 >= 10 && a % 100 < 20) =>
+                        if order(v) < last && (last != 10 || a % 10 == 0 && a % 100 >= 20) =>
                     {
                         Some((a + v, order(v)))
                     }

@@ -139,8 +139,7 @@ pub fn whisper_names(
             }
             Ok(())
         };
-    for (i, w) in ["conv1", "conv2"].iter().enumerate() {
-        let _ = i;
+    for w in ["conv1", "conv2"] {
         lin(
             &mut put,
             &format!("encoder/{w}"),

@@ -31,20 +31,9 @@ pub fn engine(cfg: &TtsConfig) -> Result<Arc<dyn Tts>> {
             if !cfg.voice.is_empty() {
                 args.extend(["-eval".into(), format!("({})", cfg.voice)]);
             }
-            let espeak = Command::new(
-                "espeak",
-                "espeak-ng",
-                vec![
-                    "-v".into(),
-                    "ru".into(),
-                    "--stdin".into(),
-                    "--stdout".into(),
-                ],
-                timeout,
-            );
             Arc::new(Fallback {
                 first: Box::new(Command::new("festival", "text2wave", args, timeout)),
-                then: Box::new(espeak),
+                then: Box::new(espeak("ru", timeout)),
             })
         }
         "espeak" => {
@@ -53,13 +42,7 @@ pub fn engine(cfg: &TtsConfig) -> Result<Arc<dyn Tts>> {
             } else {
                 &cfg.voice
             };
-            let args = vec![
-                "-v".into(),
-                voice.to_string(),
-                "--stdin".into(),
-                "--stdout".into(),
-            ];
-            Arc::new(Command::new("espeak", "espeak-ng", args, timeout))
+            Arc::new(espeak(voice, timeout))
         }
         "command" => {
             let Some((prog, args)) = cfg.command.split_first() else {
@@ -83,6 +66,14 @@ pub fn engine(cfg: &TtsConfig) -> Result<Arc<dyn Tts>> {
         }
         e => bail!("[voice.tts] engine {e:?}: festival, espeak, command or http"),
     })
+}
+
+/// espeak-ng with `voice`, text on stdin, WAV on stdout.
+fn espeak(voice: &str, timeout: Duration) -> Command {
+    let args = ["-v", voice, "--stdin", "--stdout"]
+        .map(String::from)
+        .to_vec();
+    Command::new("espeak", "espeak-ng", args, timeout)
 }
 
 /// A program that reads the text on stdin and writes WAV on stdout.
@@ -451,17 +442,7 @@ mod real {
                 vec![],
                 Duration::from_secs(5),
             )),
-            then: Box::new(Command::new(
-                "espeak",
-                "espeak-ng",
-                vec![
-                    "-v".into(),
-                    "ru".into(),
-                    "--stdin".into(),
-                    "--stdout".into(),
-                ],
-                Duration::from_secs(5),
-            )),
+            then: Box::new(espeak("ru", Duration::from_secs(5))),
         };
         let pcm = f.synth("Запись на приём").unwrap();
         assert!(pcm.duration_ms() > 500, "{}", pcm.duration_ms());
