@@ -159,13 +159,13 @@ async fn call(
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     // The recogniser alone.
-    let w = otklik::speech::whisper::Whisper::load(std::path::Path::new("models/whisper-base"))
+    let w = otklik::speech::whisper::Whisper::load(std::path::Path::new("models/whisper-base"), 1)
         .expect("make models");
     let (mut audio_s, mut busy_s) = (0.0, 0.0);
     for p in if full { PROMPTS } else { &PROMPTS[..2] } {
         let pcm = read_wav(&std::fs::read(format!("{SOUNDS}/{p}.wav")).unwrap()).unwrap();
         let t = Instant::now();
-        let _ = w.transcribe(&pcm).unwrap();
+        let _ = w.transcribe(&pcm, &Default::default()).unwrap();
         busy_s += t.elapsed().as_secs_f64();
         audio_s += pcm.samples.len() as f64 / pcm.rate as f64;
     }

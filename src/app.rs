@@ -197,6 +197,9 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
     for c in &app.channels {
         c.clone().start().await?;
     }
+    if p.cfg.speech.engine != "none" {
+        tokio::spawn(p.clone().load_speech());
+    }
     tokio::spawn(sweep(p.clone()));
     let st = p.clone();
     let server = serve_http(

@@ -710,6 +710,22 @@ pub struct VoiceConfig {
     pub outcome_token: String,
     /// How long a finished call's outcome can be read, seconds.
     pub outcome_ttl_s: u64,
+    /// ARI mode: Asterisk's REST Interface (OTKLIK_VOICE_ARI_URL), e.g.
+    /// "http://127.0.0.1:8088/ari"; empty: AudioSocket-only mode.
+    pub ari_url: String,
+    /// ARI's user and password (ari.conf; OTKLIK_VOICE_ARI_USER,
+    /// OTKLIK_VOICE_ARI_PASSWORD).
+    pub ari_user: String,
+    pub ari_password: String,
+    /// The Stasis application calls come to: `Stasis(otklik)` (OTKLIK_VOICE_ARI_APP).
+    pub ari_app: String,
+    /// ARI mode: where Asterisk connects the call's audio (its externalMedia
+    /// channel), host:port as Asterisk reaches this server; empty: the
+    /// AudioSocket address.
+    pub ari_media_addr: String,
+    /// ARI mode: the dialplan context a handoff continues the caller into;
+    /// it runs Queue(${OTKLIK_QUEUE}) (asterisk/extensions.conf).
+    pub ari_handoff_context: String,
     pub tts: TtsConfig,
 }
 
@@ -727,6 +743,12 @@ impl Default for VoiceConfig {
             queue: "otklik".into(),
             outcome_token: String::new(),
             outcome_ttl_s: 600,
+            ari_url: String::new(),
+            ari_user: String::new(),
+            ari_password: String::new(),
+            ari_app: "otklik".into(),
+            ari_media_addr: String::new(),
+            ari_handoff_context: "otklik-handoff".into(),
             tts: TtsConfig::default(),
         }
     }
@@ -742,6 +764,9 @@ pub struct SpeechConfig {
     /// whisper: the folder with model.bin (CTranslate2), tokenizer.json and
     /// config.json.
     pub whisper_dir: PathBuf,
+    /// whisper: copies of the model kept loaded (about 40 MB each), so that
+    /// several callers are recognised at once instead of queueing.
+    pub whisper_instances: usize,
 }
 
 impl Default for SpeechConfig {
@@ -749,6 +774,7 @@ impl Default for SpeechConfig {
         Self {
             engine: "whisper".into(),
             whisper_dir: "models/whisper-base".into(),
+            whisper_instances: 2,
         }
     }
 }

@@ -147,7 +147,7 @@ fn run(cli: Cli) -> Result<()> {
                 let pcm = std::fs::read(&f)
                     .map_err(anyhow::Error::from)
                     .and_then(|b| otklik::speech::audio::read_wav(&b));
-                match pcm.and_then(|p| asr.recognise(&p)) {
+                match pcm.and_then(|p| asr.recognise(&p, &Default::default())) {
                     Ok(Some(t)) => println!("{}\t{t}", f.display()),
                     Ok(None) => println!("{}\t", f.display()),
                     Err(e) => eprintln!("{}: {e:#}", f.display()),

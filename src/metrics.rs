@@ -41,6 +41,7 @@ pub struct Metrics {
     latency: Family<Channel, Histogram>,
     requests: Family<RouteLabel, Counter>,
     voice_calls: Gauge,
+    ari_connected: Gauge,
     speech_ready: Gauge,
     prompts_ready: Gauge,
 }
@@ -83,6 +84,7 @@ impl Default for Metrics {
             requests.clone(),
         );
         let voice_calls = Gauge::default();
+        let ari_connected = Gauge::default();
         let speech_ready = Gauge::default();
         let prompts_ready = Gauge::default();
         registry.register(
@@ -100,9 +102,15 @@ impl Default for Metrics {
             "Voice calls in progress (call tasks running)",
             voice_calls.clone(),
         );
+        registry.register(
+            "voice_ari_connected",
+            "1 while the events socket to Asterisk's ARI is connected",
+            ari_connected.clone(),
+        );
         Self {
             registry,
             voice_calls,
+            ari_connected,
             speech_ready,
             prompts_ready,
             signins,
@@ -157,6 +165,10 @@ impl Metrics {
     }
 
     /// The speech recogniser is loaded.
+    pub fn ari_connected(&self, up: bool) {
+        self.ari_connected.set(up as i64);
+    }
+
     pub fn speech_ready(&self) {
         self.speech_ready.set(1);
     }

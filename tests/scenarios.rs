@@ -172,6 +172,19 @@ fn store_value(engine: &Engine, user: &str, what: &str) -> String {
             .collect::<Vec<_>>()
             .join(","),
         "queue" => st.queue().unwrap().len().to_string(),
+        // A person takes the conversation: the console's queue holds it, or,
+        // on a channel whose own line takes handoffs (voice: Asterisk's
+        // Queue()), the console does not and the pass is counted.
+        "waits_for_person" => {
+            let key = SessionKey::parse(user).unwrap();
+            let queued = st.queue().unwrap().iter().any(|q| q.session == user);
+            let s = engine.session(&key).unwrap().unwrap();
+            if engine.graph.channel(&key.channel).line_queue {
+                (!queued && s.handoff.is_none() && s.transfers > 0).to_string()
+            } else {
+                (queued && s.handoff.is_some()).to_string()
+            }
+        }
         "transfers" => engine
             .session(&SessionKey::parse(user).unwrap())
             .unwrap()

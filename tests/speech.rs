@@ -6,6 +6,7 @@
 
 use otklik::speech::audio::{read_wav, Pcm};
 use otklik::speech::whisper::Whisper;
+use otklik::speech::Hints;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -55,7 +56,7 @@ const SET: &[(&str, &str)] = &[
 
 fn whisper() -> &'static Whisper {
     static W: OnceLock<Whisper> = OnceLock::new();
-    W.get_or_init(|| Whisper::load(Path::new("models/whisper-base")).expect("make models"))
+    W.get_or_init(|| Whisper::load(Path::new("models/whisper-base"), 1).expect("make models"))
 }
 
 fn words(s: &str) -> Vec<String> {
@@ -124,7 +125,7 @@ fn silence_and_noise_give_no_words() {
         rate: 8000,
         samples: vec![0; 16000],
     };
-    assert_eq!(w.transcribe(&silence).unwrap(), None);
+    assert_eq!(w.transcribe(&silence, &Hints::default()).unwrap(), None);
     let mut seed = 7u32;
     let noise = Pcm {
         rate: 8000,
@@ -135,7 +136,11 @@ fn silence_and_noise_give_no_words() {
             })
             .collect(),
     };
-    assert_eq!(w.transcribe(&noise).unwrap(), None, "noise");
+    assert_eq!(
+        w.transcribe(&noise, &Hints::default()).unwrap(),
+        None,
+        "noise"
+    );
     let hum = Pcm {
         rate: 8000,
         samples: (0..24000)
@@ -144,7 +149,11 @@ fn silence_and_noise_give_no_words() {
             })
             .collect(),
     };
-    assert_eq!(w.transcribe(&hum).unwrap(), None, "mains hum");
+    assert_eq!(
+        w.transcribe(&hum, &Hints::default()).unwrap(),
+        None,
+        "mains hum"
+    );
 }
 
 trait Text {
@@ -153,6 +162,8 @@ trait Text {
 
 impl Text for Whisper {
     fn recognise_text(&self, pcm: &Pcm) -> String {
-        self.transcribe(pcm).unwrap().unwrap_or_default()
+        self.transcribe(pcm, &Hints::default())
+            .unwrap()
+            .unwrap_or_default()
     }
 }

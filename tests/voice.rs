@@ -475,3 +475,460 @@ async fn a_caller_who_speaks_stops_the_robot_and_is_understood() {
     let _ = reader.await;
     assert!(wait_calls(&s.base, 0).await);
 }
+
+// ARI mode against a simulated Asterisk REST Interface: the events'
+// WebSocket (`/ari/events`, basic auth) and the REST calls the robot makes,
+// answered as Asterisk answers them; `externalMedia` with AudioSocket
+// encapsulation connects to the robot's listener with the UUID of `data`,
+// as Asterisk's chan_audiosocket does.
+
+mod ari_sim {
+    use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+    use axum::extract::{Path, Query, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::{delete, get, post};
+    use axum::{Json, Router};
+    use serde_json::{json, Value};
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    use tokio::sync::broadcast;
+
+    pub const USER: &str = "otklik";
+    pub const PASSWORD: &str = "ari-secret";
+
+    #[derive(Clone)]
+    pub struct Sim(pub Arc<Inner>);
+
+    pub struct Inner {
+        /// Every REST request: "POST /channels/X/answer?query".
+        pub requests: Mutex<Vec<String>>,
+        /// Events sockets opened so far.
+        pub connections: AtomicUsize,
+        events: broadcast::Sender<String>,
+        /// Media connections Asterisk made, by the media channel's id.
+        media: Mutex<HashMap<String, TcpStream>>,
+    }
+
+    impl Sim {
+        pub fn start() -> (Self, String) {
+            let (events, _) = broadcast::channel(64);
+            let sim = Sim(Arc::new(Inner {
+                requests: Mutex::new(Vec::new()),
+                connections: AtomicUsize::new(0),
+                events,
+                media: Mutex::new(HashMap::new()),
+            }));
+            let app = Router::new()
+                .route("/ari/events", get(events_socket))
+                .route("/ari/channels/externalMedia", post(external_media))
+                .route("/ari/bridges", post(bridge))
+                .route("/ari/channels/{id}/{action}", post(no_content))
+                .route("/ari/bridges/{id}/{action}", post(no_content))
+                .route("/ari/channels/{id}", delete(gone))
+                .route("/ari/bridges/{id}", delete(gone))
+                .with_state(sim.clone());
+            let addr = super::common::serve_in_background(app);
+            (sim, format!("http://{addr}/ari"))
+        }
+
+        /// Sends an event to every connected events socket.
+        pub fn emit(&self, ev: Value) {
+            let _ = self.0.events.send(ev.to_string());
+        }
+
+        /// Closes every events socket (Asterisk restarting).
+        pub fn drop_sockets(&self) {
+            let _ = self.0.events.send("close".into());
+        }
+
+        pub fn requests(&self) -> Vec<String> {
+            self.0.requests.lock().unwrap().clone()
+        }
+
+        pub fn connections(&self) -> usize {
+            self.0.connections.load(Ordering::SeqCst)
+        }
+
+        /// Waits for a request that starts with `prefix` and contains `part`.
+        pub async fn wait_for(&self, prefix: &str, part: &str) -> Option<String> {
+            let t = std::time::Instant::now();
+            while t.elapsed() < std::time::Duration::from_secs(10) {
+                if let Some(r) = self
+                    .requests()
+                    .into_iter()
+                    .find(|r| r.starts_with(prefix) && r.contains(part))
+                {
+                    return Some(r);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            None
+        }
+
+        /// The media connection Asterisk made for channel `id`.
+        pub async fn take_media(&self, id: &str) -> Option<TcpStream> {
+            let t = std::time::Instant::now();
+            while t.elapsed() < std::time::Duration::from_secs(10) {
+                if let Some(s) = self.0.media.lock().unwrap().remove(id) {
+                    return Some(s);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            None
+        }
+
+        pub fn channel(id: &str) -> Value {
+            json!({
+                "id": id,
+                "name": format!("PJSIP/softphone-{id}"),
+                "state": "Ring",
+                "caller": {"name": "", "number": "100"},
+                "connected": {"name": "", "number": ""},
+                "accountcode": "",
+                "dialplan": {"context": "from-phones", "exten": "700", "priority": 2,
+                             "app_name": "Stasis", "app_data": "otklik"},
+                "creationtime": "2026-12-04T10:00:00.000+0300",
+                "language": "ru"
+            })
+        }
+
+        pub fn event(kind: &str, channel: &str, extra: Value) -> Value {
+            let mut ev = json!({
+                "type": kind,
+                "timestamp": "2026-12-04T10:00:00.000+0300",
+                "application": "otklik",
+                "asterisk_id": "52:54:00:12:34:56",
+                "channel": Self::channel(channel),
+            });
+            if let (Some(o), Some(x)) = (ev.as_object_mut(), extra.as_object()) {
+                o.extend(x.clone());
+            }
+            ev
+        }
+    }
+
+    fn authorised(h: &HeaderMap) -> bool {
+        use base64::Engine as _;
+        let want = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+        );
+        h.get("authorization").and_then(|v| v.to_str().ok()) == Some(want.as_str())
+    }
+
+    fn record(sim: &Sim, method: &str, path: &str, q: &HashMap<String, String>) {
+        let mut q: Vec<_> = q.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        q.sort();
+        sim.0
+            .requests
+            .lock()
+            .unwrap()
+            .push(format!("{method} {path}?{}", q.join("&")));
+    }
+
+    fn unauthorised() -> Response {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"message": "Authentication required"})),
+        )
+            .into_response()
+    }
+
+    async fn events_socket(
+        State(sim): State<Sim>,
+        headers: HeaderMap,
+        Query(q): Query<HashMap<String, String>>,
+        ws: WebSocketUpgrade,
+    ) -> Response {
+        if !authorised(&headers) {
+            return unauthorised();
+        }
+        if q.get("app").map(String::as_str) != Some("otklik") {
+            return (StatusCode::BAD_REQUEST, "app required").into_response();
+        }
+        let rx = sim.0.events.subscribe();
+        ws.on_upgrade(move |s| async move {
+            sim.0.connections.fetch_add(1, Ordering::SeqCst);
+            pump(s, rx).await
+        })
+    }
+
+    async fn pump(mut s: WebSocket, mut rx: broadcast::Receiver<String>) {
+        while let Ok(ev) = rx.recv().await {
+            if ev == "close" {
+                let _ = s.send(WsMessage::Close(None)).await;
+                return;
+            }
+            if s.send(WsMessage::Text(ev.into())).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn external_media(
+        State(sim): State<Sim>,
+        headers: HeaderMap,
+        Query(q): Query<HashMap<String, String>>,
+    ) -> Response {
+        if !authorised(&headers) {
+            return unauthorised();
+        }
+        record(&sim, "POST", "/channels/externalMedia", &q);
+        let (Some(host), Some(uuid), Some(id)) =
+            (q.get("external_host"), q.get("data"), q.get("channelId"))
+        else {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"message": "external_host, data and channelId are required"})),
+            )
+                .into_response();
+        };
+        // chan_audiosocket connects and names the call by the UUID of `data`.
+        let Ok(mut sock) = TcpStream::connect(host.as_str()).await else {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "connect failed").into_response();
+        };
+        let mut m = vec![0x01, 0x00, 0x10];
+        m.extend(hex::decode(uuid.replace('-', "")).unwrap());
+        sock.write_all(&m).await.unwrap();
+        sim.0.media.lock().unwrap().insert(id.clone(), sock);
+        let mut ch = Sim::channel(id);
+        ch["name"] = json!(format!("AudioSocket/{host}-{id}"));
+        Json(ch).into_response()
+    }
+
+    async fn bridge(
+        State(sim): State<Sim>,
+        headers: HeaderMap,
+        Query(q): Query<HashMap<String, String>>,
+    ) -> Response {
+        if !authorised(&headers) {
+            return unauthorised();
+        }
+        record(&sim, "POST", "/bridges", &q);
+        let id = q.get("bridgeId").cloned().unwrap_or_else(|| "b1".into());
+        Json(
+            json!({"id": id, "technology": "simple_bridge", "bridge_type": "mixing",
+                    "bridge_class": "stasis", "creator": "Stasis", "name": "", "channels": []}),
+        )
+        .into_response()
+    }
+
+    async fn no_content(
+        State(sim): State<Sim>,
+        headers: HeaderMap,
+        Path((id, action)): Path<(String, String)>,
+        Query(q): Query<HashMap<String, String>>,
+        uri: axum::http::Uri,
+    ) -> Response {
+        if !authorised(&headers) {
+            return unauthorised();
+        }
+        let kind = if uri.path().starts_with("/ari/bridges") {
+            "bridges"
+        } else {
+            "channels"
+        };
+        record(&sim, "POST", &format!("/{kind}/{id}/{action}"), &q);
+        StatusCode::NO_CONTENT.into_response()
+    }
+
+    async fn gone(
+        State(sim): State<Sim>,
+        headers: HeaderMap,
+        Path(id): Path<String>,
+        uri: axum::http::Uri,
+    ) -> Response {
+        if !authorised(&headers) {
+            return unauthorised();
+        }
+        let kind = if uri.path().starts_with("/ari/bridges") {
+            "bridges"
+        } else {
+            "channels"
+        };
+        record(&sim, "DELETE", &format!("/{kind}/{id}"), &HashMap::new());
+        StatusCode::NO_CONTENT.into_response()
+    }
+}
+
+use ari_sim::Sim;
+
+fn ari_server(ari: &str) -> (common::Server, u16) {
+    voice_server(&[
+        ("OTKLIK_VOICE_ARI_URL", ari.to_string()),
+        ("OTKLIK_VOICE_ARI_USER", ari_sim::USER.to_string()),
+        ("OTKLIK_VOICE_ARI_PASSWORD", ari_sim::PASSWORD.to_string()),
+    ])
+}
+
+async fn wait_connected(sim: &Sim, n: usize) {
+    let t = Instant::now();
+    while sim.connections() < n {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the robot did not connect to ARI's events ({} of {n})",
+            sim.connections()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A caller comes to Stasis: the robot answers, bridges them with a media
+/// channel that connects over AudioSocket; returns the call's UUID and
+/// the media connection.
+async fn ari_call(sim: &Sim, caller: &str) -> (String, Asterisk) {
+    sim.emit(Sim::event(
+        "StasisStart",
+        caller,
+        serde_json::json!({"args": []}),
+    ));
+    let answer = format!("POST /channels/{caller}/answer");
+    assert!(
+        sim.wait_for(&answer, "").await.is_some(),
+        "{:?}",
+        sim.requests()
+    );
+    // The caller is bridged with the media channel made for them.
+    let bridged = sim
+        .wait_for("POST /bridges/", &format!("channel={caller},"))
+        .await
+        .unwrap_or_else(|| panic!("{:?}", sim.requests()));
+    let media_id = bridged.rsplit(',').next().unwrap().to_string();
+    let media = sim
+        .wait_for(
+            "POST /channels/externalMedia",
+            &format!("channelId={media_id}&"),
+        )
+        .await
+        .expect("externalMedia");
+    for part in [
+        "encapsulation=audiosocket",
+        "transport=tcp",
+        "format=slin",
+        "app=otklik",
+        "connection_type=client",
+    ] {
+        assert!(media.contains(part), "{media}");
+    }
+    let uuid = media
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("data="))
+        .unwrap()
+        .to_string();
+    let sock = sim.take_media(&media_id).await.expect("media connection");
+    (uuid, Asterisk { sock })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ari_mode_answers_bridges_hears_keys_and_continues_a_handoff_into_the_queue() {
+    let (sim, ari) = Sim::start();
+    let (s, _) = ari_server(&ari);
+    ready(&s.base).await;
+    wait_connected(&sim, 1).await;
+    let caller = "1733300000.17";
+    let (uuid, mut a) = ari_call(&sim, caller).await;
+    let greeting = a
+        .listen(Duration::from_millis(1200), Duration::from_secs(30))
+        .await;
+    assert!(greeting.seconds() > 2.0 && greeting.paced() && !greeting.hangup);
+    // The key comes as an ARI event, not on the media socket.
+    sim.emit(Sim::event(
+        "ChannelDtmfReceived",
+        caller,
+        serde_json::json!({"digit": "0", "duration_ms": 120}),
+    ));
+    let last = a
+        .listen(Duration::from_secs(3), Duration::from_secs(30))
+        .await;
+    assert!(last.frames > 25 && last.hangup, "{last:?}");
+    // The caller goes on into the queue's context; the robot's side is gone.
+    let var = sim
+        .wait_for(
+            &format!("POST /channels/{caller}/variable"),
+            "variable=OTKLIK_QUEUE",
+        )
+        .await
+        .expect("the queue's name is set on the caller");
+    assert!(var.contains("value=otklik"), "{var}");
+    let cont = sim
+        .wait_for(
+            &format!("POST /channels/{caller}/continue"),
+            "context=otklik-handoff",
+        )
+        .await
+        .expect("the caller continues into the handoff context");
+    assert!(cont.contains("extension=s") && cont.contains("priority=1"));
+    assert!(sim
+        .wait_for("DELETE /channels/otklik-media-", "")
+        .await
+        .is_some());
+    assert!(sim.wait_for("DELETE /bridges/otklik-", "").await.is_some());
+    assert!(
+        !sim.requests()
+            .iter()
+            .any(|r| r.starts_with(&format!("DELETE /channels/{caller}"))),
+        "a handoff must not hang the caller up"
+    );
+    let (st, o) = outcome(&s.base, &uuid).await;
+    assert_eq!((st, o["outcome"].as_str()), (200, Some("handoff")));
+    assert!(wait_calls(&s.base, 0).await);
+    // The handoff counts as a pass to a person, and the console's queue
+    // does not show a phone call it cannot answer.
+    let c = conversation(&s.base, &uuid).await;
+    assert_eq!(c["transfers"], 1, "{c}");
+    assert!(c["handoff"].is_null(), "{c}");
+    let op = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let r = op
+        .post(format!("{}/api/v1/operator/login", s.base))
+        .json(&serde_json::json!({"login": "op1", "password": common::OPERATOR_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let q: Value = op
+        .get(format!("{}/api/v1/operator/queue", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!q.to_string().contains(&uuid), "{q}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ari_mode_cleans_up_a_hangup_and_reconnects_after_asterisk_restarts() {
+    let (sim, ari) = Sim::start();
+    let (s, _) = ari_server(&ari);
+    ready(&s.base).await;
+    wait_connected(&sim, 1).await;
+    let caller = "1733300000.21";
+    let (uuid, mut a) = ari_call(&sim, caller).await;
+    let some = a.some(20, Duration::from_secs(20)).await;
+    assert!(some.frames >= 20, "mid-prompt");
+    // The caller hangs up: Stasis ends for their channel.
+    sim.emit(Sim::event("StasisEnd", caller, serde_json::json!({})));
+    assert!(sim
+        .wait_for("DELETE /channels/otklik-media-", "")
+        .await
+        .is_some());
+    assert!(sim.wait_for("DELETE /bridges/otklik-", "").await.is_some());
+    // Asterisk hangs the media channel up: its socket closes.
+    drop(a);
+    assert!(wait_calls(&s.base, 0).await, "a call task was left behind");
+    let (_, o) = outcome(&s.base, &uuid).await;
+    assert_eq!(o["outcome"], "hangup");
+    // Asterisk restarts: the events socket closes, the robot comes back.
+    sim.drop_sockets();
+    wait_connected(&sim, 2).await;
+    let (_, mut b) = ari_call(&sim, "1733300000.22").await;
+    let g = b.some(10, Duration::from_secs(20)).await;
+    assert!(g.frames >= 10, "the next call is served");
+}

@@ -5,8 +5,9 @@
 //! delivery records committed in the turn's transaction, records metrics,
 //! tells the operators' consoles when the queue changed, and hands the
 //! committed turns to the channel to deliver. It also holds what every
-//! channel shares: the settings, the loaded engine, storage, the live hub,
-//! metrics, the channel registry and the shutdown signal.
+//! channel shares: the settings, the loaded engine, the speech recogniser,
+//! storage, the live hub, metrics, the channel registry and the shutdown
+//! signal.
 
 use super::hub::Hub;
 use super::{Channel, Delivery, Origin, Registry, Sent};
@@ -32,6 +33,9 @@ pub struct Pipeline {
     pub clock: Arc<dyn Clock>,
     pub hub: Hub,
     pub metrics: Metrics,
+    /// The speech recogniser, once loaded (voice calls, Telegram voice
+    /// messages, the web chat's voice button).
+    pub speech: Arc<crate::speech::Hearing>,
     /// Messages per conversation and minute, on every channel.
     limiter: DefaultKeyedRateLimiter<String>,
     /// Messages per client address and minute (web chat).
@@ -153,6 +157,7 @@ impl Pipeline {
             clock,
             hub: Hub::default(),
             metrics: Metrics::default(),
+            speech: Arc::new(crate::speech::Hearing::new()),
             registry: OnceLock::new(),
             shutdown,
             shutdown_tx,
@@ -172,6 +177,21 @@ impl Pipeline {
 
     pub fn is_ready(&self) -> bool {
         self.engine().is_some() && !*self.shutdown.borrow()
+    }
+
+    /// Loads the speech recogniser the settings name, off the async runtime
+    /// (until it is loaded, speech is not understood and the keypad serves).
+    pub async fn load_speech(self: Arc<Self>) {
+        let cfg = self.cfg.speech.clone();
+        match tokio::task::spawn_blocking(move || crate::speech::engine(&cfg)).await {
+            Ok(Ok(a)) => {
+                tracing::info!("speech recognition by {}", a.name());
+                self.speech.set(a);
+                self.metrics.speech_ready();
+            }
+            Ok(Err(e)) => tracing::error!("no speech recognition: {e:#}"),
+            Err(e) => tracing::error!("loading speech recognition: {e}"),
+        }
     }
 
     /// Tells everything waiting on `shutdown` that the server stops.

@@ -238,6 +238,12 @@ pub struct ChannelStyle {
     /// «напишите» → «скажите»); knowledge-base answers stay as written.
     #[serde(default)]
     pub words: BTreeMap<String, String>,
+    /// Handoffs are answered on the channel's own line (the voice robot's
+    /// Asterisk queue), not in the operators' console: the conversation is
+    /// not put in the console's queue, and the handoff counts as a
+    /// transfer between people.
+    #[serde(default)]
+    pub line_queue: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -6,6 +6,7 @@ use crate::store::{QueueItem, QueueOp};
 use anyhow::Result;
 
 use super::graph::{Node, NodeKind, SlotType};
+use super::handoff::MAX_TRANSFERS;
 use super::session::{ChoiceOut, Handoff, Session, Wait};
 use super::{choice, style, Action, Engine, Input, Out, EASE, MAX_HOPS};
 
@@ -316,20 +317,27 @@ impl Engine {
                 }
                 NodeKind::Handoff => {
                     if self.hours.is_open(self.clock.now()) {
-                        let now = self.now();
-                        s.handoff = Some(Handoff {
-                            since: now,
-                            operator: None,
-                            notified: false,
-                        });
-                        out.writes.queue.push(QueueOp::Put(QueueItem {
-                            session: s.key(),
-                            channel: s.channel.clone(),
-                            segment: s.segment.clone(),
-                            intent: s.intent.clone(),
-                            since: now,
-                            operator: None,
-                        }));
+                        if self.graph.channel(&s.channel).line_queue {
+                            // The channel's own line takes the caller
+                            // (Asterisk's Queue()): nothing waits in the
+                            // console, and the pass to a person counts.
+                            s.transfers = (s.transfers + 1).min(MAX_TRANSFERS);
+                        } else {
+                            let now = self.now();
+                            s.handoff = Some(Handoff {
+                                since: now,
+                                operator: None,
+                                notified: false,
+                            });
+                            out.writes.queue.push(QueueOp::Put(QueueItem {
+                                session: s.key(),
+                                channel: s.channel.clone(),
+                                segment: s.segment.clone(),
+                                intent: s.intent.clone(),
+                                since: now,
+                                operator: None,
+                            }));
+                        }
                         out.say(text);
                         out.actions.push(Action::Handoff);
                         out.events.push("handoff".into());

@@ -8,13 +8,15 @@
 
 use super::audio::{self, Pcm};
 use super::ct2;
+use super::Hints;
 use anyhow::{Context, Result};
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, IndexOp, Module, Tensor, D};
 use candle_transformers::models::whisper::{self as wm, quantized_model::Whisper as Model};
 use candle_transformers::quantized_var_builder::VarBuilder;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use tokenizers::Tokenizer;
 
 /// Whisper base: 6 + 6 layers of 512.
@@ -26,14 +28,21 @@ const MAX_TOKENS: usize = 96;
 /// 30 s window lowers the word error rate on the test set from 17.6 % to
 /// 15.4 % but takes six times as long.
 const MIN_FRAMES: usize = 100;
+/// The hints' share of the prompt, in tokens.
+const MAX_HINT_TOKENS: usize = 48;
 
 pub struct Whisper {
-    model: Mutex<Model>,
+    /// Copies of the model, so utterances of several calls are recognised
+    /// at once instead of queueing behind one (each keeps its own caches).
+    models: Vec<Mutex<Model>>,
+    next: AtomicUsize,
     tokenizer: Tokenizer,
     filters: Vec<f32>,
     cfg: wm::Config,
     /// sot, <|ru|>, <|transcribe|>, <|notimestamps|>
     prompt: [u32; 4],
+    /// <|startofprev|>: what precedes it biases recognition (the hints).
+    prev: u32,
     eot: u32,
     no_speech: u32,
     /// Added to the logits: −∞ for special tokens, timestamps and the
@@ -62,7 +71,7 @@ impl Whisper {
     /// Loads `dir`: model.bin (CTranslate2), tokenizer.json, config.json.
     /// The weights are quantised to 8 bits once and kept beside the model
     /// as `model-q8.gguf` (rebuilt when model.bin changes).
-    pub fn load(dir: &Path) -> Result<Self> {
+    pub fn load(dir: &Path, instances: usize) -> Result<Self> {
         let gguf = quantised(dir)?;
         let vb = VarBuilder::from_gguf_buffer(&gguf, &Device::Cpu)?;
         drop(gguf);
@@ -93,7 +102,9 @@ impl Whisper {
             decoder_layers: LAYERS,
             suppress_tokens: ids("suppress_ids"),
         };
-        let model = Model::load(&vb, cfg.clone())?;
+        let models = (0..instances.max(1))
+            .map(|_| Ok(Mutex::new(Model::load(&vb, cfg.clone())?)))
+            .collect::<Result<Vec<_>>>()?;
         let proj = QMatMul::from_arc(emb)?;
         let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
             .map_err(|e| anyhow::anyhow!("tokenizer.json: {e}"))?;
@@ -107,6 +118,7 @@ impl Whisper {
             .iter()
             .find_map(|t| tokenizer.token_to_id(t))
             .context("the tokenizer has no no-speech token")?;
+        let prev = id("<|startofprev|>")?;
         let prompt = [
             id(wm::SOT_TOKEN)?,
             id("<|ru|>")?,
@@ -130,15 +142,28 @@ impl Whisper {
         Ok(Self {
             suppress: mask(&[])?,
             suppress_first: mask(&first)?,
-            model: Mutex::new(model),
+            models,
+            next: AtomicUsize::new(0),
             tokenizer,
             filters: mel_filters(80, wm::N_FFT, wm::SAMPLE_RATE as f32),
             cfg,
             prompt,
+            prev,
             eot,
             no_speech,
             proj,
         })
+    }
+
+    /// A free copy of the model, or the next one in turn when all are busy.
+    fn model(&self) -> MutexGuard<'_, Model> {
+        for m in &self.models {
+            if let Ok(g) = m.try_lock() {
+                return g;
+            }
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.models.len();
+        self.models[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The next token's logits at `pos` of the decoder's output.
@@ -147,8 +172,28 @@ impl Whisper {
         Ok(self.proj.forward(&x)?.squeeze(0)?)
     }
 
+    /// The decoder's prompt: the hints as previous text (Whisper's own way
+    /// of biasing towards a vocabulary), then sot, Russian, transcribe, no
+    /// timestamps. Returns the tokens and where sot stands.
+    fn prompt_for(&self, hints: &Hints) -> (Vec<u32>, usize) {
+        let mut tokens = Vec::new();
+        if !hints.phrases.is_empty() {
+            let text = format!(" {}.", hints.phrases.join(", "));
+            if let Ok(enc) = self.tokenizer.encode(text, false) {
+                let ids = enc.get_ids();
+                // Each step decodes the whole prompt again: keep it short.
+                let ids = &ids[..ids.len().min(MAX_HINT_TOKENS)];
+                tokens.push(self.prev);
+                tokens.extend_from_slice(ids);
+            }
+        }
+        let sot = tokens.len();
+        tokens.extend_from_slice(&self.prompt);
+        (tokens, sot)
+    }
+
     /// What was said, or None for no words (silence, noise, nothing sure).
-    pub fn transcribe(&self, pcm: &Pcm) -> Result<Option<String>> {
+    pub fn transcribe(&self, pcm: &Pcm, hints: &Hints) -> Result<Option<String>> {
         let a = audio::resample(pcm, wm::SAMPLE_RATE as u32)?;
         if a.samples.len() < wm::SAMPLE_RATE / 5 {
             return Ok(None);
@@ -165,9 +210,10 @@ impl Whisper {
             .min(n_len);
         let mel = Tensor::from_vec(mel, (1, self.cfg.num_mel_bins, n_len), &Device::Cpu)?
             .narrow(2, 0, frames)?;
-        let mut model = self.model.lock().unwrap();
+        let mut model = self.model();
         let features = model.encoder.forward(&mel, true)?;
-        let mut tokens: Vec<u32> = self.prompt.to_vec();
+        let (mut tokens, sot) = self.prompt_for(hints);
+        let start = tokens.len();
         let mut logprob = 0f64;
         let mut no_speech = 0f64;
         // Speech holds about 3 tokens a second; more is Whisper looping.
@@ -176,7 +222,7 @@ impl Whisper {
             let t = Tensor::new(tokens.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
             let ys = model.decoder.forward(&t, &features, step == 0)?;
             if step == 0 {
-                let first = self.logits(&ys, 0)?;
+                let first = self.logits(&ys, sot)?;
                 let p = candle_nn::ops::softmax(&first, D::Minus1)?;
                 no_speech = p.i(self.no_speech as usize)?.to_scalar::<f32>()? as f64;
             }
@@ -195,13 +241,13 @@ impl Whisper {
                 break;
             }
             tokens.push(next);
-            if let Some(cut) = repeated(&tokens[self.prompt.len()..]) {
-                tokens.truncate(self.prompt.len() + cut);
+            if let Some(cut) = repeated(&tokens[start..]) {
+                tokens.truncate(start + cut);
                 break;
             }
         }
         drop(model);
-        let said = &tokens[self.prompt.len()..];
+        let said = &tokens[start..];
         let avg = logprob / (said.len() + 1) as f64;
         if said.is_empty() || no_speech > wm::NO_SPEECH_THRESHOLD && avg < wm::LOGPROB_THRESHOLD {
             return Ok(None);

@@ -11,11 +11,12 @@
 //! leaves nothing running.
 
 use super::audiosocket::{self, Message};
-use super::{dtmf, say, Outcome, Running, Voice, NAME};
+use super::{dtmf, say, Live, Outcome, Running, Voice, NAME};
 use crate::channels::pipeline::{TurnError, TurnRequest};
 use crate::channels::Channel;
 use crate::dialog::{Action, Input, Turn};
 use crate::speech::audio::{self, frame_len, Pcm};
+use crate::speech::{Hints, Unheard};
 use crate::store::SessionKey;
 use anyhow::{bail, Result};
 use std::collections::VecDeque;
@@ -100,8 +101,9 @@ pub async fn run(v: Arc<Voice>, stream: TcpStream, _place: Running) -> Result<()
     };
     let (tx, mut events) = mpsc::channel(256);
     let reader = tokio::spawn(read_loop(rd, tx));
-    let (turn_tx, mut pushed) = mpsc::channel(8);
-    v.register(&uuid, turn_tx);
+    let (turns, mut pushed) = mpsc::channel(8);
+    let (keys, mut pressed) = mpsc::channel(16);
+    v.register(&uuid, Live { turns, keys });
     let mut leave = Leave {
         v: v.clone(),
         uuid: uuid.clone(),
@@ -113,7 +115,7 @@ pub async fn run(v: Arc<Voice>, stream: TcpStream, _place: Running) -> Result<()
         },
     };
     let mut call = Call::new(v, SessionKey::new(NAME, uuid), wr);
-    let r = call.serve(&mut events, &mut pushed).await;
+    let r = call.serve(&mut events, &mut pushed, &mut pressed).await;
     leave.outcome = call.outcome;
     r
 }
@@ -186,6 +188,7 @@ impl Call {
         &mut self,
         events: &mut mpsc::Receiver<Event>,
         pushed: &mut mpsc::Receiver<Turn>,
+        pressed: &mut mpsc::Receiver<char>,
     ) -> Result<()> {
         self.turn(Input::Start).await;
         let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -200,6 +203,7 @@ impl Call {
                     Some(Event::Closed) | None => return Ok(()),
                 },
                 Some(t) = pushed.recv() => self.speak(t),
+                Some(k) = pressed.recv() => self.key(k).await,
                 _ = tick.tick() => {
                     if self.frame().await? {
                         return Ok(());
@@ -372,15 +376,11 @@ impl Call {
 
     /// What the caller said, off the async runtime.
     async fn recognise(&self, pcm: Pcm) -> Option<String> {
-        let asr = self.v.asr()?;
-        match tokio::task::spawn_blocking(move || asr.recognise(&pcm)).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => {
-                tracing::error!("voice: recognition failed: {e:#}");
-                None
-            }
+        match self.v.p.speech.recognise(pcm, Hints::default()).await {
+            Ok(t) => t,
+            Err(Unheard::NoRecogniser) => None,
             Err(e) => {
-                tracing::error!("voice: recognition task: {e}");
+                tracing::error!("voice: recognition failed: {e:#}");
                 None
             }
         }

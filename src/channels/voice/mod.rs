@@ -9,8 +9,11 @@
 //! AudioSocket-only mode: at a handoff or at the end the robot says its last
 //! words, sends a hangup message and closes; the dialplan goes on, reads the
 //! outcome and runs `Queue()` or `Hangup()` (Asterisk 20.14, 21.9, 22.4 and
-//! later; see `asterisk/README.md`).
+//! later; see `asterisk/README.md`). ARI mode (`ari`) adds call control for
+//! any Asterisk 20+: calls come to Stasis, their audio still reaches the
+//! same listener, and the keys and the handoff go through ARI.
 
+pub mod ari;
 pub mod audiosocket;
 pub mod call;
 pub mod dtmf;
@@ -22,7 +25,6 @@ use super::{BoxFuture, Channel, Delivery, Origin, Sent};
 use crate::config::VoiceConfig;
 use crate::dialog::{Keep, Turn};
 use crate::errors::error;
-use crate::speech::Asr;
 use crate::store::SessionKey;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -33,7 +35,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -55,15 +57,21 @@ pub struct Voice {
     pub p: Arc<Pipeline>,
     pub cfg: VoiceConfig,
     pub speech: Arc<tts::Cache>,
-    /// Live calls by UUID: turns the client did not ask for reach them here.
-    live: Mutex<HashMap<String, mpsc::Sender<Turn>>>,
+    /// Live calls by UUID: turns the client did not ask for, and keys
+    /// pressed that ARI reports, reach them here.
+    live: Mutex<HashMap<String, Live>>,
+    /// Told of every finished call (ARI mode acts on the outcome).
+    finished: Mutex<Option<mpsc::UnboundedSender<(String, Outcome)>>>,
     /// Finished calls' outcomes, with when they finished.
     outcomes: Mutex<HashMap<String, (Outcome, Instant)>>,
     /// Call tasks running (a hung-up call leaves none behind).
     running: AtomicUsize,
-    /// The speech recogniser, once loaded (until then speech is not
-    /// understood and the keypad serves).
-    asr: RwLock<Option<Arc<dyn Asr>>>,
+}
+
+/// How a live call is reached from outside its task.
+pub(crate) struct Live {
+    pub turns: mpsc::Sender<Turn>,
+    pub keys: mpsc::Sender<char>,
 }
 
 /// Counts a call task while it runs.
@@ -88,28 +96,10 @@ impl Voice {
             cfg,
             p,
             live: Mutex::new(HashMap::new()),
+            finished: Mutex::new(None),
             outcomes: Mutex::new(HashMap::new()),
             running: AtomicUsize::new(0),
-            asr: RwLock::new(None),
         }))
-    }
-
-    pub fn asr(&self) -> Option<Arc<dyn Asr>> {
-        self.asr.read().unwrap().clone()
-    }
-
-    /// Loads the recogniser the settings name, off the async runtime.
-    async fn load_asr(self: Arc<Self>) {
-        let cfg = self.p.cfg.speech.clone();
-        match tokio::task::spawn_blocking(move || crate::speech::engine(&cfg)).await {
-            Ok(Ok(a)) => {
-                tracing::info!("voice: speech recognition by {}", a.name());
-                *self.asr.write().unwrap() = Some(a);
-                self.p.metrics.speech_ready();
-            }
-            Ok(Err(e)) => tracing::error!("voice: no speech recognition, only the keypad: {e:#}"),
-            Err(e) => tracing::error!("voice: loading speech recognition: {e}"),
-        }
     }
 
     /// Call tasks running now.
@@ -125,13 +115,34 @@ impl Voice {
         (n < self.cfg.max_calls.max(1)).then_some(r)
     }
 
-    pub(crate) fn register(&self, uuid: &str, tx: mpsc::Sender<Turn>) {
-        self.live.lock().unwrap().insert(uuid.to_string(), tx);
+    pub(crate) fn register(&self, uuid: &str, live: Live) {
+        self.live.lock().unwrap().insert(uuid.to_string(), live);
+    }
+
+    /// A key the caller pressed, reported by ARI; false when no such call.
+    pub fn press(&self, uuid: &str, key: char) -> bool {
+        let tx = self.live.lock().unwrap().get(uuid).map(|l| l.keys.clone());
+        tx.is_some_and(|tx| tx.try_send(key).is_ok())
+    }
+
+    /// Whether the call with `uuid` is running.
+    pub fn is_live(&self, uuid: &str) -> bool {
+        self.live.lock().unwrap().contains_key(uuid)
+    }
+
+    /// The finished calls from now on, with their outcomes (one listener).
+    pub(crate) fn on_finish(&self) -> mpsc::UnboundedReceiver<(String, Outcome)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.finished.lock().unwrap() = Some(tx);
+        rx
     }
 
     /// The call is over: it leaves its outcome and nothing else.
     pub(crate) fn finish(&self, uuid: &str, outcome: Outcome) {
         self.live.lock().unwrap().remove(uuid);
+        if let Some(tx) = &*self.finished.lock().unwrap() {
+            let _ = tx.send((uuid.to_string(), outcome.clone()));
+        }
         let ttl = Duration::from_secs(self.cfg.outcome_ttl_s.max(1));
         let mut o = self.outcomes.lock().unwrap();
         o.retain(|_, (_, at)| at.elapsed() < ttl);
@@ -237,7 +248,12 @@ impl Channel for Voice {
         _sent: &'a Sent,
     ) -> BoxFuture<'a, anyhow::Result<Delivery>> {
         Box::pin(async move {
-            let tx = self.live.lock().unwrap().get(&key.user).cloned();
+            let tx = self
+                .live
+                .lock()
+                .unwrap()
+                .get(&key.user)
+                .map(|l| l.turns.clone());
             if let Some(tx) = tx {
                 let _ = tx.try_send(turn.clone());
             }
@@ -251,9 +267,13 @@ impl Channel for Voice {
             let listener = tokio::net::TcpListener::bind(&addr)
                 .await
                 .map_err(|e| anyhow::anyhow!("voice: cannot listen on {addr}: {e}"))?;
-            tracing::info!("voice: AudioSocket on {}", listener.local_addr()?);
+            let listener_addr = listener.local_addr()?;
+            tracing::info!("voice: AudioSocket on {listener_addr}");
             tokio::spawn(self.clone().listen(listener));
-            tokio::spawn(self.clone().load_asr());
+            if !self.cfg.ari_url.is_empty() {
+                let ari = ari::Ari::new(self.clone(), listener_addr)?;
+                tokio::spawn(ari.run());
+            }
             tokio::spawn(self.warm_up());
             Ok(())
         })
