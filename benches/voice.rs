@@ -46,9 +46,15 @@ fn said(text: &str) -> Vec<i16> {
         .spawn()
         .expect("festival (make speech)");
     c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    read_wav(&c.wait_with_output().unwrap().stdout)
+    let mut s = read_wav(&c.wait_with_output().unwrap().stdout)
         .unwrap()
-        .samples
+        .samples;
+    // The end of speech is the end of the last loud frame: festival's
+    // trailing silence would count as part of the robot's pause.
+    while s.len() > 160 && otklik::speech::audio::level_db(&s[s.len() - 160..]) < -38.0 {
+        s.truncate(s.len() - 160);
+    }
+    s
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -222,7 +228,8 @@ fn main() {
                     .text()
                     .await
                     .unwrap_or_default()
-                    .contains("otklik_speech_ready 1"),
+                    .lines()
+                    .any(|l| l == "otklik_speech_ready 1"),
                 Err(_) => false,
             };
             if ready {

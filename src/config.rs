@@ -692,6 +692,10 @@ pub struct VoiceConfig {
     pub no_input_ms: u64,
     /// The pause that ends the caller's utterance, milliseconds.
     pub end_of_speech_ms: u64,
+    /// A pause this long starts recognising what was said so far, so the
+    /// answer is ready soon after the utterance ends (if the caller goes
+    /// on, it is started again), milliseconds.
+    pub early_recognition_ms: u64,
     /// Speech longer than this is cut and recognised, milliseconds.
     pub max_utterance_ms: u64,
     /// The wait for the next key of a number typed on the keypad (ended by
@@ -736,6 +740,7 @@ impl Default for VoiceConfig {
             max_calls: 32,
             no_input_ms: 6000,
             end_of_speech_ms: 500,
+            early_recognition_ms: 200,
             max_utterance_ms: 15000,
             digit_timeout_ms: 3000,
             speech_db: -38.0,
@@ -758,8 +763,9 @@ impl Default for VoiceConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpeechConfig {
-    /// "whisper" (Whisper base on the CPU, `models/fetch whisper`) or "none"
-    /// (nothing is recognised: callers use the keypad).
+    /// "whisper" (Whisper base on the CPU, `models/fetch whisper`), "vosk"
+    /// (a Vosk model of the operator's, `vosk_model`) or "none" (nothing is
+    /// recognised: callers use the keypad).
     pub engine: String,
     /// whisper: the folder with model.bin (CTranslate2), tokenizer.json and
     /// config.json.
@@ -767,6 +773,13 @@ pub struct SpeechConfig {
     /// whisper: copies of the model kept loaded (about 40 MB each), so that
     /// several callers are recognised at once instead of queueing.
     pub whisper_instances: usize,
+    /// vosk: the model folder (e.g. vosk-model-small-ru-0.22, from the
+    /// operator's own copy; none can be downloaded here).
+    pub vosk_model: PathBuf,
+    /// vosk: the pause that ends an utterance, milliseconds (Vosk has
+    /// recognised the utterance by then, so it can be shorter than
+    /// Whisper's `[voice] end_of_speech_ms`).
+    pub vosk_end_of_speech_ms: u64,
 }
 
 impl Default for SpeechConfig {
@@ -775,6 +788,8 @@ impl Default for SpeechConfig {
             engine: "whisper".into(),
             whisper_dir: "models/whisper-base".into(),
             whisper_instances: 2,
+            vosk_model: "models/vosk/model".into(),
+            vosk_end_of_speech_ms: 250,
         }
     }
 }

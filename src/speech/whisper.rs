@@ -29,7 +29,7 @@ const MAX_TOKENS: usize = 96;
 /// 15.4 % but takes six times as long.
 const MIN_FRAMES: usize = 100;
 /// The hints' share of the prompt, in tokens.
-const MAX_HINT_TOKENS: usize = 48;
+const MAX_HINT_TOKENS: usize = 32;
 
 pub struct Whisper {
     /// Copies of the model, so utterances of several calls are recognised

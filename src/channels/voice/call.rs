@@ -16,7 +16,7 @@ use crate::channels::pipeline::{TurnError, TurnRequest};
 use crate::channels::Channel;
 use crate::dialog::{Action, Input, Turn};
 use crate::speech::audio::{self, frame_len, Pcm};
-use crate::speech::{Hints, Unheard};
+use crate::speech::{Hints, Stream, Unheard};
 use crate::store::SessionKey;
 use anyhow::{bail, Result};
 use std::collections::VecDeque;
@@ -33,6 +33,35 @@ use tokio::time::{Instant, MissedTickBehavior};
 const UUID_WAIT: Duration = Duration::from_secs(5);
 /// A write the caller's side does not take in this long ends the call.
 const WRITE_WAIT: Duration = Duration::from_secs(2);
+
+/// What the caller is likely to say after `turn`: its options' labels and
+/// synonyms (which include «да» and «нет» where it asks yes or no), to bias
+/// the recogniser towards them. Nothing when the turn offers no options:
+/// free speech is recognised without a bias.
+pub fn expected(turn: Option<&Turn>) -> Hints {
+    let mut phrases: Vec<String> = Vec::new();
+    for c in turn.map(|t| t.choices.as_slice()).unwrap_or_default() {
+        for p in std::iter::once(&c.label).chain(&c.synonyms) {
+            let p = p.trim().to_lowercase();
+            if !p.is_empty() && !phrases.contains(&p) {
+                phrases.push(p);
+            }
+        }
+    }
+    Hints { phrases }
+}
+
+/// What the recogniser heard; a failure is logged and heard as nothing.
+fn heard(r: std::result::Result<Option<String>, Unheard>) -> Option<String> {
+    match r {
+        Ok(t) => t,
+        Err(Unheard::NoRecogniser) => None,
+        Err(e) => {
+            tracing::error!("voice: recognition failed: {e:#}");
+            None
+        }
+    }
+}
 
 /// No place for another call: hang up at once.
 pub async fn refuse(mut stream: TcpStream) {
@@ -154,6 +183,71 @@ struct Speech {
     started: Instant,
     last_voice: Instant,
     samples: Vec<i16>,
+    /// The samples up to the last loud frame.
+    voiced: usize,
+    /// Recognition started early, at a short pause, on the samples up to
+    /// `voiced` then: used at the end of the utterance if the caller said
+    /// nothing more, so the answer does not wait for the whole pause plus
+    /// the recognition.
+    early: Option<(usize, JoinHandle<Option<String>>)>,
+    /// A streaming engine's recognition, fed frame by frame.
+    feed: Option<Feed>,
+}
+
+/// A streaming recognition (Vosk) fed as the caller speaks, on a blocking
+/// thread of its own for the utterance: frames go in, the words heard so
+/// far come back, and the text once the audio stops.
+struct Feed {
+    audio: std::sync::mpsc::Sender<Vec<i16>>,
+    words: mpsc::UnboundedReceiver<String>,
+    /// Words were heard (a partial result): the caller really speaks.
+    heard_words: bool,
+    job: JoinHandle<Option<String>>,
+}
+
+impl Feed {
+    fn start(mut stream: Box<dyn Stream>) -> Self {
+        let (audio, frames) = std::sync::mpsc::channel::<Vec<i16>>();
+        let (tx, words) = mpsc::unbounded_channel();
+        let job = tokio::task::spawn_blocking(move || {
+            for f in frames {
+                match stream.feed(&f) {
+                    Ok(w) if !w.is_empty() => {
+                        let _ = tx.send(w);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!("voice: recognition failed: {e:#}");
+                        return None;
+                    }
+                }
+            }
+            stream.finish().unwrap_or_else(|e| {
+                tracing::error!("voice: recognition failed: {e:#}");
+                None
+            })
+        });
+        Self {
+            audio,
+            words,
+            heard_words: false,
+            job,
+        }
+    }
+
+    /// Whether words have been heard by now.
+    fn words_heard(&mut self) -> bool {
+        while let Ok(w) = self.words.try_recv() {
+            self.heard_words |= !w.trim().is_empty();
+        }
+        self.heard_words
+    }
+
+    /// The audio is over: what was said.
+    async fn text(self) -> Option<String> {
+        drop(self.audio);
+        self.job.await.unwrap_or(None)
+    }
 }
 
 impl Call {
@@ -266,6 +360,7 @@ impl Call {
     /// Stops the robot mid-sentence (the caller speaks or presses a key).
     fn barge_in(&mut self) {
         if self.speaking && self.ending.is_none() {
+            tracing::debug!("voice {}: the caller barges in", self.key);
             self.to_say.clear();
             self.synth = None;
             self.playing.clear();
@@ -295,13 +390,35 @@ impl Call {
                 Some(s) => {
                     s.last_voice = now;
                     s.samples.extend_from_slice(samples);
+                    s.voiced = s.samples.len();
+                    if let Some(f) = &s.feed {
+                        let _ = f.audio.send(samples.to_vec());
+                    }
                 }
                 None if self.voiced_ms >= self.v.cfg.barge_in_ms => {
-                    self.barge_in();
+                    let hints = expected(self.last.as_ref());
+                    let feed = self.v.p.speech.stream(rate, &hints).map(Feed::start);
+                    tracing::debug!(
+                        "voice {}: speech starts ({})",
+                        self.key,
+                        if feed.is_some() { "streamed" } else { "whole" }
+                    );
+                    // Loudness stops the robot; a streaming engine waits
+                    // for words, so a cough or the line's noise does not.
+                    if feed.is_none() {
+                        self.barge_in();
+                    }
+                    let samples: Vec<i16> = self.recent.iter().copied().collect();
+                    if let Some(f) = &feed {
+                        let _ = f.audio.send(samples.clone());
+                    }
                     self.speech = Some(Speech {
                         started: now,
                         last_voice: now,
-                        samples: self.recent.iter().copied().collect(),
+                        voiced: samples.len(),
+                        samples,
+                        early: None,
+                        feed,
                     });
                 }
                 None => {}
@@ -310,6 +427,9 @@ impl Call {
             self.voiced_ms = 0;
             if let Some(s) = &mut self.speech {
                 s.samples.extend_from_slice(samples);
+                if let Some(f) = &s.feed {
+                    let _ = f.audio.send(samples.to_vec());
+                }
             }
         }
     }
@@ -341,17 +461,60 @@ impl Call {
     async fn timers(&mut self) {
         let now = Instant::now();
         let cfg = &self.v.cfg;
-        if let Some(s) = &self.speech {
-            let paused = now - s.last_voice >= Duration::from_millis(cfg.end_of_speech_ms);
+        let streamed_pause = self.v.p.speech.end_of_speech();
+        if let Some(s) = &mut self.speech {
+            let quiet = now - s.last_voice;
+            let pause = match (&s.feed, streamed_pause) {
+                (Some(_), Some(p)) => p,
+                _ => Duration::from_millis(cfg.end_of_speech_ms),
+            };
+            let paused = quiet >= pause;
             let long = now - s.started >= Duration::from_millis(cfg.max_utterance_ms);
-            if paused || long {
+            let words = s.feed.as_mut().is_some_and(Feed::words_heard);
+            let stale = s.early.as_ref().is_some_and(|(n, _)| *n != s.voiced);
+            if stale {
+                // The caller went on: what was recognised early is not all.
+                s.early = None;
+            }
+            if s.feed.is_none()
+                && s.early.is_none()
+                && !paused
+                && !long
+                && quiet >= Duration::from_millis(cfg.early_recognition_ms)
+            {
                 let pcm = Pcm {
                     rate: self.rate,
-                    samples: self.speech.take().unwrap().samples,
+                    samples: s.samples.clone(),
                 };
+                let (speech, hints) = (self.v.p.speech.clone(), expected(self.last.as_ref()));
+                let job = tokio::spawn(async move { heard(speech.recognise(pcm, hints).await) });
+                s.early = Some((s.voiced, job));
+            }
+            if words {
+                self.barge_in();
+            }
+            if paused || long {
+                let s = self.speech.take().unwrap();
+                let streamed = s.feed.is_some();
+                let text = match (s.feed, s.early) {
+                    (Some(f), _) => f.text().await,
+                    (None, Some((n, job))) if n == s.voiced => job.await.unwrap_or(None),
+                    _ => {
+                        let pcm = Pcm {
+                            rate: self.rate,
+                            samples: s.samples,
+                        };
+                        let hints = expected(self.last.as_ref());
+                        heard(self.v.p.speech.recognise(pcm, hints).await)
+                    }
+                };
+                if streamed && text.is_none() && self.speaking {
+                    // Noise while the robot speaks, no words: it goes on.
+                    return;
+                }
                 // Not understood (or no recogniser): asked again like a
                 // silence, then the keypad, then an operator.
-                let input = match self.recognise(pcm).await {
+                let input = match text {
                     Some(text) => Input::Text(text),
                     None => Input::Silence,
                 };
@@ -370,18 +533,6 @@ impl Call {
         if let Some(since) = self.listening {
             if !self.speaking && now - since >= Duration::from_millis(cfg.no_input_ms) {
                 self.turn(Input::Silence).await;
-            }
-        }
-    }
-
-    /// What the caller said, off the async runtime.
-    async fn recognise(&self, pcm: Pcm) -> Option<String> {
-        match self.v.p.speech.recognise(pcm, Hints::default()).await {
-            Ok(t) => t,
-            Err(Unheard::NoRecogniser) => None,
-            Err(e) => {
-                tracing::error!("voice: recognition failed: {e:#}");
-                None
             }
         }
     }
@@ -430,5 +581,34 @@ impl Call {
             self.to_say.push_back(say::speakable(&text));
             self.speaking = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialog::session::ChoiceOut;
+
+    fn choice(label: &str, synonyms: &[&str]) -> ChoiceOut {
+        ChoiceOut {
+            id: label.to_lowercase(),
+            label: label.into(),
+            dtmf: None,
+            synonyms: synonyms.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_options_and_their_synonyms_are_what_the_caller_is_expected_to_say() {
+        let t = Turn {
+            choices: vec![choice("Да", &["верно"]), choice("Нет", &["нет", "неверно"])],
+            ..Turn::default()
+        };
+        assert_eq!(
+            expected(Some(&t)).phrases,
+            ["да", "верно", "нет", "неверно"]
+        );
+        assert!(expected(Some(&Turn::default())).phrases.is_empty());
+        assert!(expected(None).phrases.is_empty());
     }
 }
