@@ -3,10 +3,12 @@
 //! trait over whole utterances, its engines, and `Hearing`, the one loaded
 //! recogniser the channels share. `whisper` (the default) is Whisper base on
 //! candle; `none` recognises nothing, so a caller is served by the keypad.
-//! `audio` holds what speech in and out share: WAV, resampling, loudness.
+//! `audio` holds what speech in and out share: WAV, resampling, loudness;
+//! `ogg` decodes Ogg Opus (Telegram's voice messages).
 
 pub mod audio;
 pub mod ct2;
+pub mod ogg;
 pub mod whisper;
 
 use crate::config::SpeechConfig;
