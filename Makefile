@@ -5,13 +5,21 @@ WHISPER := models/whisper-base/tokenizer.json
 TEST_MODEL := models/minilm/config.json
 VOSK_TEST_MODEL := models/vosk/model-ko/am/final.mdl
 
-.PHONY: run build test models test-models browser speech bench load eval clippy fmt clean
+.PHONY: run build test models test-models browser speech opus bench load eval clippy fmt clean
 
 run: models speech build
 	./target/release/otklik serve
 
-build:
+build: opus
 	$(CARGO) build --release
+
+# libopus for Telegram's voice messages: the opus crate links Debian's
+# libopus-dev, found by pkg-config.
+opus:
+	@pkg-config --exists opus 2>/dev/null || { \
+	  echo "installing libopus-dev and pkg-config (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq pkg-config libopus-dev >/dev/null; }
 
 models: $(MODEL) $(WHISPER)
 
@@ -43,30 +51,31 @@ browser:
 # The voice robot's speech synthesis: Debian's festival with its Russian
 # voice (festvox-ru), and espeak-ng as the fallback; and real Russian speech
 # at 8 kHz for the recogniser's tests (asterisk-core-sounds-ru-wav; their
-# texts, from the package's core-sounds-ru.txt, are in tests/speech.rs).
+# texts, from the package's core-sounds-ru.txt, are in tests/speech.rs); and
+# opusenc (opus-tools) to record the Telegram tests' voice messages.
 speech:
 	@command -v text2wave >/dev/null 2>&1 && [ -d /usr/share/festival/voices/russian ] && command -v espeak-ng >/dev/null 2>&1 \
-	  && [ -d /usr/share/asterisk/sounds/ru_RU_f_IvrvoiceRU ] || { \
-	  echo "installing festival, festvox-ru, espeak-ng and asterisk-core-sounds-ru (apt-get)"; \
+	  && [ -d /usr/share/asterisk/sounds/ru_RU_f_IvrvoiceRU ] && command -v opusenc >/dev/null 2>&1 || { \
+	  echo "installing festival, festvox-ru, espeak-ng, asterisk-core-sounds-ru and opus-tools (apt-get)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq festival festvox-ru espeak-ng asterisk-core-sounds-ru-wav >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq festival festvox-ru espeak-ng asterisk-core-sounds-ru-wav opus-tools >/dev/null; }
 
-test: models test-models browser speech
+test: models test-models browser speech opus
 	$(CARGO) test --benches   # each benchmark once, as a smoke test
 	$(CARGO) test --lib --bins --tests -- --test-threads=2
 
-bench: models
+bench: models opus
 	$(CARGO) bench --bench nlu
 
 # Concurrent web chat sessions over real WebSockets against `otklik serve`.
-load: models
+load: models opus
 	$(CARGO) bench --bench load
 
 eval: models build
 	./target/release/otklik eval
 	./target/release/otklik eval --test tests/data/heldout.tsv
 
-clippy:
+clippy: opus
 	$(CARGO) clippy --all-targets -- -D warnings
 
 fmt:

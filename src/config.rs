@@ -294,6 +294,10 @@ impl Config {
         if c.knn_k == 0 || c.knn_temperature <= 0.0 {
             bail!("classifier.knn_k and classifier.knn_temperature must be positive");
         }
+        let t = &self.telegram;
+        if !(1..=30).contains(&t.voice_max_seconds) || t.voice_max_bytes == 0 {
+            bail!("telegram.voice_max_seconds must be 1 to 30 (the recogniser hears 30 s at once) and telegram.voice_max_bytes positive");
+        }
         if !self.kb.segments.iter().any(|s| s == "universal") {
             bail!("kb.segments must include `universal`");
         }
@@ -394,6 +398,19 @@ mod tests {
         std::fs::write(&p, "[classifier]\nanswer_treshold = 0.5\n").unwrap();
         let err = format!("{:#}", Config::load(&p).unwrap_err());
         assert!(err.contains("answer_treshold"), "{err}");
+    }
+
+    #[test]
+    fn a_voice_limit_longer_than_the_recogniser_hears_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("otklik.toml");
+        for (limit, ok) in [(30, true), (31, false), (0, false)] {
+            std::fs::write(&p, format!("[telegram]\nvoice_max_seconds = {limit}\n")).unwrap();
+            match Config::load(&p) {
+                Ok(c) => assert!(ok && c.telegram.voice_max_seconds == limit, "{limit}"),
+                Err(e) => assert!(!ok && e.to_string().contains("voice_max_seconds"), "{e}"),
+            }
+        }
     }
 }
 
@@ -543,6 +560,12 @@ pub struct TelegramConfig {
     pub webhook_secret: String,
     /// polling: seconds a getUpdates call waits for news.
     pub poll_timeout_s: u32,
+    /// The longest voice message recognised, seconds (the update's duration
+    /// is checked before downloading, the audio's while decoding). At most
+    /// 30: the recogniser hears 30 s at once.
+    pub voice_max_seconds: u32,
+    /// The largest voice message downloaded, bytes.
+    pub voice_max_bytes: u32,
 }
 
 impl Default for TelegramConfig {
@@ -554,6 +577,8 @@ impl Default for TelegramConfig {
             webhook_url: String::new(),
             webhook_secret: String::new(),
             poll_timeout_s: 25,
+            voice_max_seconds: 30,
+            voice_max_bytes: 1024 * 1024,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The Telegram channel against a Bot API double on loopback: a real axum
 //! server speaking the Bot API's JSON, which `otklik serve` polls through
 //! teloxide. A whole conversation with inline keyboards and a stale button,
-//! HTML escaping, a voice message, consent before the contact button, a 429
+//! HTML escaping, a video note, consent before the contact button, a 429
 //! with retry_after, 5xx errors, a restart in the middle (offset persisted, nothing
 //! processed twice), a handoff and an operator's reply from the console.
 //! Replies and operators' messages whose sending failed are not lost: delivered when the webhook
@@ -11,13 +11,17 @@
 //! edit changes it, and answers edits and callback queries as the Bot API
 //! does. Links sit after the answer, keyboards fit a phone, a pressed choice
 //! is echoed in its message, /privacy offers withdrawal only with a consent.
+//! Voice messages: real speech (festival's Russian voice, encoded to Ogg
+//! Opus by opusenc as Telegram's clients record it) is fetched through
+//! getFile and the file endpoint, recognised by the server's Whisper and
+//! answered like text; the limits hold before anything is downloaded.
 
 mod common;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -49,6 +53,11 @@ struct Fake {
     keyboards: BTreeMap<i64, Value>,
     /// Callback queries sent to the bot, and whether each was answered.
     queries: BTreeMap<String, bool>,
+    /// Files the client sent, (file_id, bytes); the n-th is served at
+    /// `voice/file_<n>.oga`.
+    files: Vec<(String, Vec<u8>)>,
+    /// The file paths downloaded from the file endpoint, in order.
+    downloads: Vec<String>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -328,6 +337,15 @@ async fn api(
             }
             json!(true)
         }
+        // As Telegram answers: the file's size and the path to download it by.
+        "getfile" => {
+            let id = body["file_id"].as_str().unwrap_or("");
+            let Some(n) = g.files.iter().position(|(f, _)| f == id) else {
+                return bad_request("invalid file_id");
+            };
+            json!({"file_id": id, "file_unique_id": format!("u{id}"), "file_size": g.files[n].1.len(),
+                "file_path": format!("voice/file_{n}.oga")})
+        }
         "getme" => {
             json!({"id": 777, "is_bot": true, "first_name": "Помощник", "username": "otklik_bot"})
         }
@@ -378,9 +396,28 @@ fn refusal(g: &mut Fake) -> Option<(&'static str, Response)> {
     None
 }
 
+/// The Bot API's file endpoint: `/file/bot<token>/<file_path>`.
+async fn file(State(f): State<Shared>, Path((bot, path)): Path<(String, String)>) -> Response {
+    let mut g = f.lock().unwrap();
+    let n = path
+        .strip_prefix("voice/file_")
+        .and_then(|p| p.strip_suffix(".oga"))
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| *n < g.files.len());
+    match n {
+        Some(n) if bot == format!("bot{TOKEN}") => {
+            g.downloads.push(path);
+            let bytes = g.files[n].1.clone();
+            ([("content-type", "audio/ogg")], bytes).into_response()
+        }
+        _ => api_error(StatusCode::NOT_FOUND, "Not Found", Value::Null),
+    }
+}
+
 fn fake_server(f: Shared) -> String {
     let app = Router::new()
         .route("/{bot}/{method}", post(api))
+        .route("/file/{bot}/{*path}", get(file))
         .with_state(f);
     format!("http://{}", common::serve_in_background(app))
 }
@@ -414,6 +451,20 @@ impl Chat {
             m[k] = v.clone();
         }
         self.push(json!({"message": m}));
+    }
+
+    /// The client sends a voice message: its file is put on the Bot API
+    /// server, the update says its duration and size (as Telegram does).
+    fn voice(&self, file_id: &str, ogg: &[u8], seconds: u32) {
+        self.f
+            .lock()
+            .unwrap()
+            .files
+            .push((file_id.to_string(), ogg.to_vec()));
+        self.message(
+            json!({"voice": {"file_id": file_id, "file_unique_id": format!("u{file_id}"),
+            "duration": seconds, "mime_type": "audio/ogg", "file_size": ogg.len()}}),
+        );
     }
 
     /// The client presses the button with `data`: the callback query
@@ -635,9 +686,14 @@ fn a_telegram_conversation_end_to_end() {
     assert!(a["text"].as_str().unwrap().contains("неактуален"), "{a}");
     c.quiet(2);
 
-    c.message(json!({"voice": {"file_id": "v1", "file_unique_id": "u1", "duration": 3}}));
+    // A video note is not listened to: text or a voice message is asked for.
+    c.message(json!({"video_note": {"file_id": "v1", "file_unique_id": "u1", "length": 240, "duration": 3}}));
     let (t, _) = c.reply();
-    assert!(t.contains("понимаю только текст"), "{t}");
+    assert!(t.contains("понимаю текст и голосовые сообщения"), "{t}");
+    assert!(
+        !f.lock().unwrap().calls.iter().any(|(m, _)| m == "getfile"),
+        "not downloaded"
+    );
 
     // Consent before any personal data; the contact button only after it.
     c.text("перезвоните мне пожалуйста");
@@ -870,6 +926,37 @@ fn webhook_mode_checks_the_secret() {
             .any(|(m, _)| m == "getupdates"),
         "no polling in webhook mode"
     );
+
+    // A voice message delivered twice: fetched, heard and answered once.
+    rt.block_on(speech_ready(&server.base));
+    let (ogg, secs) = spoken("Да.");
+    f.lock()
+        .unwrap()
+        .files
+        .push(("voice-da".into(), ogg.clone()));
+    let update = json!({"update_id": 3, "message": {"message_id": 3, "date": 1764140002,
+        "chat": {"id": CHAT, "type": "private", "first_name": "Иван"}, "from": Chat::user(),
+        "voice": {"file_id": "voice-da", "file_unique_id": "uda", "duration": secs,
+            "mime_type": "audio/ogg", "file_size": ogg.len()}}});
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let url = format!("{}/telegram/webhook", server.base);
+        for _ in 0..2 {
+            let r = http
+                .post(&url)
+                .header("x-telegram-bot-api-secret-token", secret)
+                .json(&update)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    });
+    let (t, _) = c.reply();
+    assert!(t.to_lowercase().starts_with("вы сказали: «да"), "{t}");
+    c.reply();
+    c.quiet(1);
+    assert_eq!(fetched(&f), (1, 1), "fetched once");
 }
 
 #[test]
@@ -1376,4 +1463,232 @@ fn privacy_offers_withdrawal_only_with_an_active_consent() {
         b["reply_markup"]["inline_keyboard"].is_null(),
         "nothing to withdraw: {b}"
     );
+}
+
+// Voice messages.
+
+/// Waits until the server's recogniser is loaded.
+async fn speech_ready(base: &str) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(120) {
+        if common::metrics(base)
+            .await
+            .contains("otklik_speech_ready 1")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the recogniser did not load");
+}
+
+/// A WAV file as Ogg Opus, as Telegram's clients record voice messages
+/// (Opus at 48 kHz, mono, in Ogg), by Debian's opusenc (`make speech`).
+fn ogg_opus(wav: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let (inp, out) = (dir.path().join("in.wav"), dir.path().join("out.oga"));
+    std::fs::write(&inp, wav).unwrap();
+    let st = std::process::Command::new("opusenc")
+        .args(["--quiet", "--bitrate", "32"])
+        .arg(&inp)
+        .arg(&out)
+        .status()
+        .expect("opusenc (make speech)");
+    assert!(st.success());
+    std::fs::read(out).unwrap()
+}
+
+/// A citizen's phrase, said by festival's Russian voice at 48 kHz, as a
+/// voice message; and its length in whole seconds, rounded up.
+fn spoken(text: &str) -> (Vec<u8>, u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let (txt, wav) = (dir.path().join("say.txt"), dir.path().join("say.wav"));
+    std::fs::write(&txt, text).unwrap();
+    let st = std::process::Command::new("text2wave")
+        .args(["-F", "48000", "-o"])
+        .arg(&wav)
+        .arg(&txt)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("festival (make speech)");
+    assert!(st.success());
+    let wav = std::fs::read(wav).unwrap();
+    let pcm = otklik::speech::audio::read_wav(&wav).unwrap();
+    assert!(pcm.duration_ms() > 500, "festival said nothing");
+    (ogg_opus(&wav), pcm.duration_ms().div_ceil(1000) as u32)
+}
+
+/// `ms` of near silence (a faint hiss, as a microphone in a quiet room).
+fn hush(ms: u32) -> Vec<u8> {
+    let mut seed = 7u32;
+    let samples = (0..48 * ms)
+        .map(|_| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            ((seed >> 16) % 41) as i16 - 20
+        })
+        .collect();
+    ogg_opus(&otklik::speech::audio::write_wav(
+        &otklik::speech::audio::Pcm {
+            rate: 48_000,
+            samples,
+        },
+    ))
+}
+
+/// (getFile calls, downloads) so far.
+fn fetched(f: &Shared) -> (usize, usize) {
+    let g = f.lock().unwrap();
+    let gets = g.calls.iter().filter(|(m, _)| m == "getfile").count();
+    (gets, g.downloads.len())
+}
+
+/// A voice message is recognised and answered like the same words typed:
+/// the booking asks for consent, and a spoken «Да» goes on with the form.
+/// The bot shows what it heard first. Each file is fetched once.
+#[test]
+fn a_voice_message_is_heard_and_answered_like_text() {
+    let Bot {
+        f,
+        server,
+        rt,
+        mut c,
+        ..
+    } = polling_bot();
+    rt.block_on(speech_ready(&server.base));
+    c.text("/start");
+    c.reply();
+    let (ogg, secs) = spoken("Хочу записаться на приём.");
+    c.voice("voice-book", &ogg, secs);
+    let (t, _) = c.reply();
+    assert!(
+        t.starts_with("Вы сказали: «") && t.to_lowercase().contains("записаться на при"),
+        "what was heard, first: {t}"
+    );
+    let (t, b) = c.reply();
+    assert!(t.contains("Вы согласны"), "the booking asks consent: {t}");
+    button(&b, ":yes");
+    let (ogg, secs) = spoken("Да.");
+    c.voice("voice-yes", &ogg, secs);
+    let (t, _) = c.reply();
+    assert!(t.to_lowercase().starts_with("вы сказали: «да"), "{t}");
+    let (t, b) = c.reply();
+    assert!(t.contains("Выберите услугу"), "the form goes on: {t}");
+    assert!(rows(&b).len() > 1, "the services to choose from: {b}");
+    c.quiet(2);
+    assert_eq!(fetched(&f), (2, 2), "each file fetched once");
+    assert_eq!(
+        f.lock().unwrap().downloads,
+        ["voice/file_0.oga", "voice/file_1.oga"]
+    );
+    drop(server);
+}
+
+/// Limits: a voice message longer or larger than the settings allow (by
+/// what its update says) is refused without being downloaded; one whose
+/// update understates its length is refused while decoding. Silence is
+/// «не расслышала», a file that is not Ogg Opus or cannot be fetched is
+/// reported, and the conversation's rate limit is taken before anything is
+/// downloaded.
+#[test]
+fn voice_messages_are_bounded_and_failures_explained() {
+    let Bot {
+        f,
+        server,
+        rt,
+        mut c,
+        ..
+    } = polling_bot_with(&[
+        ("OTKLIK_TELEGRAM_VOICE_MAX_SECONDS", "20".into()),
+        ("OTKLIK_TELEGRAM_VOICE_MAX_BYTES", "200000".into()),
+        ("OTKLIK_HTTP_MESSAGES_PER_MINUTE", "6".into()),
+    ]);
+    rt.block_on(speech_ready(&server.base));
+    c.text("/start");
+    c.reply();
+    let quiet = hush(2000);
+
+    // Refused by the update's duration or size: nothing fetched.
+    c.voice("long", &quiet, 21);
+    let (t, _) = c.reply();
+    assert!(
+        t.contains("слишком длинное") && t.contains("до 20 секунд"),
+        "{t}"
+    );
+    c.message(
+        json!({"voice": {"file_id": "big", "file_unique_id": "ubig", "duration": 5,
+        "mime_type": "audio/ogg", "file_size": 200_001}}),
+    );
+    let (t, _) = c.reply();
+    assert!(t.contains("слишком длинное"), "{t}");
+    c.quiet(1);
+    assert_eq!(fetched(&f), (0, 0), "refused before downloading");
+
+    // The update says 3 s; the audio runs 25 s: decoding stops there.
+    let long = ogg_opus(&otklik::speech::audio::write_wav(
+        &otklik::speech::audio::Pcm {
+            rate: 48_000,
+            samples: vec![0; 48_000 * 25],
+        },
+    ));
+    assert!(long.len() < 200_000);
+    c.voice("liar", &long, 3);
+    let (t, _) = c.reply();
+    assert!(t.contains("слишком длинное"), "{t}");
+
+    // Near silence: nothing heard.
+    c.voice("hush", &quiet, 2);
+    let (t, _) = c.reply();
+    assert!(t.contains("Не расслышала"), "{t}");
+
+    // Not Ogg Opus, and a file the Bot API does not have.
+    c.voice("junk", b"ID3\x03\x00 not an ogg file at all", 2);
+    let (t, _) = c.reply();
+    assert!(t.contains("Не получилось прослушать"), "{t}");
+    c.message(
+        json!({"voice": {"file_id": "gone", "file_unique_id": "ugone", "duration": 2,
+        "mime_type": "audio/ogg", "file_size": 1000}}),
+    );
+    let (t, _) = c.reply();
+    assert!(t.contains("Не получилось прослушать"), "{t}");
+    c.quiet(1);
+    // getFile for each of the four; the missing one has nothing to download.
+    assert_eq!(fetched(&f), (4, 3));
+
+    // Seven at once, over the six a minute: a refused one is not fetched.
+    for i in 0..7 {
+        c.voice(&format!("burst{i}"), b"not audio", 1);
+    }
+    let mut refused = 0;
+    for _ in 0..7 {
+        let (t, _) = c.reply();
+        if t.contains("Слишком много сообщений") {
+            refused += 1;
+        } else {
+            assert!(t.contains("Не получилось прослушать"), "{t}");
+        }
+    }
+    assert!(refused >= 1);
+    c.quiet(1);
+    assert_eq!(fetched(&f), (4 + 7 - refused, 3 + 7 - refused));
+    drop(server);
+}
+
+/// With no recogniser (`[speech] engine = "none"`) a voice message is not
+/// downloaded: the client is asked to write.
+#[test]
+fn without_a_recogniser_a_voice_message_asks_for_text() {
+    let Bot {
+        f, server, mut c, ..
+    } = polling_bot_with(&[("OTKLIK_SPEECH_ENGINE", "none".into())]);
+    c.text("/start");
+    c.reply();
+    c.voice("v", &hush(1000), 1);
+    let (t, _) = c.reply();
+    assert!(
+        t.contains("не могу распознать") && t.contains("напишите"),
+        "{t}"
+    );
+    c.quiet(1);
+    assert_eq!(fetched(&f), (0, 0));
+    drop(server);
 }

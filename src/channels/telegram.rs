@@ -2,23 +2,29 @@
 //! through the same axum server, with the secret-token header checked. It
 //! turns updates into engine inputs — messages, inline-keyboard presses,
 //! commands (/start with deep links, /help, /profile, /privacy, /stop), shared
-//! contacts, voice messages — and renders turns as HTML-escaped messages with
-//! inline keyboards laid out to fit a phone (a pressed choice replaces the
-//! keyboard in its message: «Ваш выбор: …») and a persistent «Оператор»
-//! button. Every update is processed exactly once: its id is committed with
-//! the turn, and the polling offset is persisted. Bot API errors (429 with
-//! retry_after, 5xx, network) are retried with backoff. A reply (or an
-//! operator's message, see `keep`) is committed with its turn as undelivered
-//! until sendMessage succeeds; one left over by a crash or a failed send
-//! goes out when the update comes again, at start-up, or by a periodic sweep
-//! (at least once rather than never). Turns go through the shared turn
-//! service, so the conversation's rate limit and the length limit hold here
-//! too.
+//! contacts, voice messages (Ogg Opus: checked against the limits before
+//! they are downloaded, fetched from the Bot API's file endpoint, decoded by
+//! `speech::ogg`, recognised by the shared recogniser and answered like
+//! text, with what was heard shown first) — and renders turns as
+//! HTML-escaped messages with inline keyboards laid out to fit a phone (a
+//! pressed choice replaces the keyboard in its message: «Ваш выбор: …») and
+//! a persistent «Оператор» button. Every update is processed exactly once:
+//! its id is committed with the turn, and the polling offset is persisted.
+//! Bot API errors (429 with retry_after, 5xx, network) are retried with
+//! backoff. A reply (or an operator's message, see `keep`) is committed with
+//! its turn as undelivered until sendMessage succeeds; one left over by a
+//! crash or a failed send goes out when the update comes again, at start-up,
+//! or by a periodic sweep (at least once rather than never). Turns go
+//! through the shared turn service, so the conversation's rate limit and the
+//! length limit hold here too (a voice message takes its rate limit before
+//! it is downloaded).
 
 use super::pipeline::{Pipeline, TurnError, TurnRequest};
 use super::{BoxFuture, Channel, Delivery, Origin, Sent};
 use crate::dialog::{Action, Engine, Input, Keep, PendingReply, Turn};
 use crate::errors::error;
+use crate::speech::ogg::{decode_ogg_opus, OggError};
+use crate::speech::{Hints, Unheard};
 use crate::store::SessionKey;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -26,9 +32,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use futures_util::StreamExt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use teloxide::net::Download;
 use teloxide::payloads::{
     AnswerCallbackQuerySetters, EditMessageTextSetters, GetUpdatesSetters, SendMessageSetters,
     SetWebhookSetters,
@@ -36,9 +44,9 @@ use teloxide::payloads::{
 use teloxide::prelude::Requester;
 use teloxide::requests::Request;
 use teloxide::types::{
-    ButtonRequest, ChatId, InlineKeyboardButton, InlineKeyboardButtonKind, InlineKeyboardMarkup,
-    KeyboardButton, KeyboardMarkup, Message, MessageEntity, MessageEntityKind, ParseMode,
-    ReplyMarkup, Update, UpdateKind,
+    Audio, ButtonRequest, ChatId, FileId, InlineKeyboardButton, InlineKeyboardButtonKind,
+    InlineKeyboardMarkup, KeyboardButton, KeyboardMarkup, Message, MessageEntity,
+    MessageEntityKind, ParseMode, ReplyMarkup, Update, UpdateKind,
 };
 use teloxide::utils::html::escape;
 use teloxide::{Bot, RequestError};
@@ -51,6 +59,13 @@ const HELP: &str = "Я цифровой помощник министерств�
 /// The callback data of «Отозвать согласие» under /privacy.
 const WITHDRAW: &str = "w";
 const STALE: &str = "Этот вариант уже неактуален. Выберите из последнего сообщения.";
+const VOICE_UNAVAILABLE: &str =
+    "Сейчас я не могу распознать голосовое сообщение. Пожалуйста, напишите вопрос текстом.";
+const VOICE_UNHEARD: &str =
+    "Не расслышала Ваше сообщение. Повторите, пожалуйста, или напишите вопрос текстом.";
+const VOICE_FAILED: &str = "Не получилось прослушать голосовое сообщение. Отправьте его ещё раз или напишите вопрос текстом.";
+/// How long downloading a voice message may take.
+const VOICE_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub const NAME: &str = "telegram";
 
@@ -346,7 +361,37 @@ enum Step {
     Stale,
     /// A contact shared when no phone was asked.
     UnaskedContact,
+    /// A voice message to recognise.
+    Voice(VoiceNote),
     Ignore,
+}
+
+/// A voice message as its update describes it.
+struct VoiceNote {
+    file: FileId,
+    seconds: u32,
+    /// None when the update does not say.
+    bytes: Option<u32>,
+}
+
+impl VoiceNote {
+    fn new(file: &teloxide::types::FileMeta, seconds: u32) -> Self {
+        Self {
+            file: file.id.clone(),
+            seconds,
+            // teloxide reads a missing file_size as u32::MAX.
+            bytes: (file.size != u32::MAX).then_some(file.size),
+        }
+    }
+}
+
+/// An audio file sent as music or a document may be Ogg Opus too (a voice
+/// message forwarded from elsewhere).
+fn is_ogg_opus(a: &Audio) -> bool {
+    let mime = a.mime_type.as_ref().map(|m| m.essence_str());
+    let name = a.file_name.as_deref().unwrap_or("").to_lowercase();
+    matches!(mime, Some("audio/ogg" | "audio/opus"))
+        || [".ogg", ".oga", ".opus"].iter().any(|e| name.ends_with(e))
 }
 
 fn parse_start(payload: &str) -> Vec<Input> {
@@ -372,7 +417,14 @@ fn message_step(engine: &Engine, m: &Message) -> Step {
         }
         return Step::Engine(vec![Input::Text(c.phone_number.clone())]);
     }
-    if m.voice().is_some() || m.audio().is_some() || m.video_note().is_some() {
+    if let Some(v) = m.voice() {
+        return Step::Voice(VoiceNote::new(&v.file, v.duration.seconds()));
+    }
+    if let Some(a) = m.audio().filter(|a| is_ogg_opus(a)) {
+        return Step::Voice(VoiceNote::new(&a.file, a.duration.seconds()));
+    }
+    // Other audio (MP3…) and video notes (MP4) are not decoded.
+    if m.audio().is_some() || m.video_note().is_some() {
         return Step::Engine(vec![Input::Attachment("voice".into())]);
     }
     let Some(text) = m.text() else {
@@ -566,8 +618,32 @@ pub async fn process(tg: &Arc<Telegram>, u: Update) -> anyhow::Result<()> {
             .await;
         }
     }
+    let mut admitted = false;
     let inputs = match step {
         Step::Engine(inputs) => inputs,
+        Step::Voice(v) => match hear(tg, &key, &v).await {
+            Ok(words) => {
+                // What was heard, so the client sees what the bot understood.
+                // A full stop goes after the quotes (none after ? or !).
+                let said = words.trim_end_matches('.');
+                let stop = if said.ends_with(['?', '!', '…']) {
+                    ""
+                } else {
+                    "."
+                };
+                let echo = format!("Вы сказали: «{said}»{stop}");
+                if let Err(e) = tg.say(chat, &echo, None).await {
+                    tracing::warn!("telegram: {key}: the recognised words were not shown: {e}");
+                }
+                admitted = true;
+                vec![Input::Text(words)]
+            }
+            Err(message) => {
+                tg.say(chat, &message, None).await?;
+                st.store.mark(&marker)?;
+                return Ok(());
+            }
+        },
         other => {
             channel_step(tg, &engine, chat, &key, other).await?;
             st.store.mark(&marker)?;
@@ -578,6 +654,7 @@ pub async fn process(tg: &Arc<Telegram>, u: Update) -> anyhow::Result<()> {
     redeliver(tg, Some(&marker), 0).await?;
     let mut req = TurnRequest::several(key, inputs);
     req.marker = Some(marker.clone());
+    req.admitted = admitted;
     match st.turn(tg.clone(), req).await {
         Ok(_) => Ok(()),
         Err(TurnError::Duplicate) => redeliver(tg, Some(&marker), 0).await,
@@ -590,6 +667,101 @@ pub async fn process(tg: &Arc<Telegram>, u: Update) -> anyhow::Result<()> {
     }
 }
 
+/// A voice message's words, or what to tell the client instead. The
+/// update's duration and size are checked before anything is downloaded,
+/// then the conversation's rate limit is taken (recognising costs more than
+/// a text); the file is fetched with a size bound and a timeout, decoded
+/// (stopping past the limit) and recognised.
+async fn hear(tg: &Telegram, key: &SessionKey, v: &VoiceNote) -> Result<String, String> {
+    let cfg = &tg.p.cfg.telegram;
+    let max_s = cfg.voice_max_seconds;
+    let too_long = || {
+        format!(
+            "Голосовое сообщение слишком длинное. Я слушаю до {max_s} {}. Запишите, пожалуйста, вопрос короче или напишите его текстом.",
+            seconds(max_s)
+        )
+    };
+    if v.seconds > max_s || v.bytes.is_some_and(|b| b > cfg.voice_max_bytes) {
+        return Err(too_long());
+    }
+    // `none` recognises nothing: saying «не расслышала» would mislead.
+    if tg.p.speech.get().is_none_or(|a| a.name() == "none") {
+        return Err(VOICE_UNAVAILABLE.into());
+    }
+    tg.p.admit(key, None).map_err(|e| e.message())?;
+    let bytes = match fetch(&tg.bot, &v.file, cfg.voice_max_bytes).await {
+        Ok(b) => b,
+        Err(Fetch::TooLarge) => return Err(too_long()),
+        Err(Fetch::Failed(e)) => {
+            tracing::warn!("telegram: {key}: a voice message not downloaded: {e}");
+            return Err(VOICE_FAILED.into());
+        }
+    };
+    let pcm = match tokio::task::spawn_blocking(move || decode_ogg_opus(&bytes, max_s)).await {
+        Ok(Ok(pcm)) => pcm,
+        Ok(Err(OggError::TooLong(_))) => return Err(too_long()),
+        Ok(Err(e)) => {
+            tracing::warn!("telegram: {key}: a voice message not decoded: {e}");
+            return Err(VOICE_FAILED.into());
+        }
+        Err(e) => {
+            tracing::error!("telegram: decoding a voice message: {e}");
+            return Err(VOICE_FAILED.into());
+        }
+    };
+    match tg.p.speech.recognise(pcm, Hints::default()).await {
+        Ok(Some(words)) => Ok(words),
+        Ok(None) => Err(VOICE_UNHEARD.into()),
+        Err(Unheard::NoRecogniser) => Err(VOICE_UNAVAILABLE.into()),
+        Err(Unheard::Failed(e)) => {
+            tracing::error!("telegram: {key}: recognising a voice message: {e:#}");
+            Err(VOICE_FAILED.into())
+        }
+    }
+}
+
+/// «секунды» or «секунд» after «до n» (до 1 секунды, до 30 секунд).
+fn seconds(n: u32) -> &'static str {
+    match (n % 10, n % 100) {
+        (1, m) if m != 11 => "секунды",
+        _ => "секунд",
+    }
+}
+
+enum Fetch {
+    TooLarge,
+    Failed(String),
+}
+
+/// A file from the Bot API: getFile, then its bytes from the file endpoint
+/// (`{api_url}/file/bot<token>/<file_path>`), at most `max` of them and
+/// within `VOICE_DOWNLOAD_TIMEOUT`.
+async fn fetch(bot: &Bot, file: &FileId, max: u32) -> Result<Vec<u8>, Fetch> {
+    let f = retry("getFile", || bot.get_file(file.clone()).send())
+        .await
+        .map_err(|e| Fetch::Failed(e.to_string()))?;
+    // (u32::MAX: the Bot API did not say.)
+    if f.size != u32::MAX && f.size > max {
+        return Err(Fetch::TooLarge);
+    }
+    let download = async {
+        // The stream's errors have the token taken out of their URL.
+        let mut chunks = bot.download_file_stream(&f.path);
+        let mut out = Vec::new();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| Fetch::Failed(e.to_string()))?;
+            if out.len() + chunk.len() > max as usize {
+                return Err(Fetch::TooLarge);
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    };
+    tokio::time::timeout(VOICE_DOWNLOAD_TIMEOUT, download)
+        .await
+        .map_err(|_| Fetch::Failed("timed out".into()))?
+}
+
 /// What the channel answers by itself (commands, stale buttons).
 async fn channel_step(
     tg: &Telegram,
@@ -599,7 +771,7 @@ async fn channel_step(
     step: Step,
 ) -> anyhow::Result<()> {
     match step {
-        Step::Ignore | Step::Stale | Step::Engine(_) => {}
+        Step::Ignore | Step::Stale | Step::Engine(_) | Step::Voice(_) => {}
         Step::Help => tg.say(chat, HELP, Some(persistent_keyboard())).await?,
         Step::UnaskedContact => {
             tg.say(

@@ -5,11 +5,13 @@
 //! recogniser the channels share. `whisper` (the default) is Whisper base on
 //! candle; `vosk` is Vosk with an operator's model (streaming, with partial
 //! results and a grammar of the expected phrases); `none` recognises
-//! nothing, so a caller is served by the keypad.
-//! `audio` holds what speech in and out share: WAV, resampling, loudness.
+//! nothing, so a caller is served by the keypad. `audio` holds what speech
+//! in and out share: WAV, resampling, loudness; `ogg` decodes Ogg Opus
+//! (Telegram's voice messages).
 
 pub mod audio;
 pub mod ct2;
+pub mod ogg;
 pub mod vosk;
 pub mod whisper;
 
