@@ -114,6 +114,9 @@ pub struct TurnRequest {
     /// The client's address, limited beside the conversation (none where the
     /// channel's server speaks for the clients: Telegram, integrations).
     pub address: Option<std::net::IpAddr>,
+    /// Already counted in the rate limits by `Pipeline::admit` (a voice
+    /// message is counted before it is recognised, not again after).
+    pub admitted: bool,
 }
 
 impl TurnRequest {
@@ -132,6 +135,7 @@ impl TurnRequest {
             silent: false,
             style: None,
             address: None,
+            admitted: false,
         }
     }
 }
@@ -239,6 +243,21 @@ impl Pipeline {
         Ok(e)
     }
 
+    /// Counts one message of the conversation (and of the client's address)
+    /// in the rate limits; `RateLimited` past them.
+    pub fn admit(
+        &self,
+        key: &SessionKey,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<(), TurnError> {
+        if self.limiter.check_key(&key.to_string()).is_err()
+            || address.is_some_and(|a| self.by_address.check_key(&a).is_err())
+        {
+            return Err(TurnError::RateLimited);
+        }
+        Ok(())
+    }
+
     /// Runs a client's input through the engine and delivers the replies.
     /// Returns the turns in order (the REST API answers with the last).
     pub async fn turn(
@@ -260,12 +279,8 @@ impl Pipeline {
                 return Err(TurnError::Duplicate);
             }
         }
-        if self.limiter.check_key(&req.key.to_string()).is_err()
-            || req
-                .address
-                .is_some_and(|a| self.by_address.check_key(&a).is_err())
-        {
-            return Err(TurnError::RateLimited);
+        if !req.admitted {
+            self.admit(&req.key, req.address)?;
         }
         let t0 = Instant::now();
         let (c2, r2, f2) = (ch.clone(), req.clone(), self.fault.clone());
