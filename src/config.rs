@@ -166,6 +166,14 @@ pub struct HttpConfig {
     /// Token for `/metrics` (Authorization: Bearer …); empty: only clients on
     /// this machine (loopback) may read it.
     pub metrics_token: String,
+    /// The web chat's voice messages: the longest, seconds, up to 30 (0, or
+    /// `[speech] engine = "none"`: no voice button). A message is 16-bit PCM, so at
+    /// 16 kHz it takes 32,000 bytes a second; binary WebSocket messages may
+    /// be that large and no larger.
+    pub voice_max_seconds: u32,
+    /// Web chat voice messages recognised at once, server-wide; one more
+    /// gets `busy` at once rather than a place in a queue.
+    pub voice_max_concurrent: usize,
 }
 
 impl Default for Config {
@@ -255,6 +263,8 @@ impl Default for HttpConfig {
             hellos_per_address_per_minute: 120,
             allowed_origins: Vec::new(),
             metrics_token: String::new(),
+            voice_max_seconds: 20,
+            voice_max_concurrent: 2,
         }
     }
 }
@@ -300,6 +310,9 @@ impl Config {
         }
         if !self.kb.segments.iter().any(|s| s == "universal") {
             bail!("kb.segments must include `universal`");
+        }
+        if self.http.voice_max_seconds > 30 {
+            bail!("http.voice_max_seconds must be 30 or less: Whisper hears 30 seconds at most");
         }
         Ok(())
     }

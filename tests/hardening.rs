@@ -183,10 +183,10 @@ async fn ws_with_origin(
 }
 
 /// Pages carry a CSP without inline scripts, nosniff and a referrer policy;
-/// the console may not be framed; sockets check their page's origin; an
-/// oversized message gets a clear error and close code 1009; a huge
-/// `last_seq` replays nothing; metrics need the token when one is set; the
-/// database is the owner's alone.
+/// the console may not be framed, and only the chat's page may use the
+/// microphone; sockets check their page's origin; an oversized message gets
+/// a clear error and close code 1009; a huge `last_seq` replays nothing;
+/// metrics need the token when one is set; the database is the owner's alone.
 #[tokio::test]
 async fn headers_origins_big_messages_metrics_and_file_modes() {
     let s = start_server(&[
@@ -198,9 +198,9 @@ async fn headers_origins_big_messages_metrics_and_file_modes() {
     ]);
     wait_ready(&s.base).await;
     let c = reqwest::Client::new();
-    for (path, frames) in [
-        ("/", "frame-ancestors 'self'"),
-        ("/operator", "frame-ancestors 'none'"),
+    for (path, frames, microphone) in [
+        ("/", "frame-ancestors 'self'", "microphone=(self)"),
+        ("/operator", "frame-ancestors 'none'", "microphone=()"),
     ] {
         let r = c.get(format!("{}{path}", s.base)).send().await.unwrap();
         let h = r.headers();
@@ -210,6 +210,9 @@ async fn headers_origins_big_messages_metrics_and_file_modes() {
             "{csp}"
         );
         assert!(csp.contains(frames), "{path}: {csp}");
+        // The chat's page may use the microphone (its voice button), the console not.
+        let permissions = h["permissions-policy"].to_str().unwrap();
+        assert!(permissions.contains(microphone), "{path}: {permissions}");
         assert_eq!(h["x-content-type-options"], "nosniff");
         assert!(h.contains_key("referrer-policy"));
     }

@@ -9,7 +9,7 @@ use common::{
     is_bot, recv, send, start_server, until, wait_ready, ws, ADMIN_TOKEN, OPERATOR_PASSWORD,
     PORTAL_KEY,
 };
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -23,7 +23,7 @@ async fn web_chat_protocol_replay_dedup_and_limits() {
     send(&mut w, json!({"type": "hello", "last_seq": 0})).await;
     let first = until(&mut w, is_bot).await;
     assert_eq!(first[0]["type"], "welcome");
-    assert_eq!(first[0]["voice"], false);
+    assert_eq!(first[0]["voice"], true);
     let greeting = first.last().unwrap();
     assert!(greeting["text"].as_str().unwrap().contains("Здравствуйте"));
     assert!(
@@ -517,4 +517,189 @@ async fn sigterm_finishes_and_flushes() {
     let key = otklik::store::SessionKey::new("api", "portal:term");
     let sess: Option<otklik::dialog::session::Session> = store.session(&key).unwrap();
     assert_eq!(sess.unwrap().intent.as_deref(), Some("pension_application"));
+}
+
+/// A voice message: its header, then its audio as one binary message.
+async fn voice(w: &mut common::Ws, id: &str, rate: u32, audio: Vec<u8>) {
+    send(w, json!({"type": "voice", "id": id, "rate": rate})).await;
+    w.send(Message::Binary(audio.into())).await.unwrap();
+}
+
+/// 16-bit little-endian samples, as the widget sends them.
+fn pcm_bytes(samples: &[i16]) -> Vec<u8> {
+    samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+}
+
+/// Whether the `too_large` error came, and the close code that followed.
+async fn error_and_close(w: &mut common::Ws) -> (bool, Option<u16>) {
+    let mut too_large = false;
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(10), w.next()).await {
+        match m {
+            Ok(Message::Text(t)) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                too_large |= v["code"] == "too_large";
+            }
+            Ok(Message::Close(f)) => return (too_large, f.map(|f| u16::from(f.code))),
+            _ => break,
+        }
+    }
+    (too_large, None)
+}
+
+/// The next error on the socket (skipping nothing else: it must come next).
+async fn error_of(w: &mut common::Ws) -> Value {
+    let e = recv(w, 30).await.expect("an answer");
+    assert_eq!(e["type"], "error", "{e}");
+    assert!(!e["message"].as_str().unwrap().is_empty(), "{e}");
+    e
+}
+
+/// The voice button's protocol: real Russian speech (festival) over the
+/// real socket is recognised by Whisper, echoed as the citizen's message and
+/// answered by the booking flow; bad, too long, silent and oversized audio
+/// each get a clear error and lose nothing; voice messages count in the
+/// conversation's rate limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_chat_voice_messages_are_recognised_answered_and_bounded() {
+    let s = start_server(&[("OTKLIK_HTTP_MESSAGES_PER_MINUTE", "10".into())]);
+    wait_ready(&s.base).await;
+    common::speech_ready(&s.base).await;
+    let client = "voice-client-1";
+    let mut w = ws(&s.base, client).await;
+    send(&mut w, json!({"type": "hello", "last_seq": 0})).await;
+    let first = until(&mut w, is_bot).await;
+    assert_eq!(first[0]["voice"], true, "{:?}", first[0]);
+    let max_s = first[0]["voice_max_seconds"].as_u64().unwrap();
+    assert_eq!(max_s, 20);
+
+    // «Хочу записаться на приём», said: the words come back as the
+    // citizen's own message, then the booking flow asks for consent.
+    let phrase = common::festival_16k("Хочу записаться на приём.");
+    voice(&mut w, "v1", 16_000, pcm_bytes(&phrase.samples)).await;
+    let got = until(&mut w, is_bot).await;
+    let echo = got
+        .iter()
+        .find(|m| m["from"] == "client")
+        .unwrap_or_else(|| panic!("no echo: {got:?}"));
+    assert_eq!((&echo["id"], &echo["voice"]), (&json!("v1"), &json!(true)));
+    let heard = echo["text"].as_str().unwrap().to_lowercase();
+    assert!(
+        heard.contains("записаться") && heard.contains("при"),
+        "recognised: {heard}"
+    );
+    let answer = got.last().unwrap()["text"].as_str().unwrap();
+    assert!(answer.contains("согласны"), "the booking flow: {answer}");
+
+    // Bad audio: an odd number of bytes, a rate nobody records at, audio
+    // with no voice message before it, longer than the limit (at 8 kHz, so
+    // it fits the byte limit), and a second of silence.
+    voice(&mut w, "odd", 16_000, vec![1, 2, 3]).await;
+    let e = error_of(&mut w).await;
+    assert_eq!(
+        (&e["code"], &e["id"]),
+        (&json!("bad_message"), &json!("odd"))
+    );
+    voice(&mut w, "rate", 1_000, vec![0; 2000]).await;
+    let e = error_of(&mut w).await;
+    assert_eq!(
+        (&e["code"], &e["id"]),
+        (&json!("bad_message"), &json!("rate"))
+    );
+    w.send(Message::Binary(vec![0u8; 3200].into()))
+        .await
+        .unwrap();
+    assert_eq!(error_of(&mut w).await["code"], "bad_message");
+    let long = vec![0u8; (max_s as usize + 1) * 8_000 * 2];
+    voice(&mut w, "long", 8_000, long).await;
+    let e = error_of(&mut w).await;
+    assert_eq!(
+        (&e["code"], &e["id"]),
+        (&json!("too_large"), &json!("long"))
+    );
+    assert!(e["message"].as_str().unwrap().contains("20 секунд"), "{e}");
+    voice(&mut w, "quiet", 16_000, vec![0; 32_000]).await;
+    let e = error_of(&mut w).await;
+    assert_eq!(
+        (&e["code"], &e["id"]),
+        (&json!("not_heard"), &json!("quiet"))
+    );
+    assert!(e["message"].as_str().unwrap().contains("Повторите"), "{e}");
+
+    // The conversation goes on: «да» to the consent question.
+    send(&mut w, json!({"type": "text", "id": "t1", "text": "да"})).await;
+    let got = until(&mut w, is_bot).await;
+    assert!(got.iter().any(|m| m["from"] == "client" && m["id"] == "t1"));
+
+    // Audio over the byte limit: the error, then close code 1009.
+    voice(&mut w, "huge", 16_000, vec![0; max_s as usize * 32_000 + 2]).await;
+    let (too_large, close) = error_and_close(&mut w).await;
+    assert!(too_large, "a clear error first");
+    assert_eq!(close, Some(1009));
+
+    // Nothing was lost: the conversation replays each message once, and it
+    // goes on from a new socket.
+    let mut w2 = ws(&s.base, client).await;
+    send(&mut w2, json!({"type": "hello", "last_seq": 0})).await;
+    let replay = common::drain(&mut w2, 3).await;
+    let ids: Vec<&str> = replay
+        .iter()
+        .filter(|m| m["from"] == "client")
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["v1", "t1"], "{replay:?}");
+    send(
+        &mut w2,
+        json!({"type": "text", "id": "t2", "text": "пенсия"}),
+    )
+    .await;
+    let got = until(&mut w2, is_bot).await;
+    assert!(got.iter().any(|m| m["from"] == "client" && m["id"] == "t2"));
+
+    // Voice messages count in the conversation's limit (10 a minute), before
+    // they are recognised: a fresh conversation sends short ones.
+    let mut w3 = ws(&s.base, "voice-client-2").await;
+    send(&mut w3, json!({"type": "hello", "last_seq": 0})).await;
+    until(&mut w3, is_bot).await;
+    for i in 0..12 {
+        voice(&mut w3, &format!("s{i}"), 16_000, vec![0; 1_600]).await;
+    }
+    let (mut unheard, mut limited) = (0, 0);
+    for m in common::drain(&mut w3, 5).await {
+        assert!(m["id"].as_str().unwrap().starts_with('s'), "{m}");
+        match m["code"].as_str() {
+            Some("not_heard") => unheard += 1,
+            Some("rate_limited") => limited += 1,
+            _ => panic!("unexpected: {m}"),
+        }
+    }
+    assert_eq!(unheard + limited, 12);
+    // The greeting took one of the ten.
+    assert!(
+        limited >= 1 && unheard >= 9,
+        "{unheard} heard, {limited} limited"
+    );
+}
+
+/// With recognition off, the widget is told there is no voice, a voice
+/// message gets a clear answer, and binary messages keep the text limit.
+#[tokio::test]
+async fn web_chat_without_recognition_has_no_voice() {
+    let s = start_server(&[("OTKLIK_SPEECH_ENGINE", "none".into())]);
+    wait_ready(&s.base).await;
+    let mut w = ws(&s.base, "no-voice-1").await;
+    send(&mut w, json!({"type": "hello", "last_seq": 0})).await;
+    let first = until(&mut w, is_bot).await;
+    assert_eq!(first[0]["voice"], false);
+    voice(&mut w, "v1", 16_000, vec![0; 3_200]).await;
+    let e = error_of(&mut w).await;
+    assert_eq!(
+        (&e["code"], &e["id"]),
+        (&json!("voice_unavailable"), &json!("v1"))
+    );
+    assert!(e["message"].as_str().unwrap().contains("Напишите"), "{e}");
+    // A binary message over the 16 KB text limit: the error, then 1009.
+    voice(&mut w, "v2", 16_000, vec![0; 20_000]).await;
+    let (too_large, close) = error_and_close(&mut w).await;
+    assert!(too_large, "a clear error first");
+    assert_eq!(close, Some(1009));
 }

@@ -13,7 +13,9 @@
  *   container CSS selector to mount into (default: floating panel + launcher button)
  *
  * Plain ES2020, no dependencies. Every piece of conversation text is rendered with
- * textContent, never as HTML.
+ * textContent, never as HTML. The microphone button records in the page and sends
+ * the audio to the Otklik server, whose recogniser turns it into text: no other
+ * speech service hears the citizen.
  */
 (function () {
   'use strict';
@@ -147,7 +149,7 @@
    match .otklik-large too, so the wider large-text rule above applies on a desktop only. */
 @media (max-width:480px){.otklik-root.otklik-floating,.otklik-root.otklik-floating.otklik-large{top:0;right:0;bottom:0;left:0;width:auto;height:auto;border-radius:0;box-shadow:none}}
 .otklik-root.otklik-embedded{width:100%;height:100%;min-height:420px}
-.otklik-panel{display:flex;flex-direction:column;height:100%;background:var(--ok-bg);border:1px solid var(--ok-line);border-radius:inherit;overflow:hidden}
+.otklik-panel{container-type:inline-size;display:flex;flex-direction:column;height:100%;background:var(--ok-bg);border:1px solid var(--ok-line);border-radius:inherit;overflow:hidden}
 .otklik-panel[hidden]{display:none}
 .otklik-head{display:flex;align-items:center;gap:8px;padding:10px 14px;background:var(--ok-accent-dark);color:#fff}
 .otklik-title{flex:1;margin:0;font-size:1.1em;font-weight:700;line-height:1.25;color:#fff}
@@ -182,8 +184,21 @@
 .otklik-notice>div{margin:6px 0;padding:6px 10px;border-radius:6px;background:#fef2f2;color:#7f1d1d;border:1px solid #fca5a5;font-size:.9em}
 .otklik-form{display:flex;gap:8px;padding:10px 12px 6px;border-top:1px solid var(--ok-line);background:#fff;align-items:flex-end}
 .otklik-input{flex:1;resize:none;min-height:2.6em;max-height:8em;font:inherit;color:var(--ok-text);background:#fff;border:2px solid #6b7280;border-radius:8px;padding:6px 10px}
-.otklik-send{background:var(--ok-accent);color:#fff;border:2px solid var(--ok-accent);border-radius:8px;padding:8px 14px;font-weight:600}
+/* A panel under 22 em wide (a phone with large text): the input takes a row of
+   its own and the buttons the next, so that neither is squeezed. */
+@container (max-width:22em){.otklik-form{flex-wrap:wrap;justify-content:flex-end}.otklik-input{flex-basis:100%}}
+.otklik-send{flex:none;min-height:2.75em;background:var(--ok-accent);color:#fff;border:2px solid var(--ok-accent);border-radius:8px;padding:8px 14px;font-weight:600}
 .otklik-send:hover{background:var(--ok-accent-dark)}
+.otklik-mic{flex:none;display:inline-flex;align-items:center;justify-content:center;width:2.75em;height:2.75em;padding:0;background:#fff;color:var(--ok-accent-dark);border:2px solid var(--ok-accent);border-radius:8px}
+.otklik-mic:hover{background:#e0e8ff}
+.otklik-mic[hidden]{display:none}
+.otklik-mic svg{width:1.5em;height:1.5em;pointer-events:none}
+.otklik-mic.otklik-recording{background:#b91c1c;border-color:#b91c1c;color:#fff}
+.otklik-mic.otklik-recording:hover{background:#991b1b}
+.otklik-rec{display:flex;align-items:center;gap:8px;padding:6px 12px;border-top:1px solid #fecaca;background:#fef2f2;color:#7f1d1d;font-size:.9em}
+.otklik-rec[hidden]{display:none}
+.otklik-rec-dot{flex:none;width:.75em;height:.75em;border-radius:50%;background:#dc2626}
+.otklik-rec-time{margin-left:auto;font-weight:700;font-variant-numeric:tabular-nums;white-space:nowrap}
 .otklik-tools{display:flex;gap:8px;padding:4px 12px 10px;background:#fff;align-items:center;flex-wrap:wrap}
 .otklik-tool{background:#fff;color:var(--ok-accent-dark);border:2px solid #6b7280;border-radius:8px;padding:4px 10px;font-size:.85em}
 .otklik-tool[aria-pressed="true"]{background:var(--ok-accent-dark);color:#fff;border-color:var(--ok-accent-dark)}
@@ -246,7 +261,9 @@
     seqs: new Map(), // seq -> element
     byId: new Map(), // client message id -> element (own messages of this page)
     maxChars: 2000,
-    voice: false,
+    voice: false, // the server takes voice messages
+    voiceMaxSeconds: 20,
+    voicePending: new Map(), // voice message id -> {node, timer} until its echo
     serverSegment: null,
     largeUserSet: store.get(KEY_LARGE) !== null,
     outbox: [], // non-persistent requests (start) waiting for the socket
@@ -313,14 +330,24 @@
       'data-testid': 'otklik-input',
     });
     const send = el('button', { type: 'submit', class: 'otklik-send', 'data-testid': 'otklik-send', text: 'Отправить' });
-    const form = el('form', { class: 'otklik-form', 'aria-label': 'Новое сообщение' }, [label, input, send]);
+    // Shown once the server says it takes voice messages and the browser can record.
+    const mic = el('button', { type: 'button', class: 'otklik-mic', hidden: true, 'data-testid': 'otklik-mic' });
+    const form = el('form', { class: 'otklik-form', 'aria-label': 'Новое сообщение' }, [label, input, mic, send]);
+    // While recording: that it records, for how long, and how to stop.
+    // The words are set when recording starts, so screen readers announce them.
+    const recSay = el('span', { role: 'status' });
+    const recTime = el('span', { class: 'otklik-rec-time', 'aria-hidden': 'true', 'data-testid': 'otklik-rec-time' });
+    const rec = el('div', { class: 'otklik-rec', hidden: true, 'data-testid': 'otklik-rec' }, [
+      el('span', { class: 'otklik-rec-dot', 'aria-hidden': 'true' }),
+      recSay,
+      recTime,
+    ]);
 
     const large = el('button', { type: 'button', class: 'otklik-tool', 'aria-pressed': 'false', 'data-testid': 'otklik-large', text: 'Крупный текст' });
-    const mic = el('button', { type: 'button', class: 'otklik-tool', 'aria-pressed': 'false', hidden: true, 'data-testid': 'otklik-mic', text: 'Голосовой ввод' });
     const counter = el('span', { class: 'otklik-counter', 'data-testid': 'otklik-counter' });
-    const tools = el('div', { class: 'otklik-tools' }, [large, mic, counter]);
+    const tools = el('div', { class: 'otklik-tools' }, [large, counter]);
 
-    panel.append(head, log, status, notice, form, tools);
+    panel.append(head, log, status, notice, rec, form, tools);
     root.appendChild(panel);
 
     let launcher = null;
@@ -339,7 +366,8 @@
       mount.appendChild(root);
     }
 
-    ui = { root, panel, log, status, notice, form, input, send, large, mic, counter, closeBtn, launcher, floating };
+    ui = { root, panel, log, status, notice, form, input, send, large, mic, rec, recSay, recTime, counter, closeBtn, launcher, floating };
+    setMic(false);
 
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();
@@ -391,6 +419,7 @@
     ui.panel.hidden = !state.open;
     ui.root.style.display = state.open ? '' : 'none';
     ui.launcher.setAttribute('aria-expanded', state.open ? 'true' : 'false');
+    if (!state.open) stopRecording(false); // a collapsed chat does not listen
     if (state.open) {
       state.unread = false;
       renderBadge();
@@ -550,6 +579,9 @@
     const from = msg.from === 'client' || msg.from === 'operator' ? msg.from : 'bot';
     const wasNearBottom = nearBottom();
 
+    // A voice message's echo: what the server understood replaces the placeholder.
+    if (from === 'client' && typeof msg.id === 'string') forgetVoice(msg.id);
+
     let node = null;
     if (from === 'client' && typeof msg.id === 'string' && state.byId.has(msg.id)) {
       node = state.byId.get(msg.id);
@@ -564,6 +596,7 @@
       if (from === 'client') {
         node.dataset.status = 'delivered';
         node.classList.add('otklik-delivered');
+        if (msg.voice === true) setMeta(node, 'Распознано из голосового сообщения');
         if (typeof msg.id === 'string') {
           state.byId.set(msg.id, node);
           node.dataset.id = msg.id;
@@ -634,7 +667,10 @@
   // ---------------------------------------------------------------- sending
   function submitText() {
     const text = ui.input.value;
-    if (!text.trim()) return;
+    if (!text.trim()) {
+      if (recording) stopRecording(true); // «Отправить» while recording sends the recording
+      return;
+    }
     const n = charCount(text);
     if (n > state.maxChars) {
       showNotice(`Сообщение слишком длинное: не больше ${state.maxChars} знаков.`);
@@ -792,8 +828,11 @@
         const mc = Number(msg.max_chars);
         if (Number.isFinite(mc) && mc > 0) state.maxChars = mc;
         state.voice = msg.voice === true;
+        const vs = Number(msg.voice_max_seconds);
+        if (Number.isFinite(vs) && vs > 0) state.voiceMaxSeconds = vs;
         state.serverSegment = typeof msg.segment === 'string' ? msg.segment : null;
-        ui.mic.hidden = !(state.voice && speechApi());
+        ui.mic.hidden = !(state.voice && canRecord());
+        if (ui.mic.hidden) stopRecording(false);
         if (state.serverSegment === 'senior' && !state.largeUserSet) setLarge(true);
         updateCounter();
         break;
@@ -811,6 +850,7 @@
         const text = typeof msg.message === 'string' && msg.message ? msg.message : 'Не удалось отправить сообщение.';
         showNotice(text);
         const id = typeof msg.id === 'string' ? msg.id : null;
+        if (id && forgetVoice(id)) break; // a voice message not understood: nothing to resend
         if (id) {
           const pending = loadPending().find((x) => x.id === id);
           const node = state.byId.get(id);
@@ -848,45 +888,229 @@
   }
 
   // ---------------------------------------------------------------- voice input
-  function speechApi() {
-    return window.SpeechRecognition || window.webkitSpeechRecognition || null;
+  // The microphone button: getUserMedia, Web Audio collects the samples in the
+  // page, and when the citizen presses again (or after voiceMaxSeconds) the
+  // browser's own resampler (an OfflineAudioContext) makes 16 kHz mono of them,
+  // sent as 16-bit PCM right after a {"type": "voice"} message. The server
+  // echoes the recognised words as the citizen's message, then answers.
+  const VOICE_RATE = 16000;
+  const MIC_ERRORS = {
+    NotAllowedError: 'Нет доступа к микрофону. Разрешите его в настройках браузера или напишите сообщение.',
+    SecurityError: 'Нет доступа к микрофону. Разрешите его в настройках браузера или напишите сообщение.',
+    NotFoundError: 'Микрофон не найден. Подключите его или напишите сообщение.',
+    NotReadableError: 'Микрофон занят другой программой. Закройте её или напишите сообщение.',
+  };
+
+  function canRecord() {
+    return !!(
+      navigator.mediaDevices &&
+      typeof navigator.mediaDevices.getUserMedia === 'function' &&
+      (window.AudioContext || window.webkitAudioContext) &&
+      (window.OfflineAudioContext || window.webkitOfflineAudioContext)
+    );
   }
-  let recognition = null;
+
+  function svg(kind) {
+    const NS = 'http://www.w3.org/2000/svg';
+    const s = document.createElementNS(NS, 'svg');
+    s.setAttribute('viewBox', '0 0 24 24');
+    s.setAttribute('aria-hidden', 'true');
+    s.setAttribute('focusable', 'false');
+    const add = (tag, attrs) => {
+      const e = document.createElementNS(NS, tag);
+      for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+      s.appendChild(e);
+    };
+    if (kind === 'stop') {
+      add('rect', { x: '5', y: '5', width: '14', height: '14', rx: '2', fill: 'currentColor' });
+    } else {
+      add('rect', { x: '9', y: '2.5', width: '6', height: '12', rx: '3', fill: 'currentColor' });
+      const line = { fill: 'none', stroke: 'currentColor', 'stroke-width': '2', 'stroke-linecap': 'round' };
+      add('path', Object.assign({ d: 'M5.5 11a6.5 6.5 0 0 0 13 0' }, line));
+      add('path', Object.assign({ d: 'M12 17.5v4' }, line));
+    }
+    return s;
+  }
+
+  function setMic(on) {
+    const b = ui.mic;
+    const label = on ? 'Остановить запись и отправить' : 'Записать голосовое сообщение';
+    b.classList.toggle('otklik-recording', on);
+    b.setAttribute('aria-label', label);
+    b.title = label;
+    b.replaceChildren(svg(on ? 'stop' : 'mic'));
+    ui.rec.hidden = !on;
+    ui.recSay.textContent = on ? 'Идёт запись. Чтобы отправить, нажмите кнопку записи ещё раз.' : '';
+  }
+
+  let recording = null; // {ctx, stream, nodes, chunks, length, rate, ready, started, timers}
+
   function toggleVoice() {
-    const Api = speechApi();
-    if (!Api) return;
-    if (recognition) {
-      recognition.stop();
+    if (recording) stopRecording(true);
+    else startRecording();
+  }
+
+  function clock(ms) {
+    const s = Math.max(0, Math.floor(ms / 1000));
+    return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+  }
+
+  async function startRecording() {
+    if (recording || !canRecord()) return;
+    showNotice('');
+    const Ctx = window.AudioContext || window.webkitAudioContext;
+    // Made at the press itself: a context made after an await may stay suspended.
+    const r = { ctx: new Ctx(), stream: null, nodes: [], chunks: [], length: 0, ready: false, timers: [] };
+    recording = r;
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true } });
+    } catch (e) {
+      if (recording === r) stopRecording(false);
+      showNotice(MIC_ERRORS[e && e.name] || 'Не удалось включить микрофон. Напишите, пожалуйста, сообщение.');
       return;
     }
-    recognition = new Api();
-    recognition.lang = 'ru-RU';
-    recognition.interimResults = false;
-    recognition.maxAlternatives = 1;
-    ui.mic.setAttribute('aria-pressed', 'true');
-    setStatus('Говорите…');
-    recognition.onresult = (ev) => {
-      const said = Array.from(ev.results)
-        .map((r) => r[0].transcript)
-        .join(' ')
-        .trim();
-      if (said) {
-        ui.input.value = ui.input.value ? ui.input.value.replace(/\s*$/, ' ') + said : said;
-        updateCounter();
-      }
-    };
-    recognition.onerror = () => showNotice('Не удалось распознать речь. Попробуйте ещё раз или напишите сообщение.');
-    recognition.onend = () => {
-      recognition = null;
-      ui.mic.setAttribute('aria-pressed', 'false');
-      if (ui.status.textContent === 'Говорите…') setStatus('');
-      ui.input.focus();
-    };
-    try {
-      recognition.start();
-    } catch (e) {
-      recognition.onend();
+    r.stream = stream;
+    if (recording !== r) {
+      stream.getTracks().forEach((t) => t.stop()); // pressed again while the browser asked
+      return;
     }
+    const ctx = r.ctx;
+    const source = ctx.createMediaStreamSource(stream);
+    // Two low-pass filters below 8 kHz, so that the resampling to 16 kHz at the
+    // end does not fold higher sounds into speech.
+    const lowpass = () => {
+      const f = ctx.createBiquadFilter();
+      f.type = 'lowpass';
+      f.frequency.value = 7000;
+      return f;
+    };
+    const f1 = lowpass();
+    const f2 = lowpass();
+    // ScriptProcessorNode (deprecated, yet in every browser) rather than an
+    // AudioWorklet: a worklet is a script module the host page's CSP must
+    // allow, and this needs nothing.
+    const tap = ctx.createScriptProcessor(4096, 1, 1);
+    tap.onaudioprocess = (ev) => {
+      ev.outputBuffer.getChannelData(0).fill(0);
+      if (recording !== r) return;
+      const d = ev.inputBuffer.getChannelData(0);
+      r.chunks.push(new Float32Array(d));
+      r.length += d.length;
+    };
+    source.connect(f1);
+    f1.connect(f2);
+    f2.connect(tap);
+    tap.connect(ctx.destination); // a processor runs only when connected; it outputs silence
+    r.nodes = [source, f1, f2, tap];
+    r.rate = ctx.sampleRate;
+    if (ctx.state === 'suspended') ctx.resume().catch(() => {});
+    for (const t of stream.getAudioTracks()) t.addEventListener('ended', () => recording === r && stopRecording(true));
+    r.ready = true;
+    r.started = Date.now();
+    const max = state.voiceMaxSeconds * 1000;
+    const tick = () => {
+      ui.recTime.textContent = `${clock(Date.now() - r.started)} из ${clock(max)}`;
+    };
+    tick();
+    r.timers.push(setInterval(tick, 250));
+    r.timers.push(setTimeout(() => recording === r && stopRecording(true), max));
+    setMic(true);
+  }
+
+  function stopRecording(send) {
+    const r = recording;
+    if (!r) return;
+    recording = null;
+    r.timers.forEach((t) => {
+      clearInterval(t);
+      clearTimeout(t);
+    });
+    for (const n of r.nodes) {
+      try {
+        n.disconnect();
+      } catch (e) {
+        /* already */
+      }
+    }
+    if (r.stream) r.stream.getTracks().forEach((t) => t.stop());
+    r.ctx.close().catch(() => {});
+    setMic(false);
+    if (send && r.ready && r.length) sendVoice(r);
+  }
+
+  // The recording as 16 kHz mono 16-bit little-endian PCM, at most voiceMaxSeconds.
+  async function toPcm16k(r) {
+    const all = new Float32Array(r.length);
+    let at = 0;
+    for (const c of r.chunks) {
+      all.set(c, at);
+      at += c.length;
+    }
+    let out = all;
+    if (r.rate !== VOICE_RATE) {
+      const Off = window.OfflineAudioContext || window.webkitOfflineAudioContext;
+      const off = new Off(1, Math.ceil((all.length * VOICE_RATE) / r.rate), VOICE_RATE);
+      const buf = off.createBuffer(1, all.length, r.rate);
+      buf.getChannelData(0).set(all);
+      const src = off.createBufferSource();
+      src.buffer = buf;
+      src.connect(off.destination);
+      src.start(0);
+      out = (await off.startRendering()).getChannelData(0);
+    }
+    const n = Math.min(out.length, state.voiceMaxSeconds * VOICE_RATE);
+    const view = new DataView(new ArrayBuffer(n * 2));
+    for (let i = 0; i < n; i++) {
+      const v = Math.max(-1, Math.min(1, out[i]));
+      view.setInt16(i * 2, v < 0 ? v * 0x8000 : v * 0x7fff, true);
+    }
+    return view.buffer;
+  }
+
+  async function sendVoice(r) {
+    const id = uuid();
+    // A placeholder until the server echoes what it understood.
+    const node = buildMessage('client', 'Голосовое сообщение. Распознаю…');
+    node.dataset.status = 'pending';
+    node.dataset.voice = '1';
+    node.dataset.id = id;
+    ui.log.appendChild(node);
+    scrollToEnd(true);
+    // Recognition may be slow, or the answer may come after a reconnect; after
+    // two minutes it is not coming.
+    const timer = setTimeout(() => {
+      if (forgetVoice(id)) showNotice('Голосовое сообщение осталось без ответа. Запишите его ещё раз или напишите сообщение.');
+    }, 120000);
+    state.voicePending.set(id, { node, timer });
+    let pcm;
+    try {
+      pcm = await toPcm16k(r);
+    } catch (e) {
+      forgetVoice(id);
+      showNotice('Не удалось обработать запись. Запишите её ещё раз или напишите сообщение.');
+      return;
+    }
+    const ws = state.socket;
+    try {
+      if (!(ws && state.connected && ws.readyState === WebSocket.OPEN)) throw new Error('offline');
+      ws.send(JSON.stringify({ type: 'voice', id, rate: VOICE_RATE }));
+      ws.send(pcm);
+    } catch (e) {
+      forgetVoice(id);
+      showNotice('Нет связи, голосовое сообщение не отправлено. Запишите его ещё раз, когда связь восстановится.');
+      if (state.timer) connect(); // waiting out a backoff: try now
+    }
+  }
+
+  // Removes a voice message's placeholder; false when there was none.
+  function forgetVoice(id) {
+    const v = state.voicePending.get(id);
+    if (!v) return false;
+    clearTimeout(v.timer);
+    v.node.remove();
+    state.voicePending.delete(id);
+    return true;
   }
 
   // ---------------------------------------------------------------- start

@@ -8,6 +8,13 @@
 //! turn, so a reconnect or a page reload replays exactly what was missed,
 //! even after a crash; a client message's id is committed with its turn, so
 //! a resend is not processed twice and is never swallowed.
+//!
+//! The voice button: a `voice` message names the id and the sample rate,
+//! and the next binary message is the audio (16-bit mono PCM). Its size and
+//! length are checked before anything is decoded; it is counted in the rate
+//! limits, recognised by the shared recogniser (a few at once server-wide,
+//! one at a time per socket), and the words run as a typed message, echoed
+//! back so the citizen sees what was understood.
 
 use super::pipeline::{Pipeline, TurnError, TurnRequest};
 pub use super::sockets::Sockets;
@@ -15,6 +22,8 @@ use super::sockets::{Full, Kind};
 use super::{BoxFuture, Channel, Delivery, Origin, Sent};
 use crate::dialog::{Input, Keep, Turn};
 use crate::errors::error;
+use crate::speech::audio::Pcm;
+use crate::speech::{Hints, Unheard};
 use crate::store::SessionKey;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -42,7 +51,16 @@ pub struct Web {
     /// Hellos (each replays the conversation) per conversation and per address.
     hellos: DefaultKeyedRateLimiter<String>,
     hellos_by_address: DefaultKeyedRateLimiter<IpAddr>,
+    /// Voice messages being recognised, server-wide.
+    recognitions: Arc<tokio::sync::Semaphore>,
 }
+
+/// Bytes a second of the voice button's audio: 16 kHz, 16-bit, mono.
+const VOICE_BYTES_PER_SECOND: usize = 16_000 * 2;
+
+/// Sample rates a voice message may declare (the widget sends 16 kHz; at a
+/// higher rate the byte limit leaves fewer seconds).
+const VOICE_RATES: std::ops::RangeInclusive<u32> = 8_000..=48_000;
 
 impl Web {
     pub fn new(p: Arc<Pipeline>, sockets: Arc<Sockets>) -> Arc<Self> {
@@ -53,9 +71,24 @@ impl Web {
             hellos_by_address: governor::RateLimiter::keyed(per_minute(
                 h.hellos_per_address_per_minute,
             )),
+            recognitions: Arc::new(tokio::sync::Semaphore::new(h.voice_max_concurrent.max(1))),
             p,
             sockets,
         })
+    }
+
+    /// Whether the chat takes voice messages (the welcome tells the widget).
+    fn voice_on(&self) -> bool {
+        self.p.cfg.speech.engine != "none" && self.p.cfg.http.voice_max_seconds > 0
+    }
+
+    /// The largest voice message, bytes (0 when voice is off).
+    fn voice_max_bytes(&self) -> usize {
+        if self.voice_on() {
+            self.p.cfg.http.voice_max_seconds as usize * VOICE_BYTES_PER_SECOND
+        } else {
+            0
+        }
     }
 }
 
@@ -181,9 +214,17 @@ async fn chat_socket(
             "С Вашего адреса открыто слишком много окон чата. Закройте лишние и попробуйте снова.",
         ),
     };
-    // The socket takes up to four times the limit, so that a message over
-    // it gets a clear error and close code 1009 rather than a dropped line.
-    let max = web.p.cfg.http.ws_max_message_bytes.saturating_mul(4);
+    // The socket takes a voice message's audio (when voice is on) plus four
+    // times the text limit, so that a message over its limit (text: the
+    // text limit; binary: the audio's) is read whole and gets a clear error
+    // and close code 1009 (`run_chat`) rather than a dropped line.
+    let max = web
+        .p
+        .cfg
+        .http
+        .ws_max_message_bytes
+        .saturating_mul(4)
+        .saturating_add(web.voice_max_bytes());
     ws.max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| async move {
@@ -216,6 +257,12 @@ enum ClientMsg {
     },
     Start {
         id: String,
+    },
+    /// A voice message: its audio is the next (binary) message.
+    Voice {
+        id: String,
+        /// Samples a second of the audio.
+        rate: u32,
     },
 }
 
@@ -283,13 +330,20 @@ impl IdleWatch {
     }
 }
 
-/// The error a client gets for a message over `max` bytes, then close code
-/// 1009 (message too big).
-async fn close_too_big(socket: &mut WebSocket, max: usize) {
-    let m = format!(
-        "Сообщение слишком большое: не больше {} КБ. Сократите его, пожалуйста.",
-        max / 1024
-    );
+/// The error a client gets for a message over `max` bytes (or, with voice
+/// on, a voice message over `voice_s` seconds), then close code 1009
+/// (message too big).
+async fn close_too_big(socket: &mut WebSocket, max: usize, voice_s: Option<u32>) {
+    let m = match voice_s {
+        Some(s) => format!(
+            "Сообщение слишком большое: текст не больше {} КБ, голосовое сообщение не больше {s} секунд.",
+            max / 1024
+        ),
+        None => format!(
+            "Сообщение слишком большое: не больше {} КБ. Сократите его, пожалуйста.",
+            max / 1024
+        ),
+    };
     let _ = send(socket, err_msg("too_large", &m, None)).await;
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
@@ -321,9 +375,12 @@ fn identify(web: &Web, claimed: Option<&str>) -> (SessionKey, bool) {
 
 async fn run_chat(web: Arc<Web>, mut socket: WebSocket, ip: IpAddr) {
     let max = web.p.cfg.http.ws_max_message_bytes;
+    let voice_s = web.voice_on().then_some(web.p.cfg.http.voice_max_seconds);
     // Known after the first hello: who, and this socket's place in the hub.
     let mut client: Option<Client> = None;
     let mut live: Option<(u64, tokio::sync::mpsc::Receiver<String>)> = None;
+    // A voice message's id and rate, until its audio (the next binary message).
+    let mut voice_next: Option<(String, u32)> = None;
     let mut shutdown = web.p.shutdown.clone();
     let mut idle = IdleWatch::new(web.p.cfg.http.ws_idle_timeout_s);
     loop {
@@ -342,47 +399,66 @@ async fn run_chat(web: Arc<Web>, mut socket: WebSocket, ip: IpAddr) {
                 let Some(msg) = incoming else { break };
                 let Ok(msg) = msg else {
                     // Over the frame limit (or a broken connection): say why.
-                    close_too_big(&mut socket, max).await;
+                    close_too_big(&mut socket, max, voice_s).await;
                     break;
                 };
-                let text = match msg {
+                // Each message is handled to the end before the next is read:
+                // one turn, and one recognition, at a time per socket.
+                let replies = match msg {
                     Message::Text(t) if t.len() > max => {
-                        close_too_big(&mut socket, max).await;
+                        close_too_big(&mut socket, max, voice_s).await;
                         break;
                     }
-                    Message::Text(t) => t,
+                    Message::Text(t) => {
+                        // A voice message's audio comes right after it, or not at all.
+                        let mut replies: Vec<String> = voice_next
+                            .take()
+                            .map(|(id, _)| err_msg("bad_message", VOICE_MISSING, Some(&id)))
+                            .into_iter()
+                            .collect();
+                        replies.extend(match serde_json::from_str::<ClientMsg>(&t) {
+                            Err(e) => {
+                                vec![err_msg("bad_message", &format!("Неверное сообщение: {e}"), None)]
+                            }
+                            Ok(ClientMsg::Voice { id, rate }) if client.is_some() => {
+                                voice_next = Some((id, rate));
+                                Vec::new()
+                            }
+                            Ok(m) => match (&m, &client) {
+                                (ClientMsg::Hello { client: claimed, last_seq, segment }, None) => {
+                                    let (key, new) = identify(&web, claimed.as_deref());
+                                    live = Some(web.p.hub.connect(&key.to_string()));
+                                    let c = client.insert(Client { key, ip });
+                                    let from = if new { 0 } else { *last_seq };
+                                    hello(&web, c, from, segment.clone()).await
+                                }
+                                (ClientMsg::Hello { last_seq, segment, .. }, Some(c)) => {
+                                    hello(&web, c, *last_seq, segment.clone()).await
+                                }
+                                (_, Some(c)) => on_message(&web, c, m).await,
+                                (_, None) => vec![err_msg(
+                                    "hello_first",
+                                    "Сначала нужно поздороваться: сообщение hello.",
+                                    None,
+                                )],
+                            },
+                        });
+                        replies
+                    }
+                    Message::Binary(b) if b.len() > web.voice_max_bytes().max(max) => {
+                        close_too_big(&mut socket, max, voice_s).await;
+                        break;
+                    }
+                    Message::Binary(audio) => match (voice_next.take(), &client) {
+                        (Some((id, rate)), Some(c)) => voice(&web, c, &id, rate, &audio).await,
+                        _ => vec![err_msg(
+                            "bad_message",
+                            "Двоичное сообщение принимается только сразу после сообщения voice.",
+                            None,
+                        )],
+                    },
                     Message::Close(_) => break,
-                    Message::Binary(_) => {
-                        if !send(&mut socket, err_msg("bad_message", "Ожидается текстовое сообщение в JSON.", None)).await { break }
-                        continue;
-                    }
                     _ => continue,
-                };
-                let m = match serde_json::from_str::<ClientMsg>(&text) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        let m = format!("Неверное сообщение: {e}");
-                        if !send(&mut socket, err_msg("bad_message", &m, None)).await { break }
-                        continue;
-                    }
-                };
-                let replies = match (&m, &client) {
-                    (ClientMsg::Hello { client: claimed, last_seq, segment }, None) => {
-                        let (key, new) = identify(&web, claimed.as_deref());
-                        live = Some(web.p.hub.connect(&key.to_string()));
-                        let c = client.insert(Client { key, ip });
-                        let from = if new { 0 } else { *last_seq };
-                        hello(&web, c, from, segment.clone()).await
-                    }
-                    (ClientMsg::Hello { last_seq, segment, .. }, Some(c)) => {
-                        hello(&web, c, *last_seq, segment.clone()).await
-                    }
-                    (_, Some(c)) => on_message(&web, c, m).await,
-                    (_, None) => vec![err_msg(
-                        "hello_first",
-                        "Сначала нужно поздороваться: сообщение hello.",
-                        None,
-                    )],
                 };
                 let mut alive = true;
                 for reply in replies {
@@ -451,7 +527,8 @@ async fn hello(
         "type": "welcome",
         "client": key.user,
         "segment": segment,
-        "voice": false,
+        "voice": web.voice_on(),
+        "voice_max_seconds": web.p.cfg.http.voice_max_seconds,
         "max_chars": web.p.cfg.dialog.max_text_chars,
     })
     .to_string()];
@@ -482,7 +559,6 @@ async fn hello(
 /// Handles one client message; returns what goes to this socket only
 /// (errors, the welcome and the replay after a hello).
 async fn on_message(web: &Arc<Web>, client: &Client, m: ClientMsg) -> Vec<String> {
-    let key = &client.key;
     let (id, input, echo) = match m {
         ClientMsg::Hello {
             last_seq, segment, ..
@@ -493,22 +569,46 @@ async fn on_message(web: &Arc<Web>, client: &Client, m: ClientMsg) -> Vec<String
             (id, Input::Choice(choice), l)
         }
         ClientMsg::Start { id } => (id, Input::Start, String::new()),
+        // Taken by `run_chat` (its audio follows); here only before the hello.
+        ClientMsg::Voice { .. } => return Vec::new(),
     };
-    if id.is_empty() || id.len() > 64 {
-        return vec![err_msg(
-            "bad_message",
-            "У сообщения должен быть id (до 64 знаков).",
-            None,
-        )];
+    if !valid_id(&id) {
+        return vec![bad_id()];
     }
     if web.p.engine().is_none() {
         return vec![err_msg("starting", &TurnError::Starting.message(), None)];
     }
-    let mut req = TurnRequest::new(key.clone(), input);
-    req.address = Some(client.ip);
-    req.marker = Some(format!("{key}:msg:{id}"));
-    req.echo = (!echo.is_empty())
+    let echo = (!echo.is_empty())
         .then(|| json!({"type": "msg", "from": "client", "id": id, "text": echo}));
+    let mut req = TurnRequest::new(client.key.clone(), input);
+    req.address = Some(client.ip);
+    req.marker = Some(marker(&client.key, &id));
+    req.echo = echo;
+    run_turn(web, req, &id).await
+}
+
+/// A client message's id: its own, up to 64 characters.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64
+}
+
+fn bad_id() -> String {
+    err_msg(
+        "bad_message",
+        "У сообщения должен быть id (до 64 знаков).",
+        None,
+    )
+}
+
+/// What marks a client message as processed (committed with its turn).
+fn marker(key: &SessionKey, id: &str) -> String {
+    format!("{key}:msg:{id}")
+}
+
+/// Runs a client message's turn; the echo and the replies reach the
+/// client through the hub, so only an error is returned for this socket.
+async fn run_turn(web: &Arc<Web>, req: TurnRequest, id: &str) -> Vec<String> {
+    let key = req.key.clone();
     match web.p.turn(web.clone(), req).await {
         Ok(_) => Vec::new(),
         // A resend: it was processed, and its reply is in the replay.
@@ -517,7 +617,94 @@ async fn on_message(web: &Arc<Web>, client: &Client, m: ClientMsg) -> Vec<String
             if let TurnError::Failed(x) = &e {
                 tracing::error!("turn failed for {key}: {x:#}");
             }
-            vec![err_msg(e.code(), &e.message(), Some(&id))]
+            vec![err_msg(e.code(), &e.message(), Some(id))]
         }
     }
 }
+
+/// A voice message: `audio` is 16-bit little-endian mono samples at `rate`,
+/// no larger than `voice_max_bytes`. Its length is checked before anything
+/// is decoded, it counts in the rate limits before it is recognised, and at
+/// most `http.voice_max_concurrent` are recognised at once server-wide (one
+/// more is told the service is busy, not queued). The words then run as a
+/// typed message, echoed with `"voice": true`.
+async fn voice(web: &Arc<Web>, client: &Client, id: &str, rate: u32, audio: &[u8]) -> Vec<String> {
+    if !valid_id(id) {
+        return vec![bad_id()];
+    }
+    let fail = |code: &str, m: &str| vec![err_msg(code, m, Some(id))];
+    if !web.voice_on() {
+        return fail("voice_unavailable", VOICE_OFF);
+    }
+    let max_s = web.p.cfg.http.voice_max_seconds;
+    if !VOICE_RATES.contains(&rate) || !audio.len().is_multiple_of(2) {
+        return fail(
+            "bad_message",
+            "Голосовое сообщение должно быть 16-битным звуком с частотой от 8000 до 48000 Гц.",
+        );
+    }
+    // The bytes were checked against voice_max_bytes in `run_chat`.
+    if (audio.len() / 2) as u64 > u64::from(max_s) * u64::from(rate) {
+        return fail(
+            "too_large",
+            &format!("Голосовое сообщение слишком длинное: не больше {max_s} секунд. Запишите его короче или напишите сообщение."),
+        );
+    }
+    if web.p.engine().is_none() {
+        return vec![err_msg(
+            "starting",
+            &TurnError::Starting.message(),
+            Some(id),
+        )];
+    }
+    let key = &client.key;
+    let marker = marker(key, id);
+    if web.p.store.marked(&marker).unwrap_or(false) {
+        return Vec::new(); // a resend: its reply is in the replay
+    }
+    if let Err(e) = web.p.admit(key, Some(client.ip)) {
+        return fail(e.code(), &e.message());
+    }
+    let Ok(permit) = web.recognitions.clone().try_acquire_owned() else {
+        return fail(
+            "busy",
+            "Сейчас много голосовых сообщений. Попробуйте через минуту или напишите сообщение.",
+        );
+    };
+    let pcm = Pcm {
+        rate,
+        samples: audio
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect(),
+    };
+    let heard = web.p.speech.recognise(pcm, Hints::default()).await;
+    drop(permit);
+    let text = match heard {
+        Ok(Some(t)) if !t.trim().is_empty() => t.trim().to_string(),
+        Ok(_) => {
+            return fail(
+                "not_heard",
+                "Не удалось разобрать слова. Повторите, пожалуйста, или напишите сообщение.",
+            )
+        }
+        Err(Unheard::NoRecogniser) => return fail("voice_unavailable", VOICE_OFF),
+        Err(Unheard::Failed(e)) => {
+            tracing::error!("web: recognition for {key}: {e:#}");
+            return fail(
+                "internal",
+                "Не получилось распознать речь. Попробуйте ещё раз или напишите сообщение.",
+            );
+        }
+    };
+    let mut req = TurnRequest::new(key.clone(), Input::Text(text.clone()));
+    req.address = Some(client.ip);
+    req.admitted = true;
+    req.marker = Some(marker);
+    req.echo =
+        Some(json!({"type": "msg", "from": "client", "id": id, "text": text, "voice": true}));
+    run_turn(web, req, id).await
+}
+
+const VOICE_MISSING: &str = "Голосовое сообщение не пришло. Запишите его ещё раз.";
+const VOICE_OFF: &str = "Голосовой ввод сейчас недоступен. Напишите, пожалуйста, сообщение.";

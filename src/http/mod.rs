@@ -17,8 +17,14 @@ use std::sync::Arc;
 /// to this server. The widget's and pages' own styles are inline.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; object-src 'none'";
 
-/// Security headers on every response; a CSP on the HTML pages, and the
-/// operator console may not be framed at all.
+/// What the pages may ask the browser for: the chat's page the microphone
+/// (its voice button; getUserMedia and Web Audio need nothing from the CSP),
+/// the console nothing.
+const PERMISSIONS: &str = "microphone=(self), camera=(), geolocation=(), payment=(), usb=()";
+const CONSOLE_PERMISSIONS: &str = "microphone=(), camera=(), geolocation=(), payment=(), usb=()";
+
+/// Security headers on every response; a CSP and a Permissions-Policy on
+/// the HTML pages, and the operator console may not be framed at all.
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let console = req.uri().path().starts_with("/operator");
     let mut resp = next.run(req).await;
@@ -40,6 +46,12 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
         if let Ok(v) = HeaderValue::from_str(&format!("{CSP}; frame-ancestors {frames}")) {
             h.insert(header::CONTENT_SECURITY_POLICY, v);
         }
+        let permissions = if console {
+            CONSOLE_PERMISSIONS
+        } else {
+            PERMISSIONS
+        };
+        h.insert("permissions-policy", HeaderValue::from_static(permissions));
         if console {
             h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
         }

@@ -1,19 +1,22 @@
 // End-to-end test of the web widget and the operator console in headless Chromium.
 //
-//   node tests/browser/e2e.mjs <base_url> <operator_login> <operator_password> <second_operator_login> [artifacts_dir]
+//   node tests/browser/e2e.mjs <base_url> <operator_login> <operator_password> <second_operator_login> <microphone_wav> [artifacts_dir]
 //
 // Expects a freshly started server (an empty operator queue) whose operators are on
-// duty. Exit code 0 when every step passes; otherwise the failing step, the error and
-// a screenshot in /tmp/otklik-e2e-failure.png. Screenshots of the widget on a desktop
-// and on a phone, with both text sizes, are kept in artifacts_dir (default:
-// target/browser-artifacts).
+// duty, whose recogniser is loaded, with [http] voice_max_seconds shorter than
+// microphone_wav: what Chromium's fake microphone plays (a second of silence, then
+// «Хочу записаться на приём», then silence). Exit code 0 when every step passes;
+// otherwise the failing step, the error and a screenshot in
+// /tmp/otklik-e2e-failure.png. Screenshots of the widget on a desktop and on a
+// phone, with both text sizes and while recording, are kept in artifacts_dir
+// (default: target/browser-artifacts).
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
 
-const [baseArg, opLogin, opPassword, op2Login, artifactsArg] = process.argv.slice(2);
-if (!baseArg || !opLogin || !opPassword || !op2Login) {
-  console.error('usage: node tests/browser/e2e.mjs <base_url> <operator_login> <operator_password> <second_operator_login> [artifacts_dir]');
+const [baseArg, opLogin, opPassword, op2Login, microphoneWav, artifactsArg] = process.argv.slice(2);
+if (!baseArg || !opLogin || !opPassword || !op2Login || !microphoneWav) {
+  console.error('usage: node tests/browser/e2e.mjs <base_url> <operator_login> <operator_password> <second_operator_login> <microphone_wav> [artifacts_dir]');
   process.exit(2);
 }
 const base = baseArg.replace(/\/+$/, '');
@@ -134,9 +137,21 @@ async function countClient(page, text) {
 }
 
 // ------------------------------------------------------------------ run
+// The server under another name, which the browser resolves to it: a page on plain
+// http that is not this machine is no secure context, so it has no getUserMedia.
+const INSECURE_HOST = 'otklik-insecure.test';
 browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    // A microphone that plays the WAV. The permission is the context's own
+    // (`permissions: ['microphone']`), not --use-fake-ui-for-media-stream, which
+    // would grant it everywhere: a context without it is refused, as a citizen who
+    // says «Блокировать» is.
+    '--use-fake-device-for-media-stream',
+    `--use-file-for-fake-audio-capture=${resolve(microphoneWav)}`,
+    `--host-resolver-rules=MAP ${INSECURE_HOST} 127.0.0.1`,
+  ],
 });
 
 const citizenCtx = await browser.newContext({ locale: 'ru-RU', viewport: { width: 1280, height: 900 } });
@@ -165,7 +180,9 @@ await step('1. citizen opens the demo page and gets the greeting', async () => {
   assert((await log.getAttribute('aria-live')) === 'polite', 'the message list has no aria-live="polite"');
   assert(await citizen.getByRole('textbox', { name: 'Ваше сообщение' }).isVisible(), 'no visible input labelled «Ваше сообщение»');
   assert(await citizen.getByRole('button', { name: 'Отправить' }).isVisible(), 'no «Отправить» button');
-  assert(await citizen.getByTestId('otklik-mic').isHidden(), 'the microphone button is shown although voice is off');
+  const mic = citizen.getByTestId('otklik-mic');
+  assert(await mic.isVisible(), 'no microphone button although the server takes voice messages');
+  assert((await mic.getAttribute('aria-label')) === 'Записать голосовое сообщение', `the microphone button is labelled ${await mic.getAttribute('aria-label')}`);
   const id = await citizen.evaluate(() => window.Otklik && window.Otklik.clientId);
   assert(typeof id === 'string' && id.length >= 8, 'window.Otklik.clientId is missing');
   session = 'web:' + id;
@@ -412,16 +429,34 @@ await step('10. transfer to the second operator; a wrong password and a request 
 async function panelGeometry(page) {
   const box = await page.getByTestId('otklik-panel').boundingBox();
   const send = await page.getByTestId('otklik-send').boundingBox();
+  const mic = await page.getByTestId('otklik-mic').boundingBox();
+  const input = await page.getByTestId('otklik-input').boundingBox();
   const view = await page.evaluate(() => ({
     width: window.innerWidth,
     height: window.innerHeight,
     scrollWidth: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth),
     large: document.querySelector('[data-testid="otklik-root"]').classList.contains('otklik-large'),
   }));
-  return { box, send, view };
+  return { box, send, mic, input, view };
 }
 
 const near = (a, b) => Math.abs(a - b) < 0.5;
+
+/**
+ * The microphone button sits just before «Отправить», as tall as it and big enough to
+ * tap, after the input (to its right, or below it on a narrow panel with large text),
+ * and the input keeps a usable width.
+ */
+function assertMicBeside(g, what) {
+  const { mic, input, send } = g;
+  assert(mic && input && send, `${what}: the microphone button is not shown`);
+  const where = JSON.stringify({ mic, input, send });
+  assert(mic.x + mic.width <= send.x && send.x - (mic.x + mic.width) < 20, `${what}: the microphone button is not just before «Отправить»: ${where}`);
+  assert(mic.x >= input.x + input.width || mic.y >= input.y + input.height, `${what}: the microphone button overlaps the input: ${where}`);
+  assert(input.width >= 180, `${what}: the input is squeezed to ${input.width} px: ${where}`);
+  assert(near(mic.y + mic.height, send.y + send.height) && near(mic.height, send.height), `${what}: the microphone button and «Отправить» differ in height or line: ${JSON.stringify({ mic, send })}`);
+  assert(mic.width >= 44 && mic.height >= 44, `${what}: the microphone button is ${mic.width}×${mic.height} px, under 44×44`);
+}
 
 await step('11. on a desktop «Крупный текст» widens the panel; screenshots of both sizes', async () => {
   current = citizen;
@@ -431,12 +466,14 @@ await step('11. on a desktop «Крупный текст» widens the panel; scr
   assert(!normal.view.large, 'large text is still on');
   assert(near(normal.box.width, 400), `the desktop panel is ${normal.box.width} px wide, expected 400`);
   assert(near(normal.box.x + normal.box.width, 1280 - 20), `the desktop panel ends at x=${normal.box.x + normal.box.width}, expected 1260`);
+  assertMicBeside(normal, 'desktop');
   await keepScreenshot(citizen, 'desktop-normal.png');
   await large.click();
   const big = await panelGeometry(citizen);
   assert(big.view.large && (await large.getAttribute('aria-pressed')) === 'true', '«Крупный текст» did not turn large text on');
   assert(near(big.box.width, 520), `the desktop panel with large text is ${big.box.width} px wide, expected 520`);
   assert(near(big.box.x + big.box.width, 1280 - 20), `the desktop panel with large text ends at x=${big.box.x + big.box.width}, expected 1260`);
+  assertMicBeside(big, 'desktop, large text');
   await keepScreenshot(citizen, 'desktop-large.png');
   await large.click(); // back to normal text
 });
@@ -475,6 +512,7 @@ await step('12. on a phone (390×844) the panel covers the screen with both text
     assert(near(g.box.y, 0) && near(g.box.height, H), `${size}: the panel starts at y=${g.box.y} and is ${g.box.height} px high; expected y=0 and ${H} px`);
     assert(g.view.scrollWidth <= W, `${size}: the page scrolls sideways: scrollWidth ${g.view.scrollWidth} > ${W}`);
     assert(g.send && g.send.x >= 0 && g.send.x + g.send.width <= W && g.send.y + g.send.height <= H, `${size}: «Отправить» is off the screen: ${JSON.stringify(g.send)}`);
+    assertMicBeside(g, size);
     const after = await maxSeq(phone);
     await phone.getByTestId('otklik-input').fill(r.question);
     await phone.getByTestId('otklik-send').tap();
@@ -487,6 +525,113 @@ await step('12. on a phone (390×844) the panel covers the screen with both text
     await keepScreenshot(phone, r.file);
   }
   await phoneCtx.close();
+  current = citizen;
+});
+
+// ------------------------------------------------------------------ the microphone button
+const MIC_LABEL = 'Записать голосовое сообщение';
+const STOP_LABEL = 'Остановить запись и отправить';
+const VOICE_MS = 60000; // recognition and the answer on a busy 2-core machine
+
+/** A fresh citizen's page with the microphone allowed, at its greeting. */
+async function voicePage(contextOptions, label) {
+  const ctx = await browser.newContext(Object.assign({ locale: 'ru-RU', permissions: ['microphone'] }, contextOptions));
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(REPLY_MS);
+  watch(page, label);
+  current = page;
+  await page.goto(base + '/', { waitUntil: 'domcontentloaded' });
+  await waitMessage(page, { from: 'bot', needle: 'Здравствуйте' });
+  return { ctx, page };
+}
+
+/** After a recording: the recognised words as the citizen's message, then the booking flow's answer. */
+async function expectRecognised(page, after) {
+  const echo = await waitMessage(page, { from: 'client', afterSeq: after, needle: 'записаться', timeout: VOICE_MS });
+  const shown = await msgBySeq(page, echo).textContent();
+  assert(/при[её]м/.test(shown), `the recognised words: ${shown}`);
+  assert(shown.includes('Распознано из голосового сообщения'), `the echo does not say it came from the voice message: ${shown}`);
+  assert((await page.locator(`${MSG}[data-voice="1"]`).count()) === 0, 'the «Распознаю…» placeholder stayed');
+  await waitMessage(page, { from: 'bot', afterSeq: echo, needle: 'согласны' });
+}
+
+await step('13. on a desktop, from the keyboard: the microphone button records, the recognised words come back as the citizen’s message, and the bot answers', async () => {
+  const { ctx, page } = await voicePage({ viewport: { width: 1280, height: 900 } }, 'voice');
+  const mic = page.getByRole('button', { name: MIC_LABEL });
+  await mic.waitFor();
+  await mic.focus();
+  await page.keyboard.press('Enter');
+  const stop = page.getByRole('button', { name: STOP_LABEL });
+  await stop.waitFor();
+  const rec = page.getByTestId('otklik-rec');
+  await rec.waitFor({ state: 'visible' });
+  const says = await rec.textContent();
+  assert(says.includes('Идёт запись') && says.includes('нажмите кнопку записи ещё раз') && says.includes('из 0:07'), `the recording indicator says: ${says}`);
+  assert(await stop.evaluate((b) => b === document.activeElement), 'the focus left the microphone button');
+  await page.waitForTimeout(5000); // the citizen speaks: the fake microphone's second of silence, then the phrase
+  await keepScreenshot(page, 'desktop-voice-recording.png');
+  const after = await maxSeq(page);
+  await page.keyboard.press('Space');
+  await rec.waitFor({ state: 'hidden' });
+  await page.getByRole('button', { name: MIC_LABEL }).waitFor();
+  await expectRecognised(page, after);
+  await keepScreenshot(page, 'desktop-voice-answer.png');
+  await ctx.close();
+});
+
+await step('14. on a phone with large text the recording stops by itself at the limit and is answered', async () => {
+  const W = 390;
+  const H = 844;
+  const { ctx, page } = await voicePage({ viewport: { width: W, height: H }, deviceScaleFactor: 2, isMobile: true, hasTouch: true }, 'phone-voice');
+  await page.getByTestId('otklik-large').tap();
+  const mic = page.getByTestId('otklik-mic');
+  const after = await maxSeq(page);
+  await mic.tap();
+  const rec = page.getByTestId('otklik-rec');
+  await rec.waitFor({ state: 'visible' });
+  await page.waitForTimeout(1500);
+  const g = await panelGeometry(page);
+  assert(g.view.large, 'large text is off');
+  assert(g.view.scrollWidth <= W, `while recording the page scrolls sideways: scrollWidth ${g.view.scrollWidth} > ${W}`);
+  const recBox = await rec.boundingBox();
+  assert(recBox && recBox.x >= 0 && recBox.x + recBox.width <= W, `the recording indicator is off the screen: ${JSON.stringify(recBox)}`);
+  assertMicBeside(g, 'phone, large text, recording');
+  assert((await mic.getAttribute('aria-label')) === STOP_LABEL, 'the button does not say it stops the recording');
+  await keepScreenshot(page, 'phone-large-voice-recording.png');
+  // No second tap: the server's limit for this test is 7 seconds.
+  await rec.waitFor({ state: 'hidden', timeout: 20000 });
+  await expectRecognised(page, after);
+  await page.waitForTimeout(300);
+  await keepScreenshot(page, 'phone-large-voice-answer.png');
+  await ctx.close();
+});
+
+await step('15. a citizen who refused the microphone is told so in words', async () => {
+  current = citizen; // its context was never given the microphone
+  await citizen.getByRole('button', { name: MIC_LABEL }).click();
+  await citizen.getByRole('alert').filter({ hasText: 'Нет доступа к микрофону' }).waitFor();
+  assert(await citizen.getByTestId('otklik-rec').isHidden(), 'the recording indicator is shown without a microphone');
+  assert((await citizen.getByTestId('otklik-mic').getAttribute('aria-label')) === MIC_LABEL, 'the button still says it stops a recording');
+  await keepScreenshot(citizen, 'desktop-voice-refused.png');
+});
+
+await step('16. a page without getUserMedia (plain http, not this machine) has no microphone button, and typing works', async () => {
+  const ctx = await browser.newContext({ locale: 'ru-RU', viewport: { width: 1280, height: 900 }, permissions: ['microphone'] });
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(REPLY_MS);
+  watch(page, 'insecure');
+  current = page;
+  const url = new URL(base);
+  url.hostname = INSECURE_HOST;
+  await page.goto(url.href, { waitUntil: 'domcontentloaded' });
+  await waitMessage(page, { from: 'bot', needle: 'Здравствуйте' });
+  const media = await page.evaluate(() => ({ secure: window.isSecureContext, gum: !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia) }));
+  assert(!media.secure && !media.gum, `the page is expected without getUserMedia: ${JSON.stringify(media)}`);
+  assert(await page.getByTestId('otklik-mic').isHidden(), 'the microphone button is shown where the browser cannot record');
+  const after = await maxSeq(page);
+  await send(page, 'пенсия');
+  await waitMessage(page, { from: 'client', afterSeq: after, needle: 'пенсия' });
+  await ctx.close();
   current = citizen;
 });
 
