@@ -319,7 +319,12 @@ pub fn festival_16k(text: &str) -> otklik::speech::audio::Pcm {
 pub async fn speech_ready(base: &str) {
     let t = std::time::Instant::now();
     while t.elapsed() < Duration::from_secs(120) {
-        if metrics(base).await.contains("otklik_speech_ready 1") {
+        // the exact line: the metric's help text says "… ready 1 once …" too
+        if metrics(base)
+            .await
+            .lines()
+            .any(|l| l == "otklik_speech_ready 1")
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -928,7 +928,7 @@ fn webhook_mode_checks_the_secret() {
     );
 
     // A voice message delivered twice: fetched, heard and answered once.
-    rt.block_on(speech_ready(&server.base));
+    rt.block_on(common::speech_ready(&server.base));
     let (ogg, secs) = spoken("Да.");
     f.lock()
         .unwrap()
@@ -1468,19 +1468,6 @@ fn privacy_offers_withdrawal_only_with_an_active_consent() {
 // Voice messages.
 
 /// Waits until the server's recogniser is loaded.
-async fn speech_ready(base: &str) {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(120) {
-        if common::metrics(base)
-            .await
-            .contains("otklik_speech_ready 1")
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("the recogniser did not load");
-}
 
 /// A WAV file as Ogg Opus, as Telegram's clients record voice messages
 /// (Opus at 48 kHz, mono, in Ogg), by Debian's opusenc (`make speech`).
@@ -1554,7 +1541,7 @@ fn a_voice_message_is_heard_and_answered_like_text() {
         mut c,
         ..
     } = polling_bot();
-    rt.block_on(speech_ready(&server.base));
+    rt.block_on(common::speech_ready(&server.base));
     c.text("/start");
     c.reply();
     let (ogg, secs) = spoken("Хочу записаться на приём.");
@@ -1602,7 +1589,7 @@ fn voice_messages_are_bounded_and_failures_explained() {
         ("OTKLIK_TELEGRAM_VOICE_MAX_BYTES", "200000".into()),
         ("OTKLIK_HTTP_MESSAGES_PER_MINUTE", "6".into()),
     ]);
-    rt.block_on(speech_ready(&server.base));
+    rt.block_on(common::speech_ready(&server.base));
     c.text("/start");
     c.reply();
     let quiet = hush(2000);

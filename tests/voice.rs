@@ -391,26 +391,12 @@ fn said(text: &str) -> Vec<i16> {
         .samples
 }
 
-async fn speech_ready(base: &str) {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(120) {
-        if common::metrics(base)
-            .await
-            .lines()
-            .any(|l| l == "otklik_speech_ready 1")
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("the recogniser did not load");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_who_speaks_stops_the_robot_and_is_understood() {
     let (s, port) = voice_server(&[]);
     ready(&s.base).await;
-    speech_ready(&s.base).await;
+    common::speech_ready(&s.base).await;
     let phrase = said("Хочу записаться на приём.");
     let uuid = "33333333-2222-4333-8444-555555555555";
     let a = Asterisk::call(port, uuid).await;
@@ -961,7 +947,7 @@ async fn with_vosk_words_stop_the_robot_and_loud_noise_does_not() {
         ),
     ]);
     ready(&s.base).await;
-    speech_ready(&s.base).await;
+    common::speech_ready(&s.base).await;
     let uuid = "44444444-2222-4333-8444-555555555555";
     let a = Asterisk::call(port, uuid).await;
     let (mut rd, mut wr) = a.sock.into_split();
