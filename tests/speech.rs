@@ -4,6 +4,8 @@
 //! citizens say. Word error rate over the set has a threshold; silence and
 //! noise must give no words.
 
+mod common;
+
 use otklik::speech::audio::{read_wav, Pcm};
 use otklik::speech::whisper::Whisper;
 use otklik::speech::Hints;
@@ -170,16 +172,7 @@ impl Text for Whisper {
 
 /// Russian speech from festival (festvox-ru) at 8 kHz, as a caller's line.
 fn festival(text: &str) -> Pcm {
-    use std::io::Write;
-    let mut c = std::process::Command::new("text2wave")
-        .args(["-F", "8000", "-o", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("festival (make speech)");
-    c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    read_wav(&c.wait_with_output().unwrap().stdout).unwrap()
+    common::festival(text, 8000)
 }
 
 fn hints(words: &[&str]) -> Hints {
@@ -230,12 +223,10 @@ fn hints_of_what_the_dialog_expects_bias_recognition_towards_it() {
 // sources). Korean speech from espeak-ng at 8 kHz, as a phone line sends it.
 
 fn korean(text: &str) -> Pcm {
-    let out = std::process::Command::new("espeak-ng")
-        .args(["-v", "ko", "-s", "140", "--stdout", text])
-        .output()
-        .expect("espeak-ng (make speech)");
-    let p = read_wav(&out.stdout).unwrap();
-    otklik::speech::audio::resample(&p, 8000).unwrap()
+    Pcm {
+        rate: 8000,
+        samples: common::korean(text),
+    }
 }
 
 fn vosk() -> &'static otklik::speech::vosk::Vosk {
@@ -295,4 +286,31 @@ fn a_vosk_grammar_of_the_expected_phrases_wins_when_one_was_said() {
         eprintln!("{said}: free {free:?}, with the grammar {biased:?}");
         assert_eq!(biased.as_deref(), Some(want));
     }
+}
+
+#[test]
+fn vosk_ends_a_segment_at_a_long_pause_and_keeps_it() {
+    use otklik::speech::Asr;
+    let v = vosk();
+    // Two phrases with two seconds of silence between them: Vosk's own
+    // endpointing finalises the first segment; the text keeps both.
+    let first = korean("네");
+    let second = korean("아니요");
+    let mut audio = first.samples.clone();
+    audio.extend(vec![0i16; 16000]);
+    audio.extend(&second.samples);
+    let mut s = v.stream(8000, &hints(&["네", "아니요"])).unwrap().unwrap();
+    let mut after_pause = String::new();
+    for (i, f) in audio.chunks(160).enumerate() {
+        let w = s.feed(f).unwrap();
+        if (i + 1) * 160 <= first.samples.len() + 16000 {
+            // what is heard by the end of the pause
+            after_pause = w;
+        }
+    }
+    assert_eq!(
+        after_pause, "네",
+        "the first segment, finalised in the pause"
+    );
+    assert_eq!(s.finish().unwrap().as_deref(), Some("네 아니요"));
 }

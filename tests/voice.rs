@@ -146,6 +146,35 @@ impl Asterisk {
     }
 }
 
+/// Records when each of the robot's audio frames arrives, until the socket
+/// closes.
+fn frames_of(
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let h2 = heard.clone();
+    let reader = tokio::spawn(async move {
+        loop {
+            let mut head = [0u8; 3];
+            if rd.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let len = u16::from_be_bytes([head[1], head[2]]) as usize;
+            let mut p = vec![0u8; len];
+            if rd.read_exact(&mut p).await.is_err() {
+                return;
+            }
+            if head[0] == 0x10 {
+                h2.lock().unwrap().push(Instant::now());
+            }
+        }
+    });
+    (heard, reader)
+}
+
 /// A conversation as the admin API shows it.
 async fn conversation(base: &str, uuid: &str) -> Value {
     reqwest::Client::new()
@@ -376,21 +405,8 @@ async fn silence_without_frames_is_asked_about_then_the_keypad_then_an_operator(
 
 /// What a citizen says, as festival's Russian voice says it at 8 kHz.
 fn said(text: &str) -> Vec<i16> {
-    use std::io::Write;
-    let mut c = std::process::Command::new("text2wave")
-        .args(["-F", "8000", "-o", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("festival (make speech)");
-    c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = c.wait_with_output().unwrap();
-    otklik::speech::audio::read_wav(&out.stdout)
-        .unwrap()
-        .samples
+    common::festival(text, 8000).samples
 }
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_who_speaks_stops_the_robot_and_is_understood() {
@@ -400,26 +416,9 @@ async fn a_caller_who_speaks_stops_the_robot_and_is_understood() {
     let phrase = said("Хочу записаться на приём.");
     let uuid = "33333333-2222-4333-8444-555555555555";
     let a = Asterisk::call(port, uuid).await;
-    let (mut rd, mut wr) = a.sock.into_split();
+    let (rd, mut wr) = a.sock.into_split();
     // Every robot frame's arrival, read while the caller talks.
-    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
-    let h2 = heard.clone();
-    let reader = tokio::spawn(async move {
-        loop {
-            let mut head = [0u8; 3];
-            if rd.read_exact(&mut head).await.is_err() {
-                return;
-            }
-            let len = u16::from_be_bytes([head[1], head[2]]) as usize;
-            let mut p = vec![0u8; len];
-            if rd.read_exact(&mut p).await.is_err() {
-                return;
-            }
-            if head[0] == 0x10 {
-                h2.lock().unwrap().push(Instant::now());
-            }
-        }
-    });
+    let (heard, reader) = frames_of(rd);
     // The greeting starts; the caller speaks over it after half a second.
     let t = Instant::now();
     while heard.lock().unwrap().len() < 25 && t.elapsed() < Duration::from_secs(20) {
@@ -921,22 +920,6 @@ async fn ari_mode_cleans_up_a_hangup_and_reconnects_after_asterisk_restarts() {
     assert!(g.frames >= 10, "the next call is served");
 }
 
-/// Korean speech from espeak-ng at 8 kHz, for the Korean Vosk model the
-/// tests have (never for Whisper, which cannot understand espeak-ng).
-fn korean(text: &str) -> Vec<i16> {
-    let out = std::process::Command::new("espeak-ng")
-        .args(["-v", "ko", "-s", "140", "--stdout", text])
-        .output()
-        .expect("espeak-ng (make speech)");
-    let p = otklik::speech::audio::read_wav(&out.stdout).unwrap();
-    let mut s = otklik::speech::audio::resample(&p, 8000).unwrap().samples;
-    // It ends with its last loud frame: the end of speech.
-    while s.len() > 160 && otklik::speech::audio::level_db(&s[s.len() - 160..]) < -38.0 {
-        s.truncate(s.len() - 160);
-    }
-    s
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_vosk_words_stop_the_robot_and_loud_noise_does_not() {
     let (s, port) = voice_server(&[
@@ -950,25 +933,8 @@ async fn with_vosk_words_stop_the_robot_and_loud_noise_does_not() {
     common::speech_ready(&s.base).await;
     let uuid = "44444444-2222-4333-8444-555555555555";
     let a = Asterisk::call(port, uuid).await;
-    let (mut rd, mut wr) = a.sock.into_split();
-    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
-    let h2 = heard.clone();
-    let reader = tokio::spawn(async move {
-        loop {
-            let mut head = [0u8; 3];
-            if rd.read_exact(&mut head).await.is_err() {
-                return;
-            }
-            let len = u16::from_be_bytes([head[1], head[2]]) as usize;
-            let mut p = vec![0u8; len];
-            if rd.read_exact(&mut p).await.is_err() {
-                return;
-            }
-            if head[0] == 0x10 {
-                h2.lock().unwrap().push(Instant::now());
-            }
-        }
-    });
+    let (rd, mut wr) = a.sock.into_split();
+    let (heard, reader) = frames_of(rd);
     let t = Instant::now();
     while heard.lock().unwrap().len() < 25 && t.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1005,7 +971,7 @@ async fn with_vosk_words_stop_the_robot_and_loud_noise_does_not() {
         conversation(&s.base, uuid).await
     );
     // Words over the greeting stop it (a partial result), and it answers.
-    let words = korean("안녕하세요 예약하고 싶습니다");
+    let words = common::korean("안녕하세요 예약하고 싶습니다");
     let spoke_at = Instant::now();
     send_paced(&mut wr, &words).await;
     let ended_at = Instant::now();

@@ -15,7 +15,9 @@ pub mod telegram;
 pub mod voice;
 pub mod web;
 
+use crate::dialog::session::ChoiceOut;
 use crate::dialog::{Keep, Turn};
+use crate::speech::Hints;
 use crate::store::{Committed, SessionKey};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -97,5 +99,43 @@ impl Registry {
 
     pub fn all(&self) -> impl Iterator<Item = &Arc<dyn Channel>> {
         self.channels.values()
+    }
+}
+
+/// What a client is likely to say next: the offered options' labels and
+/// synonyms (which include «да» and «нет» where a turn asks yes or no), to
+/// bias speech recognition towards them. Nothing when no options are
+/// offered: free speech is recognised without a bias.
+pub fn expected(choices: &[ChoiceOut]) -> Hints {
+    let mut phrases: Vec<String> = Vec::new();
+    for c in choices {
+        for p in std::iter::once(&c.label).chain(&c.synonyms) {
+            let p = p.trim().to_lowercase();
+            if !p.is_empty() && !phrases.contains(&p) {
+                phrases.push(p);
+            }
+        }
+    }
+    Hints { phrases }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choice(label: &str, synonyms: &[&str]) -> ChoiceOut {
+        ChoiceOut {
+            id: label.to_lowercase(),
+            label: label.into(),
+            dtmf: None,
+            synonyms: synonyms.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_options_and_their_synonyms_are_what_the_client_is_expected_to_say() {
+        let cs = [choice("Да", &["верно"]), choice("Нет", &["нет", "неверно"])];
+        assert_eq!(expected(&cs).phrases, ["да", "верно", "нет", "неверно"]);
+        assert!(expected(&[]).phrases.is_empty());
     }
 }

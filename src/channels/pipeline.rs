@@ -198,6 +198,17 @@ impl Pipeline {
         }
     }
 
+    /// What the client of `key` is likely to say next (the options their
+    /// conversation offers now), to bias speech recognition.
+    pub fn expected(&self, key: &SessionKey) -> crate::speech::Hints {
+        let choices = self
+            .engine()
+            .and_then(|e| e.session(key).ok().flatten())
+            .map(|s| s.choices)
+            .unwrap_or_default();
+        super::expected(&choices)
+    }
+
     /// Tells everything waiting on `shutdown` that the server stops.
     pub fn stop(&self) {
         let _ = self.shutdown_tx.send(true);

@@ -24,7 +24,7 @@ use super::{BoxFuture, Channel, Delivery, Origin, Sent};
 use crate::dialog::{Action, Engine, Input, Keep, PendingReply, Turn};
 use crate::errors::error;
 use crate::speech::ogg::{decode_ogg_opus, OggError};
-use crate::speech::{Hints, Unheard};
+use crate::speech::Unheard;
 use crate::store::SessionKey;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -709,7 +709,7 @@ async fn hear(tg: &Telegram, key: &SessionKey, v: &VoiceNote) -> Result<String, 
             return Err(VOICE_FAILED.into());
         }
     };
-    match tg.p.speech.recognise(pcm, Hints::default()).await {
+    match tg.p.speech.recognise(pcm, tg.p.expected(key)).await {
         Ok(Some(words)) => Ok(words),
         Ok(None) => Err(VOICE_UNHEARD.into()),
         Err(Unheard::NoRecogniser) => Err(VOICE_UNAVAILABLE.into()),

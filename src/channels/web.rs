@@ -23,7 +23,7 @@ use super::{BoxFuture, Channel, Delivery, Origin, Sent};
 use crate::dialog::{Input, Keep, Turn};
 use crate::errors::error;
 use crate::speech::audio::Pcm;
-use crate::speech::{Hints, Unheard};
+use crate::speech::Unheard;
 use crate::store::SessionKey;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -678,7 +678,7 @@ async fn voice(web: &Arc<Web>, client: &Client, id: &str, rate: u32, audio: &[u8
             .map(|b| i16::from_le_bytes([b[0], b[1]]))
             .collect(),
     };
-    let heard = web.p.speech.recognise(pcm, Hints::default()).await;
+    let heard = web.p.speech.recognise(pcm, web.p.expected(key)).await;
     drop(permit);
     let text = match heard {
         Ok(Some(t)) if !t.trim().is_empty() => t.trim().to_string(),

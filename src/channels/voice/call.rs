@@ -34,21 +34,9 @@ const UUID_WAIT: Duration = Duration::from_secs(5);
 /// A write the caller's side does not take in this long ends the call.
 const WRITE_WAIT: Duration = Duration::from_secs(2);
 
-/// What the caller is likely to say after `turn`: its options' labels and
-/// synonyms (which include «да» and «нет» where it asks yes or no), to bias
-/// the recogniser towards them. Nothing when the turn offers no options:
-/// free speech is recognised without a bias.
-pub fn expected(turn: Option<&Turn>) -> Hints {
-    let mut phrases: Vec<String> = Vec::new();
-    for c in turn.map(|t| t.choices.as_slice()).unwrap_or_default() {
-        for p in std::iter::once(&c.label).chain(&c.synonyms) {
-            let p = p.trim().to_lowercase();
-            if !p.is_empty() && !phrases.contains(&p) {
-                phrases.push(p);
-            }
-        }
-    }
-    Hints { phrases }
+/// What the caller is likely to say after `turn` (its options).
+fn expected(turn: Option<&Turn>) -> Hints {
+    crate::channels::expected(turn.map(|t| t.choices.as_slice()).unwrap_or_default())
 }
 
 /// What the recogniser heard; a failure is logged and heard as nothing.
@@ -581,34 +569,5 @@ impl Call {
             self.to_say.push_back(say::speakable(&text));
             self.speaking = true;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::dialog::session::ChoiceOut;
-
-    fn choice(label: &str, synonyms: &[&str]) -> ChoiceOut {
-        ChoiceOut {
-            id: label.to_lowercase(),
-            label: label.into(),
-            dtmf: None,
-            synonyms: synonyms.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
-    #[test]
-    fn the_options_and_their_synonyms_are_what_the_caller_is_expected_to_say() {
-        let t = Turn {
-            choices: vec![choice("Да", &["верно"]), choice("Нет", &["нет", "неверно"])],
-            ..Turn::default()
-        };
-        assert_eq!(
-            expected(Some(&t)).phrases,
-            ["да", "верно", "нет", "неверно"]
-        );
-        assert!(expected(Some(&Turn::default())).phrases.is_empty());
-        assert!(expected(None).phrases.is_empty());
     }
 }
