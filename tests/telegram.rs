@@ -1467,8 +1467,6 @@ fn privacy_offers_withdrawal_only_with_an_active_consent() {
 
 // Voice messages.
 
-/// Waits until the server's recogniser is loaded.
-
 /// A WAV file as Ogg Opus, as Telegram's clients record voice messages
 /// (Opus at 48 kHz, mono, in Ogg), by Debian's opusenc (`make speech`).
 fn ogg_opus(wav: &[u8]) -> Vec<u8> {
