@@ -308,9 +308,18 @@ impl Call {
             }
         }
         if self.synth.is_none() {
-            if let Some(s) = self.to_say.pop_front() {
+            // Sentences in memory are queued to play at once (a fixed
+            // prompt is the answer's first sentence more often than not);
+            // the first that is not is synthesised off the runtime while
+            // the ones before it play.
+            while let Some(s) = self.to_say.pop_front() {
+                if let Some(a) = self.v.speech.cached(&s, self.rate) {
+                    self.playing.extend(a.iter());
+                    continue;
+                }
                 let (speech, rate) = (self.v.speech.clone(), self.rate);
                 self.synth = Some(tokio::task::spawn_blocking(move || speech.say(&s, rate)));
+                break;
             }
         }
         let n = frame_len(self.rate);

@@ -273,6 +273,15 @@ impl Cache {
         self.inner.lock().unwrap().map.contains_key(&k)
     }
 
+    /// The text as samples at `rate` if it is in memory (no waiting).
+    pub fn cached(&self, text: &str, rate: u32) -> Option<Arc<Vec<i16>>> {
+        let k = self.key(text, rate);
+        let mut c = self.inner.lock().unwrap();
+        let a = c.map.get(&k).cloned()?;
+        c.hits += 1;
+        Some(a)
+    }
+
     /// The text as samples at `rate` (blocking on a miss), kept in memory
     /// only: a turn's sentences may hold personal data (a name, a number),
     /// which must not outlive the conversation on disk.
