@@ -7,12 +7,15 @@
 //! voice` runs 1 and 4 concurrent calls × 3 utterances; under `cargo test
 //! --benches` it runs one call, once.
 
+// The test suite's fixtures: festival and espeak-ng speech, paced sending.
+#[path = "../tests/common.rs"]
+mod common;
+
 use otklik::speech::audio::read_wav;
-use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 const SOUNDS: &str = "/usr/share/asterisk/sounds/ru_RU_f_IvrvoiceRU";
 const PROMPTS: &[&str] = &[
@@ -37,24 +40,9 @@ fn rss_mb(pid: u32, key: &str) -> f64 {
         / 1024.0
 }
 
+/// Festival's Russian at 8 kHz, up to its last word.
 fn said(text: &str) -> Vec<i16> {
-    let mut c = Command::new("text2wave")
-        .args(["-F", "8000", "-o", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("festival (make speech)");
-    c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let mut s = read_wav(&c.wait_with_output().unwrap().stdout)
-        .unwrap()
-        .samples;
-    // The end of speech is the end of the last loud frame: festival's
-    // trailing silence would count as part of the robot's pause.
-    while s.len() > 160 && otklik::speech::audio::level_db(&s[s.len() - 160..]) < -38.0 {
-        s.truncate(s.len() - 160);
-    }
-    s
+    common::to_last_word(common::festival(text, 8000).samples)
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -84,25 +72,8 @@ async fn call(
             .map(|h| u8::from_str_radix(std::str::from_utf8(h).unwrap(), 16).unwrap()),
     );
     sock.write_all(&m).await.unwrap();
-    let (mut rd, mut wr) = sock.into_split();
-    let frames = Arc::new(Mutex::new(Vec::<Instant>::new()));
-    let f2 = frames.clone();
-    let reader = tokio::spawn(async move {
-        loop {
-            let mut head = [0u8; 3];
-            if rd.read_exact(&mut head).await.is_err() {
-                return;
-            }
-            let len = u16::from_be_bytes([head[1], head[2]]) as usize;
-            let mut p = vec![0u8; len];
-            if rd.read_exact(&mut p).await.is_err() {
-                return;
-            }
-            if head[0] == 0x10 {
-                f2.lock().unwrap().push(Instant::now());
-            }
-        }
-    });
+    let (rd, mut wr) = sock.into_split();
+    let (frames, reader) = common::frames_of(rd);
     let quiet = |ms: u64| {
         let f = frames.clone();
         async move {
@@ -122,16 +93,7 @@ async fn call(
     let mut lat = Vec::new();
     for i in 0..n {
         let phrase = &phrases[i % phrases.len()];
-        let mut next = tokio::time::Instant::now();
-        for f in phrase.chunks(160) {
-            let mut m = vec![0x10, 0x01, 0x40];
-            let mut f = f.to_vec();
-            f.resize(160, 0);
-            m.extend(f.iter().flat_map(|x| x.to_le_bytes()));
-            wr.write_all(&m).await.unwrap();
-            next += Duration::from_millis(20);
-            tokio::time::sleep_until(next).await;
-        }
+        common::send_paced(&mut wr, phrase).await;
         let ended = Instant::now();
         let t = Instant::now();
         let first = loop {
@@ -190,9 +152,9 @@ fn main() {
     // on the language: the answer is a fixed prompt either way).
     if std::path::Path::new("models/vosk/model-ko/am/final.mdl").exists() {
         let korean = Arc::new(vec![
-            korean("안녕하세요 예약하고 싶습니다"),
-            korean("아니요"),
-            korean("상담원과 통화하고 싶어요"),
+            common::korean("안녕하세요 예약하고 싶습니다"),
+            common::korean("아니요"),
+            common::korean("상담원과 통화하고 싶어요"),
         ]);
         serve_calls(
             "vosk",
@@ -204,21 +166,6 @@ fn main() {
             full,
         );
     }
-}
-
-/// Korean speech from espeak-ng at 8 kHz for the Korean Vosk model, ending
-/// with its last loud frame.
-fn korean(text: &str) -> Vec<i16> {
-    let out = Command::new("espeak-ng")
-        .args(["-v", "ko", "-s", "140", "--stdout", text])
-        .output()
-        .expect("espeak-ng (make speech)");
-    let p = read_wav(&out.stdout).unwrap();
-    let mut s = otklik::speech::audio::resample(&p, 8000).unwrap().samples;
-    while s.len() > 160 && otklik::speech::audio::level_db(&s[s.len() - 160..]) < -38.0 {
-        s.truncate(s.len() - 160);
-    }
-    s
 }
 
 /// Starts `otklik serve` with `env`, and measures calls saying `phrases`.

@@ -145,6 +145,22 @@ impl Server {
     }
 }
 
+/// An operator's HTTP client, signed in to the console.
+pub async fn operator(s: &Server, login: &str) -> reqwest::Client {
+    let c = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let r = c
+        .post(format!("{}/api/v1/operator/login", s.base))
+        .json(&serde_json::json!({"login": login, "password": OPERATOR_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{login} signs in");
+    c
+}
+
 /// The `/metrics` page, read from this machine (no token needed).
 pub async fn metrics(base: &str) -> String {
     reqwest::get(format!("{base}/metrics"))
@@ -329,11 +345,61 @@ pub fn korean(text: &str) -> Vec<i16> {
         .output()
         .expect("espeak-ng (make speech)");
     let p = otklik::speech::audio::read_wav(&out.stdout).unwrap();
-    let mut s = otklik::speech::audio::resample(&p, 8000).unwrap().samples;
+    to_last_word(otklik::speech::audio::resample(&p, 8000).unwrap().samples)
+}
+
+/// 8 kHz speech up to its last loud 20 ms frame: where speech ends, so that
+/// a synthesiser's trailing silence does not count as the caller's pause.
+pub fn to_last_word(mut s: Vec<i16>) -> Vec<i16> {
     while s.len() > 160 && otklik::speech::audio::level_db(&s[s.len() - 160..]) < -38.0 {
         s.truncate(s.len() - 160);
     }
     s
+}
+
+/// Records when each of the robot's audio frames arrives, until the socket
+/// closes.
+pub fn frames_of(
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::<std::time::Instant>::new()));
+    let h2 = heard.clone();
+    use tokio::io::AsyncReadExt;
+    let reader = tokio::spawn(async move {
+        loop {
+            let mut head = [0u8; 3];
+            if rd.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let len = u16::from_be_bytes([head[1], head[2]]) as usize;
+            let mut p = vec![0u8; len];
+            if rd.read_exact(&mut p).await.is_err() {
+                return;
+            }
+            if head[0] == 0x10 {
+                h2.lock().unwrap().push(std::time::Instant::now());
+            }
+        }
+    });
+    (heard, reader)
+}
+
+/// 8 kHz audio in 20 ms AudioSocket frames, paced in real time, as
+/// Asterisk sends it.
+pub async fn send_paced<W: tokio::io::AsyncWriteExt + Unpin>(wr: &mut W, samples: &[i16]) {
+    let mut next = tokio::time::Instant::now();
+    for f in samples.chunks(160) {
+        let mut m = vec![0x10, 0x01, 0x40];
+        let mut f = f.to_vec();
+        f.resize(160, 0);
+        m.extend(f.iter().flat_map(|s| s.to_le_bytes()));
+        wr.write_all(&m).await.unwrap();
+        next += Duration::from_millis(20);
+        tokio::time::sleep_until(next).await;
+    }
 }
 
 /// Waits until `/metrics` says the speech recogniser is loaded.

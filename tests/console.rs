@@ -11,22 +11,6 @@ use common::{is_bot, recv, send, start_server, until, wait_ready, ws, Server, Ws
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// An operator's HTTP client, signed in.
-async fn operator(s: &Server, login: &str) -> reqwest::Client {
-    let c = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let r = c
-        .post(format!("{}/api/v1/operator/login", s.base))
-        .json(&json!({"login": login, "password": common::OPERATOR_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{login} signs in");
-    c
-}
-
 /// A web chat citizen (`name`, in `segment`) who asked a question and then
 /// for a person; returns the socket and the conversation's key.
 async fn waiting_citizen(s: &Server, name: &str, segment: &str) -> (Ws, String) {
@@ -96,8 +80,8 @@ async fn notice(w: &mut Ws, text: &str) -> Value {
 async fn the_console_names_conversations_for_people_and_stops_the_clock_when_taken() {
     let s = start_server(&[]);
     wait_ready(&s.base).await;
-    let op1 = operator(&s, "op1").await;
-    let op2 = operator(&s, "op2").await;
+    let op1 = common::operator(&s, "op1").await;
+    let op2 = common::operator(&s, "op2").await;
     let (_w, session) = waiting_citizen(&s, "console-senior", "senior").await;
 
     // 1. A short human label, the full key kept for the actions.
@@ -193,8 +177,8 @@ async fn the_console_names_conversations_for_people_and_stops_the_clock_when_tak
 async fn the_citizen_is_told_by_name_when_an_operator_joins_and_takes_over() {
     let s = start_server(&[]);
     wait_ready(&s.base).await;
-    let op1 = operator(&s, "op1").await;
-    let op2 = operator(&s, "op2").await;
+    let op1 = common::operator(&s, "op1").await;
+    let op2 = common::operator(&s, "op2").await;
     let (mut w, session) = waiting_citizen(&s, "console-named", "universal").await;
 
     let r = op1.post(conv(&s, &session, "take")).send().await.unwrap();
@@ -257,7 +241,7 @@ async fn the_citizen_is_told_by_name_when_an_operator_joins_and_takes_over() {
 async fn without_names_the_citizen_is_told_only_that_an_operator_answers() {
     let s = start_server(&[("OTKLIK_OPERATORS_SHOW_NAME_TO_CLIENT", "false".into())]);
     wait_ready(&s.base).await;
-    let op1 = operator(&s, "op1").await;
+    let op1 = common::operator(&s, "op1").await;
     let (mut w, session) = waiting_citizen(&s, "console-anonymous", "family").await;
 
     let r = op1.post(conv(&s, &session, "take")).send().await.unwrap();

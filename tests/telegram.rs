@@ -853,35 +853,16 @@ fn webhook_mode_checks_the_secret() {
     let update = json!({"update_id": 1, "message": {"message_id": 1, "date": 1764140000,
         "chat": {"id": CHAT, "type": "private", "first_name": "Иван"}, "from": Chat::user(), "text": "/start"}});
     rt.block_on(async {
-        let http = reqwest::Client::new();
-        let url = format!("{}/telegram/webhook", server.base);
-        let r = http.post(&url).json(&update).send().await.unwrap();
-        assert_eq!(r.status(), 401, "no secret header");
-        let r = http
-            .post(&url)
-            .header("x-telegram-bot-api-secret-token", "wrong")
-            .json(&update)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 401, "a wrong secret");
-        let r = http
-            .post(&url)
-            .header("x-telegram-bot-api-secret-token", secret)
-            .json(&update)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        let base = &server.base;
+        assert_eq!(webhook(base, None, &update).await, 401, "no secret header");
+        assert_eq!(
+            webhook(base, Some("wrong"), &update).await,
+            401,
+            "a wrong secret"
+        );
+        assert_eq!(webhook(base, Some(secret), &update).await, 200);
         // Telegram delivering the same update again: not processed twice.
-        let r = http
-            .post(&url)
-            .header("x-telegram-bot-api-secret-token", secret)
-            .json(&update)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        assert_eq!(webhook(base, Some(secret), &update).await, 200);
     });
     let (t, _) = c.reply();
     assert!(t.contains("Здравствуйте"), "{t}");
@@ -894,17 +875,10 @@ fn webhook_mode_checks_the_secret() {
     let update = json!({"update_id": 2, "message": {"message_id": 2, "date": 1764140001,
         "chat": {"id": CHAT, "type": "private", "first_name": "Иван"}, "from": Chat::user(), "text": "когда придёт пенсия"}});
     rt.block_on(async {
-        let http = reqwest::Client::new();
-        let url = format!("{}/telegram/webhook", server.base);
-        let send = || {
-            http.post(&url)
-                .header("x-telegram-bot-api-secret-token", secret)
-                .json(&update)
-                .send()
-        };
-        assert_eq!(send().await.unwrap().status(), 500, "the send failed");
-        assert_eq!(send().await.unwrap().status(), 200, "delivered now");
-        assert_eq!(send().await.unwrap().status(), 200, "nothing left to do");
+        let send = || webhook(&server.base, Some(secret), &update);
+        assert_eq!(send().await, 500, "the send failed");
+        assert_eq!(send().await, 200, "delivered now");
+        assert_eq!(send().await, 200, "nothing left to do");
     });
     let failed = c.next("400");
     let (t, _) = c.reply();
@@ -939,17 +913,8 @@ fn webhook_mode_checks_the_secret() {
         "voice": {"file_id": "voice-da", "file_unique_id": "uda", "duration": secs,
             "mime_type": "audio/ogg", "file_size": ogg.len()}}});
     rt.block_on(async {
-        let http = reqwest::Client::new();
-        let url = format!("{}/telegram/webhook", server.base);
         for _ in 0..2 {
-            let r = http
-                .post(&url)
-                .header("x-telegram-bot-api-secret-token", secret)
-                .json(&update)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
+            assert_eq!(webhook(&server.base, Some(secret), &update).await, 200);
         }
     });
     let (t, _) = c.reply();
@@ -1463,6 +1428,18 @@ fn privacy_offers_withdrawal_only_with_an_active_consent() {
         b["reply_markup"]["inline_keyboard"].is_null(),
         "nothing to withdraw: {b}"
     );
+}
+
+/// Posts `update` to the bot's webhook as Telegram does, with the secret
+/// header (if any); returns the status.
+async fn webhook(base: &str, secret: Option<&str>, update: &Value) -> u16 {
+    let mut r = reqwest::Client::new()
+        .post(format!("{base}/telegram/webhook"))
+        .json(update);
+    if let Some(s) = secret {
+        r = r.header("x-telegram-bot-api-secret-token", s);
+    }
+    r.send().await.unwrap().status().as_u16()
 }
 
 // Voice messages.

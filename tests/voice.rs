@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{free_port, start_server, wait_ready};
+use common::{frames_of, free_port, send_paced, start_server, wait_ready};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -146,35 +146,6 @@ impl Asterisk {
     }
 }
 
-/// Records when each of the robot's audio frames arrives, until the socket
-/// closes.
-fn frames_of(
-    mut rd: tokio::net::tcp::OwnedReadHalf,
-) -> (
-    std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
-    tokio::task::JoinHandle<()>,
-) {
-    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
-    let h2 = heard.clone();
-    let reader = tokio::spawn(async move {
-        loop {
-            let mut head = [0u8; 3];
-            if rd.read_exact(&mut head).await.is_err() {
-                return;
-            }
-            let len = u16::from_be_bytes([head[1], head[2]]) as usize;
-            let mut p = vec![0u8; len];
-            if rd.read_exact(&mut p).await.is_err() {
-                return;
-            }
-            if head[0] == 0x10 {
-                h2.lock().unwrap().push(Instant::now());
-            }
-        }
-    });
-    (heard, reader)
-}
-
 /// A conversation as the admin API shows it.
 async fn conversation(base: &str, uuid: &str) -> Value {
     reqwest::Client::new()
@@ -186,20 +157,6 @@ async fn conversation(base: &str, uuid: &str) -> Value {
         .json()
         .await
         .unwrap()
-}
-
-/// Audio in 20 ms frames, paced in real time, as Asterisk sends it.
-async fn send_paced<W: AsyncWriteExt + Unpin>(wr: &mut W, samples: &[i16]) {
-    let mut next = tokio::time::Instant::now();
-    for f in samples.chunks(160) {
-        let mut m = vec![0x10, 0x01, 0x40];
-        let mut f = f.to_vec();
-        f.resize(160, 0);
-        m.extend(f.iter().flat_map(|s| s.to_le_bytes()));
-        wr.write_all(&m).await.unwrap();
-        next += Duration::from_millis(20);
-        tokio::time::sleep_until(next).await;
-    }
 }
 
 async fn outcome(base: &str, uuid: &str) -> (u16, Value) {
@@ -517,6 +474,7 @@ mod ari_sim {
                 .route("/ari/bridges/{id}/{action}", post(no_content))
                 .route("/ari/channels/{id}", delete(gone))
                 .route("/ari/bridges/{id}", delete(gone))
+                .layer(axum::middleware::from_fn(basic_auth))
                 .with_state(sim.clone());
             let addr = super::common::serve_in_background(app);
             (sim, format!("http://{addr}/ari"))
@@ -598,6 +556,15 @@ mod ari_sim {
         }
     }
 
+    /// Every ARI resource, the events socket too, needs the user's password.
+    async fn basic_auth(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+        if authorised(req.headers()) {
+            next.run(req).await
+        } else {
+            unauthorised()
+        }
+    }
+
     fn authorised(h: &HeaderMap) -> bool {
         use base64::Engine as _;
         let want = format!(
@@ -627,13 +594,9 @@ mod ari_sim {
 
     async fn events_socket(
         State(sim): State<Sim>,
-        headers: HeaderMap,
         Query(q): Query<HashMap<String, String>>,
         ws: WebSocketUpgrade,
     ) -> Response {
-        if !authorised(&headers) {
-            return unauthorised();
-        }
         if q.get("app").map(String::as_str) != Some("otklik") {
             return (StatusCode::BAD_REQUEST, "app required").into_response();
         }
@@ -658,12 +621,8 @@ mod ari_sim {
 
     async fn external_media(
         State(sim): State<Sim>,
-        headers: HeaderMap,
         Query(q): Query<HashMap<String, String>>,
     ) -> Response {
-        if !authorised(&headers) {
-            return unauthorised();
-        }
         record(&sim, "POST", "/channels/externalMedia", &q);
         let (Some(host), Some(uuid), Some(id)) =
             (q.get("external_host"), q.get("data"), q.get("channelId"))
@@ -687,14 +646,7 @@ mod ari_sim {
         Json(ch).into_response()
     }
 
-    async fn bridge(
-        State(sim): State<Sim>,
-        headers: HeaderMap,
-        Query(q): Query<HashMap<String, String>>,
-    ) -> Response {
-        if !authorised(&headers) {
-            return unauthorised();
-        }
+    async fn bridge(State(sim): State<Sim>, Query(q): Query<HashMap<String, String>>) -> Response {
         record(&sim, "POST", "/bridges", &q);
         let id = q.get("bridgeId").cloned().unwrap_or_else(|| "b1".into());
         Json(
@@ -706,14 +658,10 @@ mod ari_sim {
 
     async fn no_content(
         State(sim): State<Sim>,
-        headers: HeaderMap,
         Path((id, action)): Path<(String, String)>,
         Query(q): Query<HashMap<String, String>>,
         uri: axum::http::Uri,
     ) -> Response {
-        if !authorised(&headers) {
-            return unauthorised();
-        }
         let kind = if uri.path().starts_with("/ari/bridges") {
             "bridges"
         } else {
@@ -725,13 +673,9 @@ mod ari_sim {
 
     async fn gone(
         State(sim): State<Sim>,
-        headers: HeaderMap,
         Path(id): Path<String>,
         uri: axum::http::Uri,
     ) -> Response {
-        if !authorised(&headers) {
-            return unauthorised();
-        }
         let kind = if uri.path().starts_with("/ari/bridges") {
             "bridges"
         } else {
@@ -868,17 +812,7 @@ async fn ari_mode_answers_bridges_hears_keys_and_continues_a_handoff_into_the_qu
     let c = conversation(&s.base, &uuid).await;
     assert_eq!(c["transfers"], 1, "{c}");
     assert!(c["handoff"].is_null(), "{c}");
-    let op = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let r = op
-        .post(format!("{}/api/v1/operator/login", s.base))
-        .json(&serde_json::json!({"login": "op1", "password": common::OPERATOR_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let op = common::operator(&s, "op1").await;
     let q: Value = op
         .get(format!("{}/api/v1/operator/queue", s.base))
         .send()

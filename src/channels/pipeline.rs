@@ -161,7 +161,7 @@ impl Pipeline {
             clock,
             hub: Hub::default(),
             metrics: Metrics::default(),
-            speech: Arc::new(crate::speech::Hearing::new()),
+            speech: Arc::default(),
             registry: OnceLock::new(),
             shutdown,
             shutdown_tx,

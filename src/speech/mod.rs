@@ -78,6 +78,7 @@ impl Asr for Keypad {
 
 /// The recogniser every channel shares, once loaded (loading takes a
 /// second or two and happens in the background at start-up).
+#[derive(Default)]
 pub struct Hearing {
     asr: RwLock<Option<Arc<dyn Asr>>>,
 }
@@ -92,19 +93,7 @@ pub enum Unheard {
     Failed(#[from] anyhow::Error),
 }
 
-impl Default for Hearing {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Hearing {
-    pub fn new() -> Self {
-        Self {
-            asr: RwLock::new(None),
-        }
-    }
-
     pub fn get(&self) -> Option<Arc<dyn Asr>> {
         self.asr.read().unwrap().clone()
     }

@@ -40,9 +40,8 @@ struct Leg {
 pub struct Ari {
     v: Arc<Voice>,
     http: reqwest::Client,
-    /// The REST base, e.g. http://127.0.0.1:8088/ari (no trailing slash).
-    base: String,
-    base_url: url::Url,
+    /// The REST base, e.g. http://127.0.0.1:8088/ari.
+    base: url::Url,
     /// Where Asterisk connects a call's audio (host:port).
     media_addr: String,
     /// Calls by their UUID (the AudioSocket call's, `voice:<uuid>`).
@@ -53,9 +52,9 @@ impl Ari {
     /// `listener`: the AudioSocket listener's own address, used when
     /// `voice.ari_media_addr` does not say how Asterisk reaches it.
     pub fn new(v: Arc<Voice>, listener: SocketAddr) -> Result<Arc<Self>> {
-        let base = v.cfg.ari_url.trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            bail!("voice.ari_url {base:?}: an http:// or https:// address of ARI");
+        let base = url::Url::parse(&v.cfg.ari_url).context("voice.ari_url")?;
+        if !matches!(base.scheme(), "http" | "https") {
+            bail!("voice.ari_url {base}: an http:// or https:// address of ARI");
         }
         let media_addr = if v.cfg.ari_media_addr.is_empty() {
             if listener.ip().is_unspecified() {
@@ -68,7 +67,6 @@ impl Ari {
         } else {
             v.cfg.ari_media_addr.clone()
         };
-        let base_url = url::Url::parse(&base).context("voice.ari_url")?;
         let http = reqwest::Client::builder()
             .timeout(REQUEST_WAIT)
             .build()
@@ -77,7 +75,6 @@ impl Ari {
             v,
             http,
             base,
-            base_url,
             media_addr,
             legs: Mutex::new(HashMap::new()),
         }))
@@ -120,12 +117,9 @@ impl Ari {
 
     /// One connection to ARI's events, until it closes.
     async fn events(self: Arc<Self>) -> Result<()> {
-        let ws = format!(
-            "{}/events?app={}&subscribeAll=false",
-            self.base.replacen("http", "ws", 1),
-            enc(&self.v.cfg.ari_app)
-        );
-        let mut req = ws.as_str().into_client_request()?;
+        let mut req = events_url(&self.base, &self.v.cfg.ari_app)
+            .as_str()
+            .into_client_request()?;
         req.headers_mut().insert(
             tokio_tungstenite::tungstenite::http::header::AUTHORIZATION,
             self.basic().parse()?,
@@ -301,37 +295,33 @@ impl Ari {
     }
 
     async fn post(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<()> {
+        self.request(reqwest::Method::POST, segments, query).await
+    }
+
+    async fn delete(&self, segments: &[&str]) -> Result<()> {
+        self.request(reqwest::Method::DELETE, segments, &[]).await
+    }
+
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<()> {
         let path = segments.join("/");
         let r = self
             .http
-            .post(resource(&self.base_url, segments))
+            .request(method.clone(), resource(&self.base, segments))
             .basic_auth(&self.v.cfg.ari_user, Some(&self.v.cfg.ari_password))
             .query(query)
             .send()
             .await
-            .with_context(|| format!("POST {path}"))?;
-        check(r, "POST", &path)
-    }
-
-    async fn delete(&self, segments: &[&str]) -> Result<()> {
-        let path = segments.join("/");
-        let r = self
-            .http
-            .delete(resource(&self.base_url, segments))
-            .basic_auth(&self.v.cfg.ari_user, Some(&self.v.cfg.ari_password))
-            .send()
-            .await
-            .with_context(|| format!("DELETE {path}"))?;
-        check(r, "DELETE", &path)
-    }
-}
-
-fn check(r: reqwest::Response, method: &str, path: &str) -> Result<()> {
-    let s = r.status();
-    if s.is_success() {
+            .with_context(|| format!("{method} {path}"))?;
+        let status = r.status();
+        if !status.is_success() {
+            bail!("{method} {path}: ARI answered {status}");
+        }
         Ok(())
-    } else {
-        bail!("{method} {path}: ARI answered {s}")
     }
 }
 
@@ -344,9 +334,16 @@ fn resource(base: &url::Url, segments: &[&str]) -> url::Url {
     u
 }
 
-/// A query value as ARI reads it.
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+/// ARI's events WebSocket for the Stasis application `app`.
+fn events_url(base: &url::Url, app: &str) -> url::Url {
+    let mut u = resource(base, &["events"]);
+    let ws = if u.scheme() == "https" { "wss" } else { "ws" };
+    // http → ws and https → wss are allowed changes of a special scheme.
+    let _ = u.set_scheme(ws);
+    u.query_pairs_mut()
+        .append_pair("app", app)
+        .append_pair("subscribeAll", "false");
+    u
 }
 
 /// A random (version 4) UUID in its string form: the call's id.
@@ -378,6 +375,19 @@ mod tests {
             u.as_str(),
             "http://127.0.0.1:8088/ari/channels/a%2Fb%20c/answer"
         );
-        assert_eq!(enc("otklik app"), "otklik+app");
+    }
+
+    #[test]
+    fn the_events_socket_is_ws_beside_the_rest_base() {
+        let base = url::Url::parse("http://127.0.0.1:8088/ari").unwrap();
+        assert_eq!(
+            events_url(&base, "otklik app").as_str(),
+            "ws://127.0.0.1:8088/ari/events?app=otklik+app&subscribeAll=false"
+        );
+        let tls = url::Url::parse("https://pbx.example/ari/").unwrap();
+        assert_eq!(
+            events_url(&tls, "otklik").as_str(),
+            "wss://pbx.example/ari/events?app=otklik&subscribeAll=false"
+        );
     }
 }

@@ -20,6 +20,7 @@ use crate::speech::{Hints, Stream, Unheard};
 use crate::store::SessionKey;
 use anyhow::{bail, Result};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -182,27 +183,39 @@ struct Speech {
     feed: Option<Feed>,
 }
 
+impl Speech {
+    /// More of the utterance's audio (`loud`: the caller's voice), also to
+    /// the streaming recognition.
+    fn push(&mut self, samples: &[i16], loud: bool) {
+        self.samples.extend_from_slice(samples);
+        if loud {
+            self.voiced = self.samples.len();
+        }
+        if let Some(f) = &self.feed {
+            let _ = f.audio.send(samples.to_vec());
+        }
+    }
+}
+
 /// A streaming recognition (Vosk) fed as the caller speaks, on a blocking
-/// thread of its own for the utterance: frames go in, the words heard so
-/// far come back, and the text once the audio stops.
+/// thread of its own for the utterance: frames go in, a flag says when
+/// words have been heard, and the text comes back once the audio stops.
 struct Feed {
     audio: std::sync::mpsc::Sender<Vec<i16>>,
-    words: mpsc::UnboundedReceiver<String>,
     /// Words were heard (a partial result): the caller really speaks.
-    heard_words: bool,
+    words: Arc<AtomicBool>,
     job: JoinHandle<Option<String>>,
 }
 
 impl Feed {
     fn start(mut stream: Box<dyn Stream>) -> Self {
         let (audio, frames) = std::sync::mpsc::channel::<Vec<i16>>();
-        let (tx, words) = mpsc::unbounded_channel();
+        let words = Arc::new(AtomicBool::new(false));
+        let heard_words = words.clone();
         let job = tokio::task::spawn_blocking(move || {
             for f in frames {
                 match stream.feed(&f) {
-                    Ok(w) if !w.is_empty() => {
-                        let _ = tx.send(w);
-                    }
+                    Ok(w) if !w.trim().is_empty() => heard_words.store(true, Ordering::Relaxed),
                     Ok(_) => {}
                     Err(e) => {
                         tracing::error!("voice: recognition failed: {e:#}");
@@ -215,20 +228,12 @@ impl Feed {
                 None
             })
         });
-        Self {
-            audio,
-            words,
-            heard_words: false,
-            job,
-        }
+        Self { audio, words, job }
     }
 
     /// Whether words have been heard by now.
-    fn words_heard(&mut self) -> bool {
-        while let Ok(w) = self.words.try_recv() {
-            self.heard_words |= !w.trim().is_empty();
-        }
-        self.heard_words
+    fn words_heard(&self) -> bool {
+        self.words.load(Ordering::Relaxed)
     }
 
     /// The audio is over: what was said.
@@ -386,11 +391,7 @@ impl Call {
             match &mut self.speech {
                 Some(s) => {
                     s.last_voice = now;
-                    s.samples.extend_from_slice(samples);
-                    s.voiced = s.samples.len();
-                    if let Some(f) = &s.feed {
-                        let _ = f.audio.send(samples.to_vec());
-                    }
+                    s.push(samples, true);
                 }
                 None if self.voiced_ms >= self.v.cfg.barge_in_ms => {
                     let hints = expected(self.last.as_ref());
@@ -405,28 +406,23 @@ impl Call {
                     if feed.is_none() {
                         self.barge_in();
                     }
-                    let samples: Vec<i16> = self.recent.iter().copied().collect();
-                    if let Some(f) = &feed {
-                        let _ = f.audio.send(samples.clone());
-                    }
-                    self.speech = Some(Speech {
+                    let mut s = Speech {
                         started: now,
                         last_voice: now,
-                        voiced: samples.len(),
-                        samples,
+                        samples: Vec::new(),
+                        voiced: 0,
                         early: None,
                         feed,
-                    });
+                    };
+                    s.push(self.recent.make_contiguous(), true);
+                    self.speech = Some(s);
                 }
                 None => {}
             }
         } else {
             self.voiced_ms = 0;
             if let Some(s) = &mut self.speech {
-                s.samples.extend_from_slice(samples);
-                if let Some(f) = &s.feed {
-                    let _ = f.audio.send(samples.to_vec());
-                }
+                s.push(samples, false);
             }
         }
     }
@@ -467,7 +463,7 @@ impl Call {
             };
             let paused = quiet >= pause;
             let long = now - s.started >= Duration::from_millis(cfg.max_utterance_ms);
-            let words = s.feed.as_mut().is_some_and(Feed::words_heard);
+            let words = s.feed.as_ref().is_some_and(Feed::words_heard);
             let stale = s.early.as_ref().is_some_and(|(n, _)| *n != s.voiced);
             if stale {
                 // The caller went on: what was recognised early is not all.

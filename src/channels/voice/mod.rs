@@ -125,11 +125,6 @@ impl Voice {
         tx.is_some_and(|tx| tx.try_send(key).is_ok())
     }
 
-    /// Whether the call with `uuid` is running.
-    pub fn is_live(&self, uuid: &str) -> bool {
-        self.live.lock().unwrap().contains_key(uuid)
-    }
-
     /// The finished calls from now on, with their outcomes (one listener).
     pub(crate) fn on_finish(&self) -> mpsc::UnboundedReceiver<(String, Outcome)> {
         let (tx, rx) = mpsc::unbounded_channel();
