@@ -25,6 +25,7 @@ pub struct Config {
     pub telegram: TelegramConfig,
     pub api: ApiConfig,
     pub retention: RetentionConfig,
+    pub analytics: AnalyticsConfig,
     pub voice: VoiceConfig,
     pub speech: SpeechConfig,
     /// Token for the admin API (`Authorization: Bearer …`); empty: admin API closed.
@@ -192,6 +193,7 @@ impl Default for Config {
             telegram: TelegramConfig::default(),
             api: ApiConfig::default(),
             retention: RetentionConfig::default(),
+            analytics: AnalyticsConfig::default(),
             voice: VoiceConfig::default(),
             speech: SpeechConfig::default(),
             admin_token: String::new(),
@@ -692,6 +694,8 @@ pub struct RetentionConfig {
     pub silent_hours: u32,
     /// How often the sweep runs, minutes.
     pub sweep_minutes: u32,
+    /// The anonymised analytics log (indicators, exports for trainers), days.
+    pub analytics_days: u32,
 }
 
 impl Default for RetentionConfig {
@@ -702,6 +706,7 @@ impl Default for RetentionConfig {
             undelivered_hours: 24,
             silent_hours: 24,
             sweep_minutes: 60,
+            analytics_days: 730,
         }
     }
 }
@@ -712,6 +717,26 @@ impl RetentionConfig {
             seen_s: self.seen_days as i64 * 86_400,
             outbox_s: self.outbox_days as i64 * 86_400,
             undelivered_s: self.undelivered_hours as i64 * 3600,
+            log_s: self.analytics_days as i64 * 86_400,
+        }
+    }
+}
+
+/// `[analytics]` in otklik.toml: the anonymised log and its indicators.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalyticsConfig {
+    /// The key of the log's pseudonyms (HMAC-SHA-256 of the client's id).
+    /// Empty: a random key made once per database and kept in it. Set it
+    /// (e.g. `OTKLIK_ANALYTICS_SECRET`) when several databases' logs are
+    /// compared; whoever has it can test whether a known id is in the log.
+    pub secret: String,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        Self {
+            secret: String::new(),
         }
     }
 }

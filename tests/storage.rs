@@ -2,6 +2,7 @@
 //! Each check takes a fresh backend from `open`; `sled` runs it here, and a
 //! shared backend (PostgreSQL) runs the same checks.
 
+use otklik::analytics::LogEntry;
 use otklik::store::{
     Appointment, BookingError, BookingOp, Callback, Conflict, ConversationLock, Forget, Keep,
     LocalLocks, QueueItem, QueueOp, Retention, SessionKey, Storage, Store, TurnWrites,
@@ -245,6 +246,7 @@ fn consent_withdrawal_deletes_personal_data(open: Open) {
             forget: Some(Forget {
                 key: key.clone(),
                 values: vec![phone.to_string(), "Иванова Анна".into()],
+                pseudonym: String::new(),
             }),
             outbox: vec![json!({"type": "msg", "text": "Согласие отозвано"})],
             ..Default::default()
@@ -299,6 +301,7 @@ fn sweeps(open: Open) {
         seen_s: 3600,
         outbox_s: 3600,
         undelivered_s: 3600,
+        log_s: 3600,
     };
     let n = st.sweep(now, &keep).unwrap();
     assert_eq!(n.seen + n.outbox, 0, "fresh records stay: {n:?}");
@@ -353,6 +356,66 @@ fn queue_claims(open: Open) {
     assert!(st.queue().unwrap().is_empty());
 }
 
+/// The analytics log: a withdrawal re-keys the client's entries to a
+/// pseudonym that links to no one (the rest stays for the indicators), and
+/// the sweep drops entries past their retention, oldest first.
+fn analytics_log(open: Open) {
+    let st = open();
+    let entry = |client: &str, conversation: &str, ts: i64| LogEntry {
+        ts,
+        client: client.into(),
+        conversation: conversation.into(),
+        channel: "web".into(),
+        intent: Some("child_allowance".into()),
+        ..Default::default()
+    };
+    let now = jiff::Timestamp::now().as_second();
+    st.log_append(&[
+        entry("anna", "a1", now - 7200),
+        entry("anna", "a2", now - 10),
+        entry("boris", "b1", now - 5),
+    ])
+    .unwrap();
+    let key = SessionKey::new("web", "anna");
+    st.commit(&TurnWrites {
+        session: Some((key.clone(), session_bytes(json!({})))),
+        log: Some(entry("anna", "a2", now)),
+        forget: Some(Forget {
+            key,
+            values: Vec::new(),
+            pseudonym: "anna".into(),
+        }),
+        ..Default::default()
+    })
+    .unwrap()
+    .unwrap();
+    let log = st.log_entries().unwrap();
+    assert_eq!(log.len(), 4, "nothing of the log is lost");
+    assert!(!log.iter().any(|e| e.client == "anna"), "{log:?}");
+    let anna: Vec<_> = log.iter().filter(|e| e.client != "boris").collect();
+    assert!(
+        anna.iter().all(|e| e.client == anna[0].client),
+        "still one client"
+    );
+    assert!(!anna
+        .iter()
+        .any(|e| ["a1", "a2"].contains(&e.conversation.as_str())));
+    assert_ne!(anna[0].conversation, anna[1].conversation);
+    assert_eq!(
+        anna[1].conversation, anna[2].conversation,
+        "one conversation stays one"
+    );
+    assert_eq!(log[2].client, "boris", "others untouched");
+    let keep = Retention {
+        seen_s: 3600,
+        outbox_s: 3600,
+        undelivered_s: 3600,
+        log_s: 3600,
+    };
+    assert_eq!(st.sweep(now, &keep).unwrap().log, 1);
+    assert_eq!(st.log_entries().unwrap().len(), 3);
+}
+
 fn conformance(open: Open, locks: Arc<dyn ConversationLock>) {
     atomic_turn_commit(open);
     lock_exclusion(locks);
@@ -360,6 +423,7 @@ fn conformance(open: Open, locks: Arc<dyn ConversationLock>) {
     consent_withdrawal_deletes_personal_data(open);
     sweeps(open);
     queue_claims(open);
+    analytics_log(open);
 }
 
 #[test]

@@ -28,6 +28,11 @@ impl Engine {
             at: self.now(),
         });
         out.events.push(format!("rating:{ease}"));
+        out.rating = Some(crate::analytics::Rating {
+            ease,
+            satisfaction: None,
+            nps,
+        });
         out.say(self.p("rating_thanks"));
         Ok(())
     }

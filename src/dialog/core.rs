@@ -5,7 +5,7 @@
 //! client's turn (history, log entry); what channels may ask of a session;
 //! resuming; and rendering a turn for its channel.
 
-use crate::analytics::{anonymise, pseudonym, LogEntry};
+use crate::analytics::{anonymise, client_pseudonym, pseudonym, LogEntry};
 use crate::nlu::kb::Link;
 use crate::store::{Committed, ConversationLock, Keep, SessionKey, TurnWrites};
 use anyhow::Result;
@@ -198,6 +198,7 @@ impl Engine {
     /// Steps the graph for `input` and records the turn in the history and
     /// the log entry.
     fn client_turn(&self, s: &mut Session, input: &Input, w: &mut TurnWrites) -> Result<Turn> {
+        let started = std::time::Instant::now();
         let mut out = Out::default();
         let client_text = match input {
             Input::Text(t) => t.clone(),
@@ -264,15 +265,26 @@ impl Engine {
             )
         };
         let mut writes = std::mem::take(&mut out.writes);
+        let situation = s
+            .intent
+            .as_deref()
+            .and_then(|i| self.nlu.kb.intent(i))
+            .and_then(|i| i.situation.clone());
         writes.log = Some(LogEntry {
             ts: now,
-            conversation: pseudonym(&self.salt, &s.key(), s.conversation),
+            conversation: pseudonym(&self.secret, &s.key(), s.conversation),
+            client: client_pseudonym(&self.secret, &s.key()),
             channel: s.channel.clone(),
             segment: s.segment.clone(),
             node: s.node.clone(),
             text,
             intent: s.intent.clone(),
             decision: s.decision.clone(),
+            scores: out.scores,
+            confirmed: out.confirmed,
+            situation,
+            answer_ms: Some(started.elapsed().as_millis() as u64),
+            rating: out.rating,
             events: out.events,
         });
         *w = writes;

@@ -585,6 +585,7 @@ impl Engine {
         out.writes.forget = Some(Forget {
             key: SessionKey::new(s.channel.clone(), s.user.clone()),
             values,
+            pseudonym: crate::analytics::client_pseudonym(&self.secret, &s.key()),
         });
         out.events.push("consent_withdrawn".into());
         Ok(())

@@ -63,6 +63,12 @@ struct Out {
     events: Vec<String>,
     /// The client's input was personal data: logged as such.
     personal_input: bool,
+    /// The classifier's candidates for the client's text in this turn.
+    scores: Vec<crate::analytics::Candidate>,
+    /// The intent the client confirmed in this turn (a guess accepted, an option chosen).
+    confirmed: Option<String>,
+    /// The client's rating, when this turn completed it.
+    rating: Option<crate::analytics::Rating>,
     /// What the turn writes besides the session, committed with it.
     writes: TurnWrites,
 }
@@ -102,7 +108,8 @@ pub struct Engine {
     pub schedule: Schedule,
     status: Box<dyn StatusProvider>,
     cfg: DialogConfig,
-    salt: String,
+    /// The key of the analytics log's pseudonyms.
+    secret: String,
     locks: Arc<dyn ConversationLock>,
 }
 
@@ -170,7 +177,11 @@ impl Engine {
         Ok(Self {
             nlu,
             graph: Arc::new(graph),
-            salt: store.salt()?,
+            secret: if cfg.analytics.secret.is_empty() {
+                store.salt()?
+            } else {
+                cfg.analytics.secret.clone()
+            },
             store,
             clock,
             hours: Hours::from_config(&cfg.hours)?,

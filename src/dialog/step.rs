@@ -286,6 +286,7 @@ impl Engine {
             Wait::Confirm { intent } => match self.pick(s, input).as_deref() {
                 Some("yes") => {
                     out.events.push("confirm_yes".into());
+                    out.confirmed = Some(intent.clone());
                     self.route_intent(s, &intent, out)
                 }
                 Some("no") => {
@@ -313,7 +314,11 @@ impl Engine {
                     self.ask(s, out, text, Vec::new(), Wait::Node);
                     Ok(())
                 }
-                Some(id) if self.nlu.kb.intent(&id).is_some() => self.route_intent(s, &id, out),
+                Some(id) if self.nlu.kb.intent(&id).is_some() => {
+                    out.events.push("option_chosen".into());
+                    out.confirmed = Some(id.clone());
+                    self.route_intent(s, &id, out)
+                }
                 _ => self.free_text_or_repeat(s, input, out),
             },
             Wait::OfferOperator => match self.pick(s, input).as_deref() {

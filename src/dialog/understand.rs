@@ -22,6 +22,15 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
+        out.scores = c
+            .top
+            .iter()
+            .take(3)
+            .map(|t| crate::analytics::Candidate {
+                intent: t.intent.clone(),
+                score: t.score,
+            })
+            .collect();
         let direct = &self.graph.node(&self.graph.classify).direct;
         let best = c.top.first().map(|t| t.intent.clone());
         // A conversational intent understood well enough is acted on at once.

@@ -198,6 +198,9 @@ pub struct Forget {
     pub key: SessionKey,
     /// Values the client gave as personal data (replaced by «[удалено]»).
     pub values: Vec<String>,
+    /// The client's pseudonym in the analytics log: its entries get a
+    /// random one instead, which links to no one.
+    pub pseudonym: String,
 }
 
 /// Everything one turn writes, committed at once by `Storage::commit`.
@@ -257,6 +260,8 @@ pub struct Retention {
     pub outbox_s: i64,
     /// Replies never confirmed as delivered.
     pub undelivered_s: i64,
+    /// Entries of the analytics log.
+    pub log_s: i64,
 }
 
 /// What a sweep removed.
@@ -265,6 +270,7 @@ pub struct Swept {
     pub seen: usize,
     pub outbox: usize,
     pub undelivered: usize,
+    pub log: usize,
 }
 
 /// The storage every backend provides. Object-safe: the application holds an
@@ -283,7 +289,10 @@ pub trait Storage: Send + Sync {
 
     fn session_raw(&self, key: &SessionKey) -> Result<Option<Vec<u8>>>;
     fn session_keys(&self) -> Result<Vec<SessionKey>>;
+    /// The analytics log, oldest first.
     fn log_entries(&self) -> Result<Vec<LogEntry>>;
+    /// Appends entries to the analytics log outside a turn (an operator's tag).
+    fn log_append(&self, entries: &[LogEntry]) -> Result<()>;
     fn consent(&self, user: &str) -> Result<Option<Consent>>;
     fn appointment(&self, id: u64) -> Result<Option<Appointment>>;
     fn appointments(&self) -> Result<Vec<Appointment>>;

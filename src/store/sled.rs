@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use sled::transaction::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Tree;
+use std::collections::HashMap;
 use std::path::Path;
 
 #[derive(Clone)]
@@ -101,6 +102,26 @@ struct ForgetPlan {
     appointments: Vec<(u64, Vec<u8>)>,
     outbox: Vec<(Vec<u8>, Vec<u8>)>,
     undelivered: Vec<(String, Vec<u8>)>,
+    /// Analytics log entries re-keyed to pseudonyms that link to no one.
+    log: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The client's new pseudonym, and the new one of each conversation.
+    client: String,
+    conversations: HashMap<String, String>,
+}
+
+impl ForgetPlan {
+    /// Re-keys an entry of the withdrawing client (and leaves others be).
+    fn unlink(&mut self, e: &mut LogEntry, pseudonym: &str) {
+        if e.client != pseudonym || pseudonym.is_empty() {
+            return;
+        }
+        e.client = self.client.clone();
+        e.conversation = self
+            .conversations
+            .entry(e.conversation.clone())
+            .or_insert_with(crate::analytics::unlinked)
+            .clone();
+    }
 }
 
 /// The database holds personal data: its folder is the owner's alone (0700)
@@ -207,6 +228,19 @@ impl Store {
                 }
                 p.undelivered
                     .push((String::from_utf8_lossy(&k).into_owned(), enc(&r)?));
+            }
+        }
+        // One new client pseudonym, and one per conversation, so the entries
+        // still count as one client's without naming them.
+        p.client = crate::analytics::unlinked();
+        if !f.pseudonym.is_empty() {
+            for kv in self.log.iter() {
+                let (k, v) = kv?;
+                let mut e: LogEntry = dec(&v)?;
+                if e.client == f.pseudonym {
+                    p.unlink(&mut e, &f.pseudonym);
+                    p.log.push((k.to_vec(), enc(&e)?));
+                }
             }
         }
         Ok(p)
@@ -329,7 +363,12 @@ impl Storage for Store {
     }
 
     fn commit(&self, w: &TurnWrites) -> Result<std::result::Result<Committed, Conflict>> {
-        let log = w.log.as_ref().map(enc).transpose()?;
+        let mut plan = w.forget.as_ref().map(|f| self.plan_forget(f)).transpose()?;
+        let mut log = w.log.clone();
+        if let (Some(p), Some(e), Some(f)) = (&mut plan, &mut log, &w.forget) {
+            p.unlink(e, &f.pseudonym);
+        }
+        let log = log.as_ref().map(enc).transpose()?;
         let log_id = self.db.generate_id()?;
         let fb: Vec<(u64, Vec<u8>)> = w
             .feedback
@@ -346,7 +385,6 @@ impl Storage for Store {
             .as_ref()
             .map(|(u, c)| Ok::<_, anyhow::Error>((u.clone(), enc(c)?)))
             .transpose()?;
-        let plan = w.forget.as_ref().map(|f| self.plan_forget(f)).transpose()?;
         let outbox_session = w.session.as_ref().map(|(k, _)| k.clone());
         let at = now_s();
         let trees = [
@@ -402,6 +440,9 @@ impl Storage for Store {
                 for (k, v) in &p.undelivered {
                     t[UNDELIVERED].insert(k.as_bytes(), v.as_slice())?;
                 }
+                for (k, v) in &p.log {
+                    t[LOG].insert(k.as_slice(), v.as_slice())?;
+                }
             }
             if !w.outbox.is_empty() {
                 let Some(k) = &outbox_session else {
@@ -443,6 +484,14 @@ impl Storage for Store {
 
     fn log_entries(&self) -> Result<Vec<LogEntry>> {
         self.log.iter().values().map(|v| dec(&v?)).collect()
+    }
+
+    fn log_append(&self, entries: &[LogEntry]) -> Result<()> {
+        for e in entries {
+            let id = self.db.generate_id()?;
+            self.log.insert(id.to_be_bytes(), enc(e)?)?;
+        }
+        self.flush()
     }
 
     fn consent(&self, user: &str) -> Result<Option<Consent>> {
@@ -632,6 +681,20 @@ impl Storage for Store {
                 self.undelivered.remove(k)?;
                 n.undelivered += 1;
             }
+        }
+        // The log is in the order it was written: the sweep stops at the
+        // first entry young enough to keep.
+        for kv in self.log.iter() {
+            let (k, v) = kv?;
+            let ts = serde_json::from_slice::<serde_json::Value>(&v)
+                .ok()
+                .and_then(|e| e["ts"].as_i64())
+                .unwrap_or(0);
+            if now - ts <= keep.log_s {
+                break;
+            }
+            self.log.remove(k)?;
+            n.log += 1;
         }
         self.flush()?;
         Ok(n)
