@@ -95,6 +95,9 @@ pub struct KbConfig {
     pub segments: Vec<String>,
     /// Embedding cache folder (relative paths are under `data_dir`).
     pub cache_dir: PathBuf,
+    /// The trainers' held-out set (`intent<TAB>text`), never trained on: a
+    /// retraining round reports its top-1 before and after. Empty: none.
+    pub heldout_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -224,6 +227,7 @@ impl Default for KbConfig {
                 .map(String::from)
                 .to_vec(),
             cache_dir: "cache".into(),
+            heldout_file: "tests/data/heldout.tsv".into(),
         }
     }
 }
@@ -723,7 +727,7 @@ impl RetentionConfig {
 }
 
 /// `[analytics]` in otklik.toml: the anonymised log and its indicators.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnalyticsConfig {
     /// The key of the log's pseudonyms (HMAC-SHA-256 of the client's id).
@@ -731,14 +735,6 @@ pub struct AnalyticsConfig {
     /// (e.g. `OTKLIK_ANALYTICS_SECRET`) when several databases' logs are
     /// compared; whoever has it can test whether a known id is in the log.
     pub secret: String,
-}
-
-impl Default for AnalyticsConfig {
-    fn default() -> Self {
-        Self {
-            secret: String::new(),
-        }
-    }
 }
 
 /// `[voice]` in otklik.toml: the voice robot behind Asterisk.

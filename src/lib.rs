@@ -26,6 +26,7 @@ pub mod secrets;
 pub mod services;
 pub mod speech;
 pub mod store;
+pub mod trainer;
 pub mod yaml;
 
 use nlu::classifier::Classification;

@@ -75,6 +75,44 @@ enum Cmd {
     },
     /// Validate the knowledge base and the dialog graph and report every problem.
     Check,
+    /// Write the anonymised client utterances of the log, one per line:
+    /// JSONL with --json, otherwise `intent<TAB>text` for the confirmed ones
+    /// (the labelled format `eval` reads). Reads the database of a stopped
+    /// server (sled allows one process at a time).
+    Export {
+        /// From this day (YYYY-MM-DD, in the hours' time zone).
+        #[arg(long)]
+        since: Option<String>,
+        /// Every utterance as one JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Propose new examples and new intents from the log (or an export) for
+    /// the trainer's review; writes YAML the trainer edits and `accept`s.
+    Suggest {
+        /// Read utterances from this `export --json` file instead of the database.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// From this day (YYYY-MM-DD), when reading the database.
+        #[arg(long)]
+        since: Option<String>,
+        /// Write the proposals here (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Cosine similarity for unanswered questions to share a cluster.
+        #[arg(long, default_value_t = 0.9)]
+        similarity: f32,
+        /// Utterances a cluster needs to be proposed as a new intent.
+        #[arg(long, default_value_t = 3)]
+        min_cluster: usize,
+    },
+    /// Write the proposals marked `status: accept` in FILE into the
+    /// knowledge base (checked before anything is written); then run `eval`
+    /// and reload the server (`POST /api/v1/admin/reload`).
+    Accept {
+        /// A proposals file from `suggest`, edited by the trainer.
+        file: PathBuf,
+    },
     /// Recognise speech in WAV files with the configured recogniser
     /// (`[speech]`), one line each: to check it on your own recordings.
     Transcribe {
@@ -126,6 +164,97 @@ fn run(cli: Cli) -> Result<()> {
             json,
             now,
         } => chat(&cfg, segment, &channel, &user, json, now),
+        Cmd::Export { since, json } => {
+            let store = otklik::store::Store::open(&cfg.data_dir)?;
+            let log = log_since(&cfg, &store, since.as_deref())?;
+            let mut o = std::io::BufWriter::new(std::io::stdout().lock());
+            use std::io::Write;
+            for u in otklik::analytics::export::utterances(&log) {
+                if json {
+                    writeln!(o, "{}", serde_json::to_string(&u)?)?;
+                } else if let Some(label) = &u.confirmed {
+                    writeln!(o, "{label}\t{}", u.text.replace(['\t', '\n'], " "))?;
+                }
+            }
+            Ok(())
+        }
+        Cmd::Suggest {
+            from,
+            since,
+            out,
+            similarity,
+            min_cluster,
+        } => {
+            let utterances = match &from {
+                Some(path) => read_utterances(path)?,
+                None => {
+                    let store = otklik::store::Store::open(&cfg.data_dir)?;
+                    otklik::analytics::export::utterances(&log_since(
+                        &cfg,
+                        &store,
+                        since.as_deref(),
+                    )?)
+                }
+            };
+            let nlu = Nlu::load(&cfg, nlu::load_encoder(&cfg)?)?;
+            let opts = otklik::trainer::suggest::Options {
+                similarity,
+                min_cluster,
+                ..Default::default()
+            };
+            let started = std::time::Instant::now();
+            let p =
+                otklik::trainer::suggest::suggest(&utterances, &nlu.kb, &nlu.classifier, &opts)?;
+            let yaml = serde_yaml::to_string(&p)?;
+            match out {
+                Some(path) => std::fs::write(&path, yaml)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => print!("{yaml}"),
+            }
+            eprintln!(
+                "{} utterances: {} example and {} new-intent proposals in {:.1} s",
+                utterances.len(),
+                p.items
+                    .iter()
+                    .filter(|i| i.kind == otklik::trainer::suggest::Kind::Example)
+                    .count(),
+                p.items
+                    .iter()
+                    .filter(|i| i.kind == otklik::trainer::suggest::Kind::Intent)
+                    .count(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Cmd::Accept { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let p: otklik::trainer::suggest::Proposals =
+                serde_yaml::from_str(&text).with_context(|| format!("{}", file.display()))?;
+            let kb = nlu::load_kb(&cfg)?;
+            if p.kb_hash != kb.hash {
+                eprintln!("note: the knowledge base changed since these proposals were made");
+            }
+            let a = otklik::trainer::accept::apply(
+                &cfg.kb.intents_dir,
+                &kb,
+                &p.items,
+                cfg.kb.min_examples,
+                &cfg.kb.segments,
+            )?;
+            println!(
+                "added {} example(s) and {} new intent(s); {} already known; files: {}",
+                a.examples,
+                a.intents,
+                a.duplicates,
+                a.files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(())
+        }
         Cmd::Check => {
             let kb = nlu::load_kb(&cfg)?;
             let ids: Vec<String> = kb.intents.iter().map(|i| i.id.clone()).collect();
@@ -289,6 +418,41 @@ fn read_stdin() -> Result<String> {
             e.utf8_error().valid_up_to()
         )
     })
+}
+
+/// The analytics log from the start of `since` (a day in the hours' time zone).
+fn log_since(
+    cfg: &Config,
+    store: &dyn otklik::store::Storage,
+    since: Option<&str>,
+) -> Result<Vec<otklik::analytics::LogEntry>> {
+    let from = match since {
+        Some(d) => {
+            let day: jiff::civil::Date = d
+                .parse()
+                .with_context(|| format!("--since {d:?} is not a date (YYYY-MM-DD)"))?;
+            day.to_zoned(jiff::tz::TimeZone::get(&cfg.hours.timezone)?)?
+                .timestamp()
+                .as_second()
+        }
+        None => i64::MIN,
+    };
+    let mut log = store.log_entries()?;
+    log.retain(|e| e.ts >= from);
+    Ok(log)
+}
+
+/// Utterances from an `export --json` file; bad lines are told by number.
+fn read_utterances(path: &std::path::Path) -> Result<Vec<otklik::analytics::export::Utterance>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1))
+        })
+        .collect()
 }
 
 fn chat(

@@ -42,6 +42,9 @@
     transferTo: $('transfer-to'),
     transferSend: $('transfer-send'),
     transferLimit: $('transfer-limit'),
+    tagForm: $('tag-form'),
+    tagIntent: $('tag-intent'),
+    tagSend: $('tag-send'),
     callbacks: $('callbacks'),
     appointments: $('appointments'),
     cbRefresh: $('cb-refresh'),
@@ -54,6 +57,7 @@
     fetchedAt: 0,
     selected: null, // session key
     operators: [],
+    intents: [],
     rows: new Map(), // session -> <li>
     historySig: '',
     ws: null,
@@ -218,6 +222,7 @@
     renderConversation();
     startLive();
     loadOperators();
+    loadIntents();
     refreshQueue();
     loadCallbacks();
     loadAppointments();
@@ -409,6 +414,9 @@
     const canTransfer = mine && !limit && ui.transferTo.options.length > 0;
     ui.transferTo.disabled = !canTransfer;
     ui.transferSend.disabled = state.busy || !canTransfer;
+    // The topic can be tagged by the operator holding the conversation.
+    ui.tagIntent.disabled = !mine || !state.intents.length;
+    ui.tagSend.disabled = state.busy || ui.tagIntent.disabled;
   }
 
   function fillOperators() {
@@ -494,6 +502,17 @@
     });
   });
 
+  ui.tagForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const intent = ui.tagIntent.value;
+    if (!intent) return;
+    act(async () => {
+      await api('POST', convPath(state.selected, 'tag'), { intent });
+      const it = state.intents.find((i) => i.id === intent);
+      showNotice(`Тема отмечена: ${it ? it.title : intent}. Спасибо, это поможет обучить бота.`);
+    });
+  });
+
   ui.release.addEventListener('click', () =>
     act(async () => {
       const res = await api('POST', convPath(state.selected, 'release'));
@@ -507,6 +526,23 @@
   ui.queueRefresh.addEventListener('click', () => refreshQueue());
 
   // ---------------------------------------------------------------- side lists
+  async function loadIntents() {
+    try {
+      const data = await api('GET', '/intents');
+      state.intents = Array.isArray(data.intents) ? data.intents : [];
+      ui.tagIntent.textContent = '';
+      for (const i of state.intents) {
+        const opt = document.createElement('option');
+        opt.value = i.id;
+        opt.textContent = i.title;
+        ui.tagIntent.appendChild(opt);
+      }
+      renderConversation();
+    } catch (e) {
+      if (e.status !== 401) showError(e.message);
+    }
+  }
+
   async function loadOperators() {
     try {
       const data = await api('GET', '/operators');

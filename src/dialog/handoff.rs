@@ -304,3 +304,56 @@ impl Engine {
         })
     }
 }
+
+/// Why an operator's tag was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TagError {
+    #[error("no such intent")]
+    UnknownIntent,
+    #[error("the operator has not handled this conversation")]
+    NotHandled,
+}
+
+impl Engine {
+    /// An operator who handled a conversation tags the intent it was about:
+    /// the best label for retraining. It goes to the analytics log under
+    /// the conversation's pseudonym (`analytics::export` applies it to the
+    /// utterances that led to the handoff).
+    pub fn tag_intent(
+        &self,
+        key: &SessionKey,
+        operator: &str,
+        intent: &str,
+    ) -> Result<std::result::Result<(), TagError>> {
+        if self.nlu.kb.intent(intent).is_none() {
+            return Ok(Err(TagError::UnknownIntent));
+        }
+        let Some(s) = self.session(key)? else {
+            return Ok(Err(TagError::NotHandled));
+        };
+        let held = s
+            .handoff
+            .as_ref()
+            .is_some_and(|h| h.operator.as_deref() == Some(operator));
+        let handled = s.history.iter().any(|e| {
+            e.who == format!("operator:{operator}") || e.who == format!("system:{operator}")
+        });
+        if !held && !handled {
+            return Ok(Err(TagError::NotHandled));
+        }
+        let situation = self.nlu.kb.intent(intent).and_then(|i| i.situation.clone());
+        self.store.log_append(&[crate::analytics::LogEntry {
+            ts: self.now(),
+            conversation: crate::analytics::pseudonym(&self.secret, &s.key(), s.conversation),
+            client: crate::analytics::client_pseudonym(&self.secret, &s.key()),
+            channel: s.channel.clone(),
+            segment: s.segment.clone(),
+            node: s.node.clone(),
+            confirmed: Some(intent.to_string()),
+            situation,
+            events: vec![crate::analytics::export::OPERATOR_TAG.to_string()],
+            ..Default::default()
+        }])?;
+        Ok(Ok(()))
+    }
+}

@@ -353,6 +353,11 @@ impl Classifier {
         &self.encoder
     }
 
+    /// The prefix a query gets before it is embedded (e5's `query: `).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     pub fn intent_ids(&self) -> &[String] {
         &self.ids
     }

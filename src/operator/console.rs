@@ -10,7 +10,7 @@ use crate::channels::pipeline::Pipeline;
 use crate::channels::web::Sockets;
 use crate::channels::Delivery;
 use crate::config::Config;
-use crate::dialog::handoff::Person;
+use crate::dialog::handoff::{Person, TagError};
 use crate::errors::{error, internal, starting};
 use crate::store::{SessionKey, Storage};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -191,7 +191,7 @@ impl Desk {
     /// The engine, or a 503 while the model is still loading (a ready
     /// response for handlers to return as is, hence the large error type).
     #[allow(clippy::result_large_err)]
-    fn engine(&self) -> Result<Arc<crate::dialog::Engine>, Response> {
+    pub(crate) fn engine(&self) -> Result<Arc<crate::dialog::Engine>, Response> {
         self.p.engine().ok_or_else(starting)
     }
 }
@@ -249,6 +249,8 @@ pub fn routes(desk: Arc<Desk>) -> Router {
             "/api/v1/operator/conversations/{session}/release",
             post(release),
         )
+        .route("/api/v1/operator/intents", get(intents))
+        .route("/api/v1/operator/conversations/{session}/tag", post(tag))
         .route("/ws/operator", get(socket))
         .with_state(desk)
 }
@@ -749,6 +751,68 @@ async fn release(
             delivered(st.p.deliver(&key, &turn, None, committed, &kept).await)
         }
         Err(r) => r,
+    }
+}
+
+/// The knowledge base's intents (id and title), for tagging a conversation.
+async fn intents(State(st): State<Arc<Desk>>, Operator(_): Operator) -> Response {
+    let engine = match st.engine() {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let list: Vec<serde_json::Value> = engine
+        .nlu
+        .kb
+        .intents
+        .iter()
+        .map(|i| json!({"id": i.id, "title": i.title}))
+        .collect();
+    Json(json!({ "intents": list })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagRequest {
+    intent: String,
+}
+
+/// Tags the intent of a conversation the operator handled: the best label
+/// for the trainers' retraining.
+async fn tag(
+    State(st): State<Arc<Desk>>,
+    Operator(op): Operator,
+    Path(session): Path<String>,
+    body: Result<Json<TagRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(req)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "Ожидается JSON вида {\"intent\": \"тема\"}.",
+        );
+    };
+    let key = match session_key(&session) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let engine = match st.engine() {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    match tokio::task::spawn_blocking(move || engine.tag_intent(&key, &op, &req.intent)).await {
+        Ok(Ok(Ok(()))) => Json(json!({"tagged": true})).into_response(),
+        Ok(Ok(Err(TagError::UnknownIntent))) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_intent",
+            "Такой темы нет: выберите тему из списка.",
+        ),
+        Ok(Ok(Err(TagError::NotHandled))) => error(
+            StatusCode::FORBIDDEN,
+            "not_handled",
+            "Отметить тему можно только в разговоре, который Вы вели.",
+        ),
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
     }
 }
 
