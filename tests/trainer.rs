@@ -198,8 +198,8 @@ fn otklik(data: &std::path::Path, intents: &std::path::Path) -> std::process::Co
     c
 }
 
-#[tokio::test]
-async fn conversations_export_suggest_accept_eval_gain_and_reload() {
+/// A server on its own copy of the knowledge base, with the test's held-out set.
+async fn server_on_copy() -> (Server, tempfile::TempDir) {
     let kb = tempfile::tempdir().unwrap();
     copy_dir(std::path::Path::new("intents"), kb.path());
     let heldout = kb.path().join("heldout.tsv.test");
@@ -209,6 +209,54 @@ async fn conversations_export_suggest_accept_eval_gain_and_reload() {
         ("OTKLIK_KB_HELDOUT_FILE", heldout.display().to_string()),
     ]);
     wait_ready(&s.base).await;
+    (s, kb)
+}
+
+/// The review page in Chromium (`tests/browser/trainer.mjs`), on a log of
+/// a few conversations; screenshots in `target/browser-artifacts/`.
+#[tokio::test]
+async fn the_review_page_in_chromium() {
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists()
+            && std::path::Path::new("tests/browser/node_modules/playwright-core").exists(),
+        "Chromium or playwright-core is missing: run `make test` (it installs both)"
+    );
+    let (s, kb) = server_on_copy().await;
+    let op = common::operator(&s, "op1").await;
+    for (n, t) in TAUGHT.iter().take(3).enumerate() {
+        teach(&s, &op, n, t).await;
+    }
+    for (n, t) in UNANSWERED.iter().enumerate() {
+        unanswered(&s, n, t).await;
+    }
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target folder")
+        .join("browser-artifacts");
+    let status = std::process::Command::new("node")
+        .args([
+            "tests/browser/trainer.mjs",
+            &s.base,
+            "op1",
+            common::OPERATOR_PASSWORD,
+        ])
+        .arg(&artifacts)
+        .status()
+        .expect("node runs");
+    assert!(
+        status.success(),
+        "the browser test failed (screenshot: /tmp/otklik-trainer-failure.png)"
+    );
+    let written = std::fs::read_to_string(kb.path().join("family.yaml")).unwrap();
+    assert!(
+        written.contains("- как оформить епку на ребенка"),
+        "the edited example is in the file"
+    );
+}
+
+#[tokio::test]
+async fn conversations_export_suggest_accept_eval_gain_and_reload() {
+    let (s, kb) = server_on_copy().await;
     assert_ne!(
         top1(&s, "епка на второго ребенка положена").await,
         "child_allowance"

@@ -33,8 +33,10 @@
     try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
     if (res.ok) return data || {};
     const msg = data && data.error && data.error.message ? data.error.message : `Ошибка сервера (${res.status}). Попробуйте ещё раз.`;
-    if (res.status === 401) showLogin();
-    throw Object.assign(new Error(msg), { status: res.status });
+    // A refused sign-in is told; any other 401 means the sign-in expired.
+    const signingIn = path === '/api/v1/operator/login';
+    if (res.status === 401 && !signingIn) showLogin();
+    throw Object.assign(new Error(msg), { status: signingIn ? 400 : res.status });
   }
 
   async function act(fn) {
@@ -142,9 +144,12 @@
       const t = el('table');
       t.setAttribute('data-testid', 'gain');
       const head = el('tr');
-      head.append(el('th', '', 'Отложенная выборка'), el('th', '', 'До'), el('th', '', 'После'));
+      head.append(el('th', '', 'Показатель'), el('th', '', 'До'), el('th', '', 'После'));
       t.appendChild(head);
-      for (const [name, k] of [['Точность (первая тема)', 'top1'], ['Точность (три темы)', 'top3'], ['Вопросы не по теме отклонены', 'oos_rejected']]) {
+      const rows = [['Точность (первая тема)', 'top1'], ['Точность (три темы)', 'top3']];
+      if (r.before.out_of_scope > 0) rows.push(['Вопросы не по теме отклонены', 'oos_rejected']);
+      ui.result.appendChild(el('p', '', `Отложенная выборка: ${r.after.items} вопросов, на которых бот не обучается.`));
+      for (const [name, k] of rows) {
         const tr = el('tr');
         tr.append(el('td', '', name), el('td', '', pct(r.before[k])), el('td', '', pct(r.after[k])));
         t.appendChild(tr);

@@ -15,6 +15,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Score {
     pub items: usize,
+    /// Out-of-scope texts among `items`.
+    pub out_of_scope: usize,
     pub top1: f64,
     pub top3: f64,
     pub macro_f1: f64,
@@ -52,6 +54,7 @@ pub fn score(cfg: &Config, encoder: Arc<Encoder>) -> Result<Option<Score>> {
     );
     Ok(Some(Score {
         items: r.items,
+        out_of_scope: r.out_of_scope,
         top1: r.top1,
         top3: r.top3,
         macro_f1: r.macro_f1,

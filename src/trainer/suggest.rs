@@ -60,7 +60,7 @@ pub struct Proposal {
     /// predicted for the example.
     #[serde(default)]
     pub nearest: Option<String>,
-    /// Why it is proposed, for the trainer.
+    /// Why it is proposed, for the trainer (in Russian, with the topics' titles).
     pub why: String,
 }
 
@@ -134,6 +134,11 @@ pub fn examples(utterances: &[Utterance], kb: &KnowledgeBase) -> Vec<Proposal> {
             .or_insert((0, u.text.clone(), u.predicted.clone()));
         e.0 += 1;
     }
+    let title = |id: &str| {
+        kb.intent(id)
+            .map(|i| format!("«{}»", i.title))
+            .unwrap_or_else(|| "ничего".into())
+    };
     let mut out: Vec<Proposal> = Vec::new();
     for (norm, labels) in seen {
         // The label most utterances agree on; disagreement is told.
@@ -143,15 +148,16 @@ pub fn examples(utterances: &[Utterance], kb: &KnowledgeBase) -> Vec<Proposal> {
             .max_by_key(|(l, x)| (x.0, std::cmp::Reverse((*l).clone())))
             .unwrap();
         let mut why = format!(
-            "the classifier predicted {}; the client confirmed {label}",
-            predicted.as_deref().unwrap_or("nothing")
+            "Классификатор выбрал {}, а клиент подтвердил {}",
+            title(predicted.as_deref().unwrap_or_default()),
+            title(label)
         );
         if *n < total {
-            why += &format!(" ({n} of {total} times; other labels: {})", {
-                let others: Vec<&str> = labels
+            why += &format!(" ({n} из {total} раз; другие темы: {})", {
+                let others: Vec<String> = labels
                     .keys()
                     .filter(|l| *l != label)
-                    .map(String::as_str)
+                    .map(|l| title(l))
                     .collect();
                 others.join(", ")
             });
@@ -191,6 +197,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// or starts one. Each cluster lists its utterances closest to its centroid.
 pub fn new_intents(
     utterances: &[Utterance],
+    kb: &KnowledgeBase,
     clf: &Classifier,
     opts: &Options,
 ) -> Result<Vec<Proposal>> {
@@ -274,10 +281,14 @@ pub fn new_intents(
             title: String::new(),
             answer: String::new(),
             why: format!(
-                "{} unanswered utterances ({} different); closest intent: {}",
+                "Вопросы без ответа: {} (разных: {}); ближе всего тема {}",
                 cl.count,
                 cl.members.len(),
-                nearest.as_deref().unwrap_or("none")
+                nearest
+                    .as_deref()
+                    .and_then(|i| kb.intent(i))
+                    .map(|i| format!("«{}»", i.title))
+                    .unwrap_or_else(|| "не найдена".into())
             ),
             texts: typical,
             count: cl.count,
@@ -295,7 +306,7 @@ pub fn suggest(
     opts: &Options,
 ) -> Result<Proposals> {
     let mut items = examples(utterances, kb);
-    items.extend(new_intents(utterances, clf, opts)?);
+    items.extend(new_intents(utterances, kb, clf, opts)?);
     Ok(Proposals {
         kb_hash: kb.hash.clone(),
         items,
