@@ -235,6 +235,8 @@ fn run(cli: Cli) -> Result<()> {
             if p.kb_hash != kb.hash {
                 eprintln!("note: the knowledge base changed since these proposals were made");
             }
+            let encoder = nlu::load_encoder(&cfg)?;
+            let before = otklik::trainer::heldout::score(&cfg, encoder.clone())?;
             let a = otklik::trainer::accept::apply(
                 &cfg.kb.intents_dir,
                 &kb,
@@ -253,6 +255,18 @@ fn run(cli: Cli) -> Result<()> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            if let (Some(b), Some(a)) = (before, otklik::trainer::heldout::score(&cfg, encoder)?) {
+                println!(
+                    "held-out ({}, {} texts): top-1 {:.2} % → {:.2} %, top-3 {:.2} % → {:.2} %",
+                    cfg.kb.heldout_file.display(),
+                    a.items,
+                    b.top1 * 100.0,
+                    a.top1 * 100.0,
+                    b.top3 * 100.0,
+                    a.top3 * 100.0
+                );
+            }
+            println!("reload the server to use it: POST /api/v1/admin/reload");
             Ok(())
         }
         Cmd::Check => {

@@ -423,3 +423,56 @@ fn conversations_in_which_nobody_said_anything_expire() {
         "the other stays"
     );
 }
+
+/// The analytics log names no one: clients are keyed pseudonyms, the same
+/// across conversations; a client who withdraws consent is re-keyed to a
+/// pseudonym that links to no one, while the others' stay.
+#[test]
+fn a_withdrawal_unlinks_the_clients_log_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, _) = engine_at(dir.path(), WORKDAY);
+    for u in ["anna", "boris"] {
+        e.handle("web", u, Input::Start).unwrap();
+        say(&e, u, "как оформить единое пособие на ребенка");
+        say(&e, u, "перезвоните мне пожалуйста");
+        say(&e, u, "да, согласен");
+        say(&e, u, "+7 999 111-22-33");
+    }
+    let secret = e.store.salt().unwrap();
+    let pseudonym = |u: &str| otklik::analytics::client_pseudonym(&secret, &format!("web:{u}"));
+    let log = e.store.log_entries().unwrap();
+    let anna = log.iter().filter(|l| l.client == pseudonym("anna")).count();
+    assert!(anna >= 4, "{log:?}");
+    assert!(
+        !log.iter()
+            .any(|l| l.client.contains("anna") || l.text.contains("999")),
+        "no id, no phone: {log:?}"
+    );
+    say(
+        &e,
+        "anna",
+        "отзываю согласие на обработку персональных данных",
+    );
+    let log = e.store.log_entries().unwrap();
+    assert_eq!(
+        log.iter().filter(|l| l.client == pseudonym("anna")).count(),
+        0,
+        "{log:?}"
+    );
+    let boris = log
+        .iter()
+        .filter(|l| l.client == pseudonym("boris"))
+        .count();
+    assert!(boris >= 4);
+    let unlinked: std::collections::BTreeSet<&str> = log
+        .iter()
+        .filter(|l| l.client != pseudonym("boris"))
+        .map(|l| l.client.as_str())
+        .collect();
+    assert_eq!(
+        unlinked.len(),
+        1,
+        "Anna's entries stay one client: {unlinked:?}"
+    );
+    assert_eq!(log.len(), anna + boris + 1, "nothing lost");
+}

@@ -192,6 +192,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 fn otklik(data: &std::path::Path, intents: &std::path::Path) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_otklik"));
     c.env("OTKLIK_DATA_DIR", data)
+        .env("OTKLIK_KB_HELDOUT_FILE", intents.join("heldout.tsv.test"))
         .env("OTKLIK_KB_INTENTS_DIR", intents)
         .env("OTKLIK_KB_CACHE_DIR", common::test_data_dir().join("cache"))
         .env("RUST_LOG", "warn");
@@ -475,6 +476,11 @@ async fn conversations_export_suggest_accept_eval_gain_and_reload() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("added 0 example(s) and 1 new intent(s)") && said.contains("top-1"),
+        "{said}"
     );
     let suggested = std::fs::read_to_string(kb.path().join("suggested.yaml")).unwrap();
     assert!(
