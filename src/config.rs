@@ -4,6 +4,7 @@
 //! The mapping is hand-written (a few lines) because the crates that merge
 //! environment variables split names on `_`, which our keys contain.
 
+pub use crate::analytics::indicators::StarThresholds;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -294,6 +295,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
+        self.analytics.stars.check()?;
         let c = &self.classifier;
         if !(c.alternatives_threshold <= c.confirm_threshold
             && c.confirm_threshold <= c.answer_threshold)
@@ -731,12 +733,22 @@ pub struct AnalyticsConfig {
     /// (e.g. `OTKLIK_ANALYTICS_SECRET`) when several databases' logs are
     /// compared; whoever has it can test whether a known id is in the log.
     pub secret: String,
+    /// The dashboard's longest period, days: a longer one is refused.
+    pub max_days: u32,
+    /// The dashboard's answers are kept this long (seconds) and computed
+    /// one at a time, so that reloads do not read the whole log each time.
+    pub cache_seconds: u64,
+    /// The indicators' star levels (`[analytics.stars]`).
+    pub stars: StarThresholds,
 }
 
 impl Default for AnalyticsConfig {
     fn default() -> Self {
         Self {
             secret: String::new(),
+            max_days: 366,
+            cache_seconds: 60,
+            stars: StarThresholds::default(),
         }
     }
 }

@@ -4,6 +4,8 @@
 //! conversations are keyed hashes (`pseudonym`), and the client's words are
 //! scrubbed of personal data before they are stored.
 
+pub mod indicators;
+
 use hmac::{Hmac, Mac};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
