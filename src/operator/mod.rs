@@ -2,6 +2,7 @@
 //! take, reply, transfer, release, the live queue push). What an action does
 //! to a conversation is the engine's (`dialog::handoff`).
 
+pub mod analytics;
 pub mod console;
 pub mod signin;
 
