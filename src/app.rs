@@ -66,7 +66,8 @@ impl App {
     pub fn router(&self) -> axum::Router {
         let mut r = crate::http::api::routes(self.admin.clone())
             .merge(crate::operator::console::routes(self.desk.clone()))
-            .merge(crate::operator::review::routes(self.desk.clone()));
+            .merge(crate::operator::review::routes(self.desk.clone()))
+            .merge(crate::operator::analytics::routes(self.desk.clone()));
         for c in &self.channels {
             r = r.merge(c.clone().routes());
         }

@@ -4,6 +4,7 @@
 //! The mapping is hand-written (a few lines) because the crates that merge
 //! environment variables split names on `_`, which our keys contain.
 
+pub use crate::analytics::indicators::StarThresholds;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -298,6 +299,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
+        self.analytics.stars.check()?;
         let c = &self.classifier;
         if !(c.alternatives_threshold <= c.confirm_threshold
             && c.confirm_threshold <= c.answer_threshold)
@@ -727,7 +729,7 @@ impl RetentionConfig {
 }
 
 /// `[analytics]` in otklik.toml: the anonymised log and its indicators.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnalyticsConfig {
     /// The key of the log's pseudonyms (HMAC-SHA-256 of the client's id).
@@ -735,6 +737,24 @@ pub struct AnalyticsConfig {
     /// (e.g. `OTKLIK_ANALYTICS_SECRET`) when several databases' logs are
     /// compared; whoever has it can test whether a known id is in the log.
     pub secret: String,
+    /// The dashboard's longest period, days: a longer one is refused.
+    pub max_days: u32,
+    /// The dashboard's answers are kept this long (seconds) and computed
+    /// one at a time, so that reloads do not read the whole log each time.
+    pub cache_seconds: u64,
+    /// The indicators' star levels (`[analytics.stars]`).
+    pub stars: StarThresholds,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        Self {
+            secret: String::new(),
+            max_days: 366,
+            cache_seconds: 60,
+            stars: StarThresholds::default(),
+        }
+    }
 }
 
 /// `[voice]` in otklik.toml: the voice robot behind Asterisk.

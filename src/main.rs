@@ -113,6 +113,26 @@ enum Cmd {
         /// A proposals file from `suggest`, edited by the trainer.
         file: PathBuf,
     },
+    /// The standard's indicators over the analytics log, with star levels.
+    /// Reads the database directly: run it while the server is stopped (the
+    /// database opens in one process at a time), or see /analytics.
+    Stats {
+        /// First day, YYYY-MM-DD (in [hours] timezone).
+        #[arg(long)]
+        since: Option<String>,
+        /// Last day, YYYY-MM-DD, included.
+        #[arg(long)]
+        until: Option<String>,
+        /// Break the figures down by this.
+        #[arg(long, value_parser = ["channel", "segment", "intent", "situation"])]
+        by: Option<String>,
+        /// The trend's buckets (in --json).
+        #[arg(long, value_parser = ["day", "week", "month"], default_value = "week")]
+        period: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Recognise speech in WAV files with the configured recogniser
     /// (`[speech]`), one line each: to check it on your own recordings.
     Transcribe {
@@ -284,6 +304,13 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Serve => serve(cfg, &cli.config),
+        Cmd::Stats {
+            since,
+            until,
+            by,
+            period,
+            json,
+        } => stats(&cfg, since, until, by, &period, json),
         Cmd::Transcribe { files } => {
             let asr = otklik::speech::engine(&cfg.speech)?;
             for f in files {
@@ -440,17 +467,10 @@ fn log_since(
     store: &dyn otklik::store::Storage,
     since: Option<&str>,
 ) -> Result<Vec<otklik::analytics::LogEntry>> {
-    let from = match since {
-        Some(d) => {
-            let day: jiff::civil::Date = d
-                .parse()
-                .with_context(|| format!("--since {d:?} is not a date (YYYY-MM-DD)"))?;
-            day.to_zoned(jiff::tz::TimeZone::get(&cfg.hours.timezone)?)?
-                .timestamp()
-                .as_second()
-        }
-        None => i64::MIN,
-    };
+    let tz = otklik::services::hours::parse_tz(&cfg.hours.timezone)?;
+    let (from, _) = otklik::analytics::indicators::bounds(since, None, &tz)
+        .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+    let from = from.unwrap_or(i64::MIN);
     let mut log = store.log_entries()?;
     log.retain(|e| e.ts >= from);
     Ok(log)
@@ -665,4 +685,37 @@ fn raise_open_files_limit() {
             libc::setrlimit(libc::RLIMIT_NOFILE, &l);
         }
     }
+}
+
+/// `otklik stats`: the indicators over the log in the database.
+fn stats(
+    cfg: &Config,
+    since: Option<String>,
+    until: Option<String>,
+    by: Option<String>,
+    period: &str,
+    json: bool,
+) -> Result<()> {
+    use otklik::analytics::indicators::{self as ind, Dimension, Period, Query};
+    use otklik::store::Storage;
+    let tz = otklik::services::hours::parse_tz(&cfg.hours.timezone)?;
+    let (since, until) =
+        ind::bounds(since.as_deref(), until.as_deref(), &tz).map_err(|e| anyhow::anyhow!(e))?;
+    let q = Query {
+        since,
+        until,
+        by: by.as_deref().and_then(Dimension::parse),
+        period: Period::parse(period).unwrap_or_default(),
+    };
+    let store = otklik::store::Store::open(&cfg.data_dir).context(
+        "`otklik stats` reads the database itself: stop the server first, or use the /analytics page",
+    )?;
+    let log = store.log_entries()?;
+    let r = ind::report(&log, &q, &cfg.analytics.stars, &tz);
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    print!("{}", ind::table(&r));
+    Ok(())
 }

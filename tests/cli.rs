@@ -150,3 +150,96 @@ fn a_broken_knowledge_base_is_reported_with_file_and_line() {
         "{err}"
     );
 }
+
+/// `otklik stats` over a database with two conversations: the table, a
+/// breakdown, one JSON object, the period's dates, and a clear error while
+/// another process holds the database.
+#[test]
+fn stats_prints_the_indicators_of_the_log() {
+    use otklik::analytics::{LogEntry, Rating};
+    use otklik::store::Storage;
+    let data = tempfile::tempdir().unwrap();
+    let day = 1_796_080_800; // 2026-12-01, 02:20 in Moscow
+    let entry =
+        |ts: i64, conv: &str, channel: &str, events: &[&str], rating: Option<Rating>| LogEntry {
+            ts,
+            conversation: conv.into(),
+            client: conv.into(),
+            channel: channel.into(),
+            segment: "universal".into(),
+            intent: Some("pension_application".into()),
+            events: events.iter().map(|e| e.to_string()).collect(),
+            answer_ms: Some(400),
+            rating,
+            ..Default::default()
+        };
+    let log = vec![
+        entry(day, "a", "web", &["decision:answer"], None),
+        entry(day + 10, "a", "web", &["solved_yes"], None),
+        entry(
+            day + 20,
+            "a",
+            "web",
+            &["rating:1"],
+            Some(Rating {
+                ease: 1,
+                satisfaction: Some(4),
+                nps: Some(9),
+            }),
+        ),
+        entry(day + 86_400, "b", "voice", &["decision:answer"], None),
+        entry(day + 86_400 + 10, "b", "voice", &["solved_no"], None),
+    ];
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_otklik"))
+            .args(args)
+            .env("OTKLIK_DATA_DIR", data.path())
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    {
+        let st = otklik::store::Store::open(data.path()).unwrap();
+        st.log_append(&log).unwrap();
+        let out = run(&["stats"]);
+        assert!(!out.status.success(), "the database is held");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("stop the server"), "{err}");
+    }
+    let out = run(&["stats", "--by", "channel"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("2026-12-01 … 2026-12-02: 5 turns, 2 conversations"),
+        "{text}"
+    );
+    assert!(
+        text.contains("resolution") && text.contains("50.0 %"),
+        "{text}"
+    );
+    assert!(text.contains("nps") && text.contains("+100"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("voice") && l.contains("0.0 %")),
+        "{text}"
+    );
+    let out = run(&[
+        "stats",
+        "--json",
+        "--since",
+        "2026-12-02",
+        "--until",
+        "2026-12-02",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["total"]["conversations"], 1);
+    assert_eq!(v["total"]["resolution"]["value"], 0.0);
+    assert_eq!(v["total"]["resolution"]["stars"], 1);
+    let out = run(&["stats", "--since", "1 декабря"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("YYYY-MM-DD"));
+}

@@ -476,3 +476,48 @@ fn a_withdrawal_unlinks_the_clients_log_entries() {
     );
     assert_eq!(log.len(), anna + boris + 1, "nothing lost");
 }
+
+/// The three parts of the standard's rating: ease, satisfaction (asked
+/// while the database is closed and opened again in between) and NPS end up
+/// in the stored feedback and in the last analytics log entry.
+#[test]
+fn ease_satisfaction_and_nps_are_saved_into_feedback_and_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (e, _) = engine_at(dir.path(), WORKDAY);
+        e.handle("web", "r1", Input::Start).unwrap();
+        let t = say(&e, "r1", "спасибо, до свидания");
+        assert!(t.text.contains("насколько легко"), "{}", t.text);
+        let t = pick(&e, "r1", &t, 1); // «Скорее легко»
+        assert!(t.text.contains("от 1 до 5"), "{}", t.text);
+        let ids: Vec<&str> = t.choices.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["1", "2", "3", "4", "5", "skip"]);
+    }
+    let (e, _) = engine_at(dir.path(), WORKDAY);
+    let t = say(&e, "r1", "шесть");
+    assert!(
+        t.text.contains("от 1 до 5"),
+        "6 is out of range: {}",
+        t.text
+    );
+    let t = say(&e, "r1", "пять");
+    assert!(t.text.contains("от 0 до 10"), "{}", t.text);
+    let t = say(&e, "r1", "10");
+    assert!(t.text.contains("Спасибо за оценку"), "{}", t.text);
+    let f = e.store.feedback().unwrap();
+    assert_eq!(
+        (f[0].ease, f[0].satisfaction, f[0].nps),
+        (2, Some(5), Some(10))
+    );
+    let log = e.store.log_entries().unwrap();
+    let rated: Vec<_> = log.iter().filter_map(|l| l.rating).collect();
+    assert_eq!(
+        rated,
+        [otklik::analytics::Rating {
+            ease: 2,
+            satisfaction: Some(5),
+            nps: Some(10)
+        }]
+    );
+    assert!(log.iter().any(|l| l.events.iter().any(|e| e == "rating:2")));
+}

@@ -163,11 +163,8 @@ fn store_value(engine: &Engine, user: &str, what: &str) -> String {
             .iter()
             .filter(|f| f.user == user)
             .map(|f| {
-                format!(
-                    "{}/{}",
-                    f.ease,
-                    f.nps.map(|n| n.to_string()).unwrap_or("-".into())
-                )
+                let or_dash = |n: Option<u8>| n.map(|n| n.to_string()).unwrap_or("-".into());
+                format!("{}/{}/{}", f.ease, or_dash(f.satisfaction), or_dash(f.nps))
             })
             .collect::<Vec<_>>()
             .join(","),

@@ -1300,6 +1300,13 @@ fn keyboards_are_laid_out_in_rows_that_fit_a_phone() {
     );
     c.press(&button(&b, ":easy"));
     let (t, b) = c.reply();
+    assert!(t.contains("от 1 до 5"), "{t}");
+    assert_eq!(
+        rows(&b),
+        [vec!["1", "2", "3", "4", "5"], vec!["Пропустить"]]
+    );
+    c.press(&button(&b, ":4"));
+    let (t, b) = c.reply();
     assert!(t.contains("от 0 до 10"), "{t}");
     let nps: Vec<Vec<String>> = vec![
         (0..=5).map(|n| n.to_string()).collect(),

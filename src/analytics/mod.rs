@@ -5,6 +5,7 @@
 //! scrubbed of personal data before they are stored.
 
 pub mod export;
+pub mod indicators;
 
 use hmac::{Hmac, Mac};
 use regex::Regex;

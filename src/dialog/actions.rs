@@ -1,6 +1,6 @@
 //! A form's action once its fields are filled: booking, cancelling and
 //! moving appointments, callback requests, application status, listing
-//! appointments; and saving the ease rating.
+//! appointments; and saving the rating (ease, satisfaction, NPS).
 
 use crate::services::appointments::{day_label, time_label};
 use crate::store::{Appointment, BookingError, BookingOp, Callback, Feedback};
@@ -15,6 +15,7 @@ impl Engine {
         &self,
         s: &mut Session,
         ease: u8,
+        satisfaction: Option<u8>,
         nps: Option<u8>,
         out: &mut Out,
     ) -> Result<()> {
@@ -24,13 +25,14 @@ impl Engine {
             channel: s.channel.clone(),
             segment: s.segment.clone(),
             ease,
+            satisfaction,
             nps,
             at: self.now(),
         });
         out.events.push(format!("rating:{ease}"));
         out.rating = Some(crate::analytics::Rating {
             ease,
-            satisfaction: None,
+            satisfaction,
             nps,
         });
         out.say(self.p("rating_thanks"));

@@ -30,7 +30,8 @@ pub enum NodeKind {
     Form,
     /// «Ваш вопрос решён?»: yes → `on.yes`; no → rephrase and options (built in).
     Solved,
-    /// The 4-point ease scale, then NPS 0–10 when `nps: true`; then `next`.
+    /// The 4-point ease scale, then satisfaction 1–5 when `satisfaction:
+    /// true`, then NPS 0–10 when `nps: true`; then `next`.
     Rating,
     /// Passes the conversation to a person (in working hours), else offers a callback.
     Handoff,
@@ -165,6 +166,9 @@ pub struct Node {
     /// rating: also ask NPS 0–10.
     #[serde(default)]
     pub nps: bool,
+    /// rating: also ask satisfaction 1–5 (prompt `satisfaction`), after ease.
+    #[serde(default)]
+    pub satisfaction: bool,
     /// handoff: said outside the operators' hours, with the offers in `choices`.
     #[serde(default)]
     pub closed_text: Option<String>,
@@ -572,6 +576,14 @@ impl Graph {
                     format!("missing prompt `prompts.{k}` (a text of the built-in rules)"),
                 );
             }
+        }
+        if merged.nodes.values().any(|n| n.satisfaction)
+            && !merged.prompts.contains_key("satisfaction")
+        {
+            header_problem(
+                &mut problems,
+                "missing prompt `prompts.satisfaction` (a rating node asks satisfaction)".into(),
+            );
         }
         for c in CHANNELS {
             if !merged.channels.contains_key(*c) {

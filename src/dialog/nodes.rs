@@ -201,16 +201,49 @@ impl Engine {
             self.repeat(s, out);
             return Ok(());
         };
+        if node.satisfaction {
+            let mut cs: Vec<ChoiceOut> = (1..=5)
+                .map(|n| {
+                    let n = n.to_string();
+                    choice(&n, &n, Some(&n))
+                })
+                .collect();
+            cs.push(choice("skip", &self.p("choice_skip"), None));
+            self.ask(
+                s,
+                out,
+                self.p("satisfaction"),
+                cs,
+                Wait::Satisfaction { ease },
+            );
+            return Ok(());
+        }
+        self.after_satisfaction(s, node, ease, None, out)
+    }
+
+    /// NPS 0–10 when the node asks it; otherwise the rating is saved and
+    /// the conversation goes on.
+    pub(super) fn after_satisfaction(
+        &self,
+        s: &mut Session,
+        node: &Node,
+        ease: u8,
+        satisfaction: Option<u8>,
+        out: &mut Out,
+    ) -> Result<()> {
         if node.nps {
             let mut cs: Vec<ChoiceOut> = (0..=10)
                 .map(|n| choice(&n.to_string(), &n.to_string(), None))
                 .collect();
             cs.push(choice("skip", &self.p("choice_skip"), None));
-            self.ask(s, out, self.p("nps"), cs, Wait::Nps { ease });
+            self.ask(s, out, self.p("nps"), cs, Wait::Nps { ease, satisfaction });
             return Ok(());
         }
-        self.save_feedback(s, ease, None, out)?;
-        let next = node.next.clone().unwrap();
+        self.save_feedback(s, ease, satisfaction, None, out)?;
+        let next = node
+            .next
+            .clone()
+            .unwrap_or_else(|| self.graph.finish.clone());
         self.enter(s, &next, out)
     }
 

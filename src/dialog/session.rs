@@ -38,8 +38,14 @@ pub enum Wait {
     Field { field: usize },
     /// The form's confirmation.
     FormConfirm,
-    /// NPS 0–10 after the ease rating.
-    Nps { ease: u8 },
+    /// Satisfaction 1–5 after the ease rating.
+    Satisfaction { ease: u8 },
+    /// NPS 0–10 after the ease rating (and satisfaction, when asked).
+    Nps {
+        ease: u8,
+        #[serde(default)]
+        satisfaction: Option<u8>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -348,9 +348,50 @@ impl Engine {
                     Ok(())
                 }
             },
-            Wait::Nps { ease } => self.on_nps(s, &node, ease, input, out),
+            Wait::Satisfaction { ease } => self.on_satisfaction(s, &node, ease, input, out),
+            Wait::Nps { ease, satisfaction } => {
+                self.on_nps(s, &node, ease, satisfaction, input, out)
+            }
             Wait::Node => self.on_node(s, &node, input, out),
         }
+    }
+
+    /// A score from 0 to `max` (a key, a number in digits or words, a
+    /// choice), `Some(None)` for a skip, `None` for anything else.
+    fn score(&self, input: &Input, min: u8, max: u8) -> Option<Option<u8>> {
+        let g = &self.graph;
+        let score = match input {
+            Input::Dtmf(t) => t.trim().trim_end_matches('#').parse::<u8>().ok(),
+            // «8», «восемь», «на десять баллов»
+            Input::Text(t) => super::values::number(t).and_then(|n| u8::try_from(n).ok()),
+            Input::Choice(id) => id.parse::<u8>().ok(),
+            _ => None,
+        }
+        .filter(|n| (min..=max).contains(n));
+        let skip = matches!(input, Input::Choice(id) if id == "skip")
+            || matches!(input, Input::Text(t) if style::is_skip(g, t));
+        match score {
+            Some(n) => Some(Some(n)),
+            None if skip => Some(None),
+            None => None,
+        }
+    }
+
+    /// Satisfaction 1–5 after the ease rating (or a skip): then NPS or on.
+    pub(super) fn on_satisfaction(
+        &self,
+        s: &mut Session,
+        node: &Node,
+        ease: u8,
+        input: &Input,
+        out: &mut Out,
+    ) -> Result<()> {
+        let Some(satisfaction) = self.score(input, 1, 5) else {
+            out.say(self.p("choose_one"));
+            self.repeat(s, out);
+            return Ok(());
+        };
+        self.after_satisfaction(s, node, ease, satisfaction, out)
     }
 
     /// The 0–10 score after the ease rating (or a skip): saved, then on.
@@ -359,27 +400,20 @@ impl Engine {
         s: &mut Session,
         node: &Node,
         ease: u8,
+        satisfaction: Option<u8>,
         input: &Input,
         out: &mut Out,
     ) -> Result<()> {
-        let g = self.graph.clone();
-        let score = match input {
-            Input::Dtmf(t) => t.trim().trim_end_matches('#').parse::<u8>().ok(),
-            // «8», «восемь», «на десять баллов»
-            Input::Text(t) => super::values::number(t).and_then(|n| u8::try_from(n).ok()),
-            Input::Choice(id) => id.parse::<u8>().ok(),
-            _ => None,
-        }
-        .filter(|n| *n <= 10);
-        let skip = matches!(input, Input::Choice(id) if id == "skip")
-            || matches!(input, Input::Text(t) if style::is_skip(&g, t));
-        if score.is_none() && !skip {
+        let Some(score) = self.score(input, 0, 10) else {
             out.say(self.p("choose_one"));
             self.repeat(s, out);
             return Ok(());
-        }
-        self.save_feedback(s, ease, score, out)?;
-        let next = node.next.clone().unwrap_or_else(|| g.finish.clone());
+        };
+        self.save_feedback(s, ease, satisfaction, score, out)?;
+        let next = node
+            .next
+            .clone()
+            .unwrap_or_else(|| self.graph.finish.clone());
         self.enter(s, &next, out)
     }
 

@@ -186,21 +186,32 @@ fn is_admin(st: &Admin, headers: &HeaderMap) -> bool {
     !token.is_empty() && crate::secrets::bearer_is(headers, token)
 }
 
-/// A conversation: segment, where it is, its handoff and history (admin token or operator).
+/// A conversation: segment, where it is, its handoff and history (admin token or an
+/// operator; 403 for an account without the operator's role).
 #[utoipa::path(get, path = "/api/v1/conversations/{session}", params(("session" = String, Path, description = "channel:user")),
     security(("admin_token" = [])),
-    responses((status = 200, description = "the session"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "the session"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn conversation(
     State(st): State<Arc<Admin>>,
     headers: HeaderMap,
     Path(session): Path<String>,
 ) -> Response {
-    if st.desk.signed_in(&headers).is_none() && !is_admin(&st, &headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Нужен токен администратора или вход оператора.",
-        );
+    if !is_admin(&st, &headers) {
+        // An analyst's or a trainer's account reads no conversation (403).
+        match st
+            .desk
+            .signed_in_as(&headers, crate::operator::console::Role::Operator)
+        {
+            Ok(_) => {}
+            Err(r) if st.desk.signed_in(&headers).is_some() => return r,
+            Err(_) => {
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "Нужен токен администратора или вход оператора.",
+                )
+            }
+        }
     }
     let Some(engine) = st.p.engine() else {
         return starting();

@@ -24,9 +24,11 @@ const PERMISSIONS: &str = "microphone=(self), camera=(), geolocation=(), payment
 const CONSOLE_PERMISSIONS: &str = "microphone=(), camera=(), geolocation=(), payment=(), usb=()";
 
 /// Security headers on every response; a CSP and a Permissions-Policy on
-/// the HTML pages, and the operator console may not be framed at all.
+/// the HTML pages, and the operator console and the analysts' dashboard may
+/// not be framed at all.
 pub async fn security_headers(req: Request, next: Next) -> Response {
-    let console = req.uri().path().starts_with("/operator");
+    let path = req.uri().path();
+    let console = path.starts_with("/operator") || path.starts_with("/analytics");
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     h.insert(

@@ -35,12 +35,29 @@ const COOKIE: &str = "otklik_operator";
 
 pub use crate::config::OperatorsConfig;
 
+/// What an account may do: take conversations (`operator`), read the
+/// indicators (`analyst`), review what the classifier heard (`trainer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Operator,
+    Analyst,
+    Trainer,
+}
+
+fn operator_only() -> Vec<Role> {
+    vec![Role::Operator]
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Account {
     pub login: String,
     pub name: String,
     pub password_hash: String,
+    /// Without it, an account is an operator.
+    #[serde(default = "operator_only")]
+    pub roles: Vec<Role>,
 }
 
 #[derive(Deserialize)]
@@ -132,6 +149,20 @@ impl Console {
         }
     }
 
+    /// Whether the account `login` has `role`.
+    pub fn has(&self, login: &str, role: Role) -> bool {
+        self.accounts
+            .get(login)
+            .is_some_and(|a| a.roles.contains(&role))
+    }
+
+    fn roles(&self, login: &str) -> Vec<Role> {
+        self.accounts
+            .get(login)
+            .map(|a| a.roles.clone())
+            .unwrap_or_default()
+    }
+
     fn name(&self, login: &str) -> String {
         self.accounts
             .get(login)
@@ -146,8 +177,12 @@ fn token_key(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// A signed-in operator (the extractor answers 401 otherwise).
+/// A signed-in operator (the extractor answers 401 otherwise, and 403 to
+/// an account without the operator's role).
 pub struct Operator(pub String);
+
+/// Anyone signed in, whatever their roles.
+pub struct SignedIn(pub String);
 
 fn unauthorized() -> Response {
     error(
@@ -155,6 +190,18 @@ fn unauthorized() -> Response {
         "unauthorized",
         "Войдите в систему.",
     )
+}
+
+/// 403 for a signed-in account without `role`.
+fn forbidden(role: Role) -> Response {
+    let what = match role {
+        Role::Operator => "Работать с обращениями могут только операторы.",
+        Role::Analyst => {
+            "Показатели видят только аналитики. Попросите администратора добавить Вам роль analyst."
+        }
+        Role::Trainer => "Этот раздел открыт только тем, кто обучает помощника.",
+    };
+    error(StatusCode::FORBIDDEN, "forbidden", what)
 }
 
 /// The operator's desk: what the console's handlers share.
@@ -183,6 +230,22 @@ impl Desk {
             .and_then(|c| self.console.who(self.p.store.as_ref(), c.value(), now))
     }
 
+    /// The account signed in with the request's cookie if it has `role`;
+    /// otherwise a ready 401 (not signed in) or 403 (no such role).
+    #[allow(clippy::result_large_err)]
+    pub fn signed_in_as(
+        &self,
+        headers: &axum::http::HeaderMap,
+        role: Role,
+    ) -> Result<String, Response> {
+        let login = self.signed_in(headers).ok_or_else(unauthorized)?;
+        if self.console.has(&login, role) {
+            Ok(login)
+        } else {
+            Err(forbidden(role))
+        }
+    }
+
     /// Whether the client is told the operators' names.
     fn named(&self) -> bool {
         self.p.cfg.operators.show_name_to_client
@@ -199,8 +262,16 @@ impl Desk {
 impl FromRequestParts<Arc<Desk>> for Operator {
     type Rejection = Response;
     async fn from_request_parts(parts: &mut Parts, st: &Arc<Desk>) -> Result<Self, Response> {
-        st.signed_in(&parts.headers)
+        st.signed_in_as(&parts.headers, Role::Operator)
             .map(Operator)
+    }
+}
+
+impl FromRequestParts<Arc<Desk>> for SignedIn {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, st: &Arc<Desk>) -> Result<Self, Response> {
+        st.signed_in(&parts.headers)
+            .map(SignedIn)
             .ok_or_else(unauthorized)
     }
 }
@@ -356,7 +427,7 @@ async fn login(
         .build();
     (
         jar.add(cookie),
-        Json(json!({"login": acc.login, "name": acc.name})),
+        Json(json!({"login": acc.login, "name": acc.name, "roles": acc.roles})),
     )
         .into_response()
 }
@@ -374,8 +445,11 @@ async fn logout(State(st): State<Arc<Desk>>, jar: CookieJar) -> Response {
         .into_response()
 }
 
-async fn me(State(st): State<Arc<Desk>>, Operator(login): Operator) -> Response {
-    Json(json!({"login": login, "name": st.console.name(&login)})).into_response()
+async fn me(State(st): State<Arc<Desk>>, SignedIn(login): SignedIn) -> Response {
+    Json(
+        json!({"login": login, "name": st.console.name(&login), "roles": st.console.roles(&login)}),
+    )
+    .into_response()
 }
 
 async fn operators(State(st): State<Arc<Desk>>, Operator(_): Operator) -> Response {
@@ -383,6 +457,7 @@ async fn operators(State(st): State<Arc<Desk>>, Operator(_): Operator) -> Respon
         .console
         .accounts
         .values()
+        .filter(|a| a.roles.contains(&Role::Operator))
         .map(|a| json!({"login": a.login, "name": a.name}))
         .collect();
     items.sort_by_key(|v| v["login"].as_str().unwrap_or("").to_string());

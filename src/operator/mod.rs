@@ -3,6 +3,7 @@
 //! the live queue push) and the trainers' review page. What an action does
 //! to a conversation is the engine's (`dialog::handoff`).
 
+pub mod analytics;
 pub mod console;
 pub mod review;
 pub mod signin;

@@ -113,6 +113,9 @@ pub struct Feedback {
     pub segment: String,
     /// 1 = «Легко» … 4 = «Сложно».
     pub ease: u8,
+    /// 1–5, when asked and answered.
+    #[serde(default)]
+    pub satisfaction: Option<u8>,
     pub nps: Option<u8>,
     pub at: i64,
 }
