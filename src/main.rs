@@ -1,4 +1,4 @@
-//! The `otklik` command line: serve, classify, eval, check.
+//! The `otklik` command line: serve, classify, eval, check, lint.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -75,6 +75,15 @@ enum Cmd {
     },
     /// Validate the knowledge base and the dialog graph and report every problem.
     Check,
+    /// Check every answer and prompt (knowledge base and dialog graph)
+    /// against the plain-language rules: readability, sentence length,
+    /// bureaucratic style, symbols, capitals, abbreviations. Exits with 1
+    /// when a rule is broken at error level.
+    Lint {
+        /// Print one JSON object: the summary, the findings and every text's scores.
+        #[arg(long)]
+        json: bool,
+    },
     /// Recognise speech in WAV files with the configured recogniser
     /// (`[speech]`), one line each: to check it on your own recordings.
     Transcribe {
@@ -138,6 +147,18 @@ fn run(cli: Cli) -> Result<()> {
                 n,
                 kb.out_of_scope.len()
             );
+            Ok(())
+        }
+        Cmd::Lint { json } => {
+            let report = otklik::lint::run(&cfg)?;
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            if report.errors() > 0 {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Cmd::Serve => serve(cfg, &cli.config),
