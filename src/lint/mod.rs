@@ -1332,4 +1332,34 @@ mod tests {
             .unwrap();
         assert!(voice.text.contains("оставайтесь на линии"), "{voice:?}");
     }
+
+    #[test]
+    fn the_demo_knowledge_base_and_graph_pass() {
+        let (report, _) = demo();
+        let errors: Vec<String> = report
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .map(|f| {
+                format!(
+                    "{}:{} {} {} «{}»",
+                    f.file.display(),
+                    f.line,
+                    f.place,
+                    f.message,
+                    f.fragment
+                )
+            })
+            .collect();
+        assert!(errors.is_empty(), "{}", errors.join("\n"));
+        let mean = report.mean_fre().unwrap();
+        assert!(mean > 40.0, "{mean}");
+        let json = report.to_json();
+        assert_eq!(json["summary"]["errors"], 0);
+        assert_eq!(
+            json["scores"].as_array().unwrap().len(),
+            report.scores.len()
+        );
+        assert!(report.to_text().contains("lint: "));
+    }
 }
