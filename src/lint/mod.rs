@@ -484,7 +484,7 @@ pub fn check(
                 Severity::Error,
                 "special_characters",
                 format!("the character `{c}`: write it in words or leave it out"),
-                &around(&no_urls, i, 20),
+                &around(&no_urls, i),
             );
         }
     }
@@ -494,7 +494,7 @@ pub fn check(
                 Severity::Error,
                 "emoji",
                 "an emoji in a text the voice robot says: emoji are never used in voice".into(),
-                &around(raw, i, 20),
+                &around(raw, i),
             );
         } else if !segment_emoji {
             add(
@@ -504,7 +504,7 @@ pub fn check(
                     "an emoji in an answer for `{}`, whose style has no emoji",
                     t.segment
                 ),
-                &around(raw, i, 20),
+                &around(raw, i),
             );
         }
     }
@@ -519,7 +519,7 @@ pub fn check(
                 "«{}» in lower case: address the citizen with a capital «Вы»",
                 m.as_str()
             ),
-            &around(&text, m.start(), 20),
+            &around(&text, m.start()),
         );
     }
     let score = Score {
@@ -552,23 +552,21 @@ fn clip(s: &str, n: usize) -> String {
     t
 }
 
-/// About `n` characters either side of byte `at`.
-fn around(s: &str, at: usize, n: usize) -> String {
+/// The sentence around byte `at` (at most 90 characters of it).
+fn around(s: &str, at: usize) -> String {
     let start = s[..at]
-        .char_indices()
-        .rev()
-        .nth(n)
-        .map(|(i, _)| i)
+        .rfind(['.', '!', '?', '\n'])
+        .map(|i| i + 1)
         .unwrap_or(0);
     let end = s[at..]
-        .char_indices()
-        .nth(n)
-        .map(|(i, _)| at + i)
+        .find(['.', '!', '?', '\n'])
+        .map(|i| at + i + 1)
         .unwrap_or(s.len());
-    s[start..end]
+    let t = s[start..end]
         .split_whitespace()
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    clip(&t, 90)
 }
 
 /// A word of a text with its byte span.
@@ -713,7 +711,15 @@ fn bureaucratic(text: &str) -> Vec<Hit> {
                     },
                     "bureaucratic_preposition",
                     format!("«{}» is official style: say «{plain}»", m.as_str()),
-                    around(&norm, m.start(), 25),
+                    // lower case keeps the offsets of Russian text
+                    around(
+                        if norm.len() == text.len() {
+                            text
+                        } else {
+                            &norm
+                        },
+                        m.start(),
+                    ),
                 ));
             }
         }
@@ -728,7 +734,7 @@ fn bureaucratic(text: &str) -> Vec<Hit> {
                     "«{}»: say who does what («мы оформим», «Вам выплатят»)",
                     w.text
                 ),
-                around(text, w.start, 25),
+                around(text, w.start),
             ));
         } else if PASSIVE_LIST.is_match(&w.norm)
             || (PASSIVE_PATTERN.is_match(&w.norm) && !PASSIVE_EXCEPTIONS.contains(&w.norm.as_str()))
@@ -740,7 +746,7 @@ fn bureaucratic(text: &str) -> Vec<Hit> {
                     "«{}» is a reflexive passive of the official style: say who does it (active voice)",
                     w.text
                 ),
-                around(text, w.start, 25),
+                around(text, w.start),
             ));
         } else if let Some((_, plain)) = OFFICIAL_WORDS.iter().find(|(p, _)| {
             Regex::new(&format!("^(?:{p})$"))
@@ -751,7 +757,7 @@ fn bureaucratic(text: &str) -> Vec<Hit> {
                 Severity::Warning,
                 "official_word",
                 format!("«{}» is official style: {plain}", w.text),
-                around(text, w.start, 25),
+                around(text, w.start),
             ));
         }
     }
@@ -913,7 +919,7 @@ fn capitals(text: &str, known: &[String]) -> Vec<Hit> {
                 Severity::Error,
                 "capitals",
                 format!("«{p}» in capitals: write the word in ordinary letters"),
-                around(text, *s, 25),
+                around(text, *s),
             ));
         } else {
             out.push((
@@ -922,7 +928,7 @@ fn capitals(text: &str, known: &[String]) -> Vec<Hit> {
                 format!(
                     "«{core}» is not explained at its first use: say what it stands for in brackets or after a dash («{core} (…)», «… ({core})»); lint.known_abbreviations lists those every reader knows"
                 ),
-                around(text, *s, 25),
+                around(text, *s),
             ));
         }
     }
