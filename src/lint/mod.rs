@@ -648,6 +648,19 @@ const OFFICIAL_WORDS: &[(&str, &str)] = &[
     (r"надлежащ\p{L}*", "нужный, правильный"),
 ];
 
+static PREPOSITION_RES: LazyLock<Vec<(Regex, &str, bool)>> = LazyLock::new(|| {
+    PREPOSITIONS
+        .iter()
+        .map(|(p, plain, error)| (Regex::new(&format!(r"\b{p}\b")).unwrap(), *plain, *error))
+        .collect()
+});
+static OFFICIAL_RES: LazyLock<Vec<(Regex, &str)>> = LazyLock::new(|| {
+    OFFICIAL_WORDS
+        .iter()
+        .map(|(p, plain)| (Regex::new(&format!("^(?:{p})$")).unwrap(), *plain))
+        .collect()
+});
+
 /// Split predicates: a light verb and a verbal noun instead of one verb.
 static SPLIT_VERB: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(?:оказ\p{L}*|окаж\p{L}*|произв[ео]\p{L}*|осуществ\p{L}*|провест\p{L}*|провед\p{L}*|провод(?:ить|ит|ят|ите|им)|приня(?:ть|л|ла|ли)|принима\p{L}*|прим(?:ет|ут|ем|ите)|име(?:ть|ет|ют|ете|ем)|соверш\p{L}*|да(?:ть|ет|ют|йте))$").unwrap()
@@ -699,8 +712,7 @@ fn bureaucratic(text: &str) -> Vec<Hit> {
     let mut out = Vec::new();
     let norm = text.to_lowercase().replace('ё', "е");
     let mut seen = BTreeSet::new();
-    for (pat, plain, error) in PREPOSITIONS {
-        let re = Regex::new(&format!(r"\b{pat}\b")).unwrap();
+    for (re, plain, error) in PREPOSITION_RES.iter() {
         if let Some(m) = re.find(&norm) {
             if seen.insert(m.as_str().to_string()) {
                 out.push((
@@ -748,11 +760,7 @@ fn bureaucratic(text: &str) -> Vec<Hit> {
                 ),
                 around(text, w.start),
             ));
-        } else if let Some((_, plain)) = OFFICIAL_WORDS.iter().find(|(p, _)| {
-            Regex::new(&format!("^(?:{p})$"))
-                .map(|r| r.is_match(&w.norm))
-                .unwrap_or(false)
-        }) {
+        } else if let Some((_, plain)) = OFFICIAL_RES.iter().find(|(r, _)| r.is_match(&w.norm)) {
             out.push((
                 Severity::Warning,
                 "official_word",
