@@ -61,6 +61,7 @@ speech:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq festival festvox-ru espeak-ng asterisk-core-sounds-ru-wav opus-tools >/dev/null; }
 
 test: models test-models browser speech opus
+	$(CARGO) run -q -- lint   # the answers and prompts against the plain-language rules
 	$(CARGO) test --benches   # each benchmark once, as a smoke test
 	$(CARGO) test --lib --bins --tests -- --test-threads=2
 

@@ -29,6 +29,7 @@ pub struct Config {
     pub analytics: AnalyticsConfig,
     pub voice: VoiceConfig,
     pub speech: SpeechConfig,
+    pub lint: LintConfig,
     /// Token for the admin API (`Authorization: Bearer …`); empty: admin API closed.
     pub admin_token: String,
 }
@@ -200,6 +201,7 @@ impl Default for Config {
             analytics: AnalyticsConfig::default(),
             voice: VoiceConfig::default(),
             speech: SpeechConfig::default(),
+            lint: LintConfig::default(),
             admin_token: String::new(),
         }
     }
@@ -319,6 +321,7 @@ impl Config {
         if !self.kb.segments.iter().any(|s| s == "universal") {
             bail!("kb.segments must include `universal`");
         }
+        self.lint.validate(&self.kb.segments)?;
         if self.http.voice_max_seconds > 30 {
             bail!("http.voice_max_seconds must be 30 or less: Whisper hears 30 seconds at most");
         }
@@ -419,6 +422,29 @@ mod tests {
         std::fs::write(&p, "[classifier]\nanswer_treshold = 0.5\n").unwrap();
         let err = format!("{:#}", Config::load(&p).unwrap_err());
         assert!(err.contains("answer_treshold"), "{err}");
+    }
+
+    #[test]
+    fn lint_limits_load_per_segment_and_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("otklik.toml");
+        std::fs::write(
+            &p,
+            "[lint.segments.family]\nmax_sentence_words = 18\n[lint.channels.voice]\nmin_fre = 45.0\n",
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.lint.segments["family"].max_sentence_words, Some(18));
+        assert_eq!(c.lint.segments["family"].min_fre, None);
+        // the file's table replaces the default's keys it names, keeps the others
+        assert_eq!(c.lint.channels["voice"].min_fre, Some(45.0));
+        assert_eq!(c.lint.channels["voice"].max_sentence_words, Some(12));
+        assert!(c.lint.segments.contains_key("senior"));
+        std::fs::write(&p, "[lint.segments.pensioner]\nmin_fre = 50.0\n").unwrap();
+        let err = format!("{:#}", Config::load(&p).unwrap_err());
+        assert!(err.contains("lint.segments.pensioner"), "{err}");
+        std::fs::write(&p, "[lint.channels.fax]\nmin_fre = 50.0\n").unwrap();
+        assert!(Config::load(&p).is_err());
     }
 
     #[test]
@@ -870,6 +896,116 @@ impl Default for SpeechConfig {
             vosk_model: "models/vosk/model".into(),
             vosk_end_of_speech_ms: 250,
         }
+    }
+}
+
+/// `[lint]` in otklik.toml: the limits `otklik lint` holds the knowledge
+/// base's answers and the dialog graph's texts to. The top-level limits hold
+/// for every text; `segments.<segment>` overrides them for the answers of a
+/// segment and `channels.<channel>` for the texts only that channel says
+/// (voice: the graph's voice wording and `voice_prompts`), in that order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LintConfig {
+    /// A sentence longer than this many words is an error.
+    pub max_sentence_words: usize,
+    /// A text of at least `fre_min_words` words scoring below this Flesch
+    /// reading ease (Oborneva's formula) is an error.
+    pub min_fre: f64,
+    /// Shorter texts (a prompt, a button) get a score but no FRE verdict:
+    /// a few words say too little for the formula.
+    pub fre_min_words: usize,
+    /// A word of this many syllables or more is long.
+    pub long_word_syllables: usize,
+    /// More long words than this share of a text's words is a warning.
+    pub max_long_word_share: f64,
+    /// Abbreviations every reader knows: used without an explanation.
+    pub known_abbreviations: Vec<String>,
+    /// Prompts (`prompts.<key>` of the graph) only the voice robot says.
+    pub voice_prompts: Vec<String>,
+    /// Limits for the answers of a segment (`kb.segments`).
+    pub segments: std::collections::BTreeMap<String, LintLimits>,
+    /// Limits for the texts only a channel says (web, telegram, voice).
+    pub channels: std::collections::BTreeMap<String, LintLimits>,
+}
+
+/// Overrides of `[lint]`'s limits; a key left out keeps the limit before it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LintLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_sentence_words: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_fre: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_long_word_share: Option<f64>,
+}
+
+impl Default for LintConfig {
+    fn default() -> Self {
+        let limits = |words, fre, share| LintLimits {
+            max_sentence_words: Some(words),
+            min_fre: Some(fre),
+            max_long_word_share: Some(share),
+        };
+        Self {
+            max_sentence_words: 20,
+            min_fre: 30.0,
+            fre_min_words: 15,
+            long_word_syllables: 5,
+            max_long_word_share: 0.25,
+            known_abbreviations: ["РФ", "СССР", "ЗАГС", "МВД", "ГИБДД", "SMS", "СМС"]
+                .map(String::from)
+                .to_vec(),
+            voice_prompts: ["silence", "silence_keypad", "silence_end"]
+                .map(String::from)
+                .to_vec(),
+            segments: [("senior".to_string(), limits(15, 40.0, 0.2))].into(),
+            channels: [("voice".to_string(), limits(12, 40.0, 0.2))].into(),
+        }
+    }
+}
+
+impl LintConfig {
+    fn validate(&self, segments: &[String]) -> Result<()> {
+        let check = |what: &str, l: &LintLimits| -> Result<()> {
+            if l.max_sentence_words == Some(0) {
+                bail!("{what}max_sentence_words must be positive");
+            }
+            if l.max_long_word_share
+                .is_some_and(|s| !(0.0..=1.0).contains(&s))
+            {
+                bail!("{what}max_long_word_share must be between 0 and 1");
+            }
+            Ok(())
+        };
+        check(
+            "lint.",
+            &LintLimits {
+                max_sentence_words: Some(self.max_sentence_words),
+                min_fre: Some(self.min_fre),
+                max_long_word_share: Some(self.max_long_word_share),
+            },
+        )?;
+        if self.long_word_syllables == 0 {
+            bail!("lint.long_word_syllables must be positive");
+        }
+        for (seg, l) in &self.segments {
+            if !segments.contains(seg) {
+                bail!(
+                    "lint.segments.{seg}: unknown segment; kb.segments are {}",
+                    segments.join(", ")
+                );
+            }
+            check(&format!("lint.segments.{seg}."), l)?;
+        }
+        for (ch, l) in &self.channels {
+            if !["web", "telegram", "voice"].contains(&ch.as_str()) {
+                bail!("lint.channels.{ch}: unknown channel (web, telegram or voice)");
+            }
+            check(&format!("lint.channels.{ch}."), l)?;
+        }
+        Ok(())
     }
 }
 

@@ -9,8 +9,10 @@
 //! knowledge base, classifier, evaluation), `config` (settings), `services`
 //! (hours, appointment slots, application status), `store` (storage behind
 //! the `Storage` trait), `metrics`, `errors` (JSON errors), `analytics`
-//! (anonymised turn logs), `yaml` (bounded YAML), and `classification_json`, the JSON shape of a
-//! classification shared by the CLI and the API.
+//! (anonymised turn logs), `yaml` (bounded YAML), `lint` (the answer linter:
+//! the knowledge base's and the graph's texts against the plain-language
+//! rules), and `classification_json`, the JSON shape of a classification
+//! shared by the CLI and the API.
 
 pub mod analytics;
 pub mod app;
@@ -19,6 +21,7 @@ pub mod config;
 pub mod dialog;
 pub mod errors;
 pub mod http;
+pub mod lint;
 pub mod metrics;
 pub mod nlu;
 pub mod operator;

@@ -1,4 +1,4 @@
-//! The `otklik` command line: serve, classify, eval, check.
+//! The `otklik` command line: serve, classify, eval, check, lint.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -130,6 +130,15 @@ enum Cmd {
         #[arg(long, value_parser = ["day", "week", "month"], default_value = "week")]
         period: String,
         /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every answer and prompt (knowledge base and dialog graph)
+    /// against the plain-language rules: readability, sentence length,
+    /// bureaucratic style, symbols, capitals, abbreviations. Exits with 1
+    /// when a rule is broken at error level.
+    Lint {
+        /// Print one JSON object: the summary, the findings and every text's scores.
         #[arg(long)]
         json: bool,
     },
@@ -301,6 +310,18 @@ fn run(cli: Cli) -> Result<()> {
                 n,
                 kb.out_of_scope.len()
             );
+            Ok(())
+        }
+        Cmd::Lint { json } => {
+            let report = otklik::lint::run(&cfg)?;
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            if report.errors() > 0 {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Cmd::Serve => serve(cfg, &cli.config),

@@ -1,4 +1,4 @@
-//! The `otklik` binary: classify (text, stdin, JSON), eval's JSON report,
+//! The `otklik` binary: classify (text, stdin, JSON), eval's JSON report, lint,
 //! and clear errors for bad input and a broken knowledge base.
 
 mod common;
@@ -242,4 +242,65 @@ fn stats_prints_the_indicators_of_the_log() {
     let out = run(&["stats", "--since", "1 декабря"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("YYYY-MM-DD"));
+}
+
+#[test]
+fn lint_passes_the_demo_and_reports_json() {
+    let out = otklik(&["lint", "--json"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["summary"]["errors"], 0, "{}", v["findings"]);
+    let scores = v["scores"].as_array().unwrap();
+    assert!(scores.len() > 100, "{}", scores.len());
+    let s = scores
+        .iter()
+        .find(|s| s["place"] == "intent pension_application / senior")
+        .unwrap();
+    assert_eq!(s["segment"], "senior");
+    assert_eq!(s["limits"]["max_sentence_words"], 15);
+    assert!(
+        s["fre"].as_f64().unwrap() > 0.0 && s["grade"].is_string(),
+        "{s}"
+    );
+}
+
+#[test]
+fn lint_fails_on_errors_with_file_line_rule_and_fragment() {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir("intents").unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("zz.yaml"),
+        "intents:\n  - id: zz_test\n    title: Тест\n    examples: [первый пример линтера, второй пример линтера]\n    answer:\n      universal: В связи с ремонтом обратитесь в МФЦ.\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_otklik"))
+        .args(["lint"])
+        .env("OTKLIK_KB_INTENTS_DIR", dir.path())
+        .env("OTKLIK_KB_MIN_EXAMPLES", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "zz.yaml:6: error [bureaucratic_preposition] intent zz_test / universal: «в связи с»"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("zz.yaml:6: error [abbreviation] intent zz_test / universal: «МФЦ»"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n    «В связи с ремонтом обратитесь в МФЦ.»"),
+        "{text}"
+    );
+    assert!(text.contains("lint: 238 texts, 2 error(s)"), "{text}");
 }

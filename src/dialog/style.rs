@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 /// Pictographs, dingbats, flags, variation selectors and joiners. Hand-written
 /// ranges: the emoji crates map names to emoji, none strips them cheaply.
-fn is_emoji(c: char) -> bool {
+pub fn is_emoji(c: char) -> bool {
     matches!(c as u32,
         0x1F000..=0x1FAFF | 0x2600..=0x27BF | 0x2B00..=0x2BFF | 0xFE00..=0xFE0F | 0x200D | 0x20E3 | 0xE0020..=0xE007F)
 }
