@@ -201,13 +201,13 @@ static PASSPORT: LazyLock<Regex> = LazyLock::new(|| {
 });
 static SNILS: LazyLock<Regex> = LazyLock::new(|| re(r"\b\d{3}[\- ]\d{3}[\- ]\d{3}[\- ]\d{2}\b"));
 static APPLICATION: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?:(?P<kw>(?i:(?:номер\s+)?(?:заявлени|обращени|дел|жалоб|запрос|квитанци|договор)\p{L}*\.?))[\s:]*(?P<mark>№|N|#|(?i:номер|за\s+номером|под\s+номером))?|№|#)\s*(?P<val>(?:[A-ZА-ЯЁ]{1,3}-?)?\d[\d\-/]*)")
+    re(r"(?:\b(?P<kw>(?i:(?:номер\s+)?(?:заявлени|обращени|дел|жалоб|запрос|квитанци|договор)\p{L}*\.?))[\s:]*(?P<mark>№|N|#|(?i:номер|за\s+номером|под\s+номером))?|№|#)\s*(?P<val>(?:[A-ZА-ЯЁ]{1,3}-?)?\d[\d\-/]*)")
 });
 static STREET: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\b(?P<kw>(?i:улиц[аеуы]|ул\.?|пр-кт\.?|пр-т\.?|просп\.|проспект[аеу]?|пр\.|переул(?:ок|ка|ке|ку)|пер\.|б-р\.?|бул\.|бульвар[аеу]?|шоссе|ш\.|набережн(?:ая|ой|ую)|наб\.|площад[ьи]|пл\.|микрорайон[аеу]?|мкрн?\.?|проезд[аеу]?|тупик[аеу]?|туп\.|квартал[аеу]?|алле[яеи]|тракт[аеу]?))\s*(?P<name>(?:\d{1,3}-?(?:я|й|го|ая|ий|е|ого)?\s+)?\p{L}[\p{L}\-]*\.?(?:\s+\p{Lu}[\p{L}\-]*)?)(?P<num>(?:[\s,]*(?:(?i:д\.|д|дом[ау]?|доме|корп\.|корп|корпус[ае]?|к\.|стр\.|строени[ея]|кв\.|кв|квартир[аеуы]|оф\.|офис[е]?)\s*)?№?\s*\d{1,4}[а-яa-z]?\b(?:\s*[/\-]\s*\d{1,4}[а-яa-z]?\b)?)*)")
+    re(r"\b(?P<kw>(?i:улиц[аеуы]|ул|пр-кт|пр-т|просп|проспект[аеу]?|пр|переул(?:ок|ка|ке|ку)|пер|б-р|бул|бульвар[аеу]?|шоссе|ш|набережн(?:ая|ой|ую)|наб|площад[ьи]|пл|микрорайон[аеу]?|мкрн|мкр|проезд[аеу]?|тупик[аеу]?|туп|квартал[аеу]?|алле[яеи]|тракт[аеу]?))\b(?P<dot>\.)?\s*(?P<name>(?:\d{1,3}-?(?:я|й|го|ая|ий|е|ого)?\s+)?\p{L}[\p{L}\-]*\.?(?:\s+(?:\p{Lu}[\p{L}\-]*|\p{Ll}[\p{L}\-]*(?:ова|ева|ёва|ина|ына|кса|ского|цкого|ской)))?)(?P<num>(?:[\s,]*(?:(?i:д\.|д|дом[ау]?|доме|корп\.|корп|корпус[ае]?|к\.|стр\.|строени[ея]|кв\.|кв|квартир[аеуы]|оф\.|офис[е]?)\s*)?№?\s*\d{1,4}[а-яa-z]?\b(?:\s*[/\-]\s*\d{1,4}[а-яa-z]?\b)?)*)")
 });
 static SETTLEMENT: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?:\b(?P<kw>(?i:город[аеу]?|гор\.|села|селе|село|пос\.|пгт\.?|посел(?:ок|ке|ка)|посёл(?:ок|ке|ка)|дер\.|деревн[яеиюй]|ст-ца|станиц[аеуы]|хутор[аеу]?|рп\.?|аул[аеу]?))|(?P<short>\b[гсдпх]\.))\s*(?P<name>\p{L}[\p{L}\-]*(?:\s+\p{Lu}[\p{L}\-]*)?)")
+    re(r"(?:\b(?P<kw>(?i:город[аеу]?|села|селе|село|посел(?:ок|ке|ка)|посёл(?:ок|ке|ка)|деревн[яеиюй]|станиц[аеуы]|хутор[аеу]?|аул[аеу]?))|\b(?P<abbr>(?i:гор|пос|пгт|дер|ст-ца|рп))\b\.?|\b(?P<short>[гсдпх])\b(?P<dot>\.)?)\s*(?P<name>\p{L}[\p{L}\-]*(?:\s+\p{Lu}[\p{L}\-]*)?)")
 });
 static HOUSE: LazyLock<Regex> = LazyLock::new(|| {
     re(r"\b(?i:квартир[аеуы]|кв\.|кв|дом[ау]?|доме|д\.|д|корпус[ае]?|корп\.|корп|к\.|строени[ея]|стр\.|офис[е]?|оф\.)\s*№?\s*\d{1,4}[а-яa-z]?\b(?:\s*[/\-]\s*\d{1,4}[а-яa-z]?\b)?")
@@ -263,10 +263,11 @@ pub fn scrub(text: &str) -> String {
     let t = STREET.replace_all(&t, |c: &Captures| {
         let kw = &c["kw"];
         let name = c["name"].trim_end_matches('.');
+        let short = kw.chars().count() <= 4 || matches!(kw, "просп" | "пр-кт");
         let first = name.split_whitespace().next().unwrap_or("");
         let has_num = !c["num"].trim().is_empty();
         let lower = first.chars().next().is_some_and(char::is_lowercase);
-        let abbreviated = kw.ends_with('.') || kw.chars().count() <= 4;
+        let abbreviated = c.name("dot").is_some() || short;
         // After «улица» in lower case, only a word that reads like a
         // street's name or is followed by a number («на улице холодно»).
         let ok = !lower
@@ -280,18 +281,25 @@ pub fn scrub(text: &str) -> String {
         }
     });
     let t = SETTLEMENT.replace_all(&t, |c: &Captures| {
-        let name = &c["name"];
-        let first = name.split_whitespace().next().unwrap_or("");
+        let name = c.name("name").expect("always there");
+        let first = name.as_str().split_whitespace().next().unwrap_or("");
         let n = norm(first);
         let cap = first.chars().next().is_some_and(char::is_uppercase);
         let ok = !LISTS.common.contains(&n)
             && (LISTS.cities.contains(&n)
-                || (cap && c.name("kw").is_some())
-                || (cap && c.name("short").is_some() && first.chars().count() > 1)
-                || (c.name("kw").is_some() && toponym_like(&n)));
+                || toponym_like(&n)
+                || if c.name("kw").is_some() {
+                    cap
+                } else if c.name("abbr").is_some() {
+                    true
+                } else {
+                    // «с. Ивановка»; without the dot a letter is a
+                    // preposition, so only a word that reads like a place.
+                    c.name("dot").is_some() && cap && first.chars().count() > 1
+                });
         if ok {
-            let kw = c.name("kw").or(c.name("short")).map_or("", |m| m.as_str());
-            format!("{kw} [адрес]")
+            let m = c.get(0).expect("the match");
+            format!("{} [адрес]", m.as_str()[..name.start() - m.start()].trim_end())
         } else {
             c[0].to_string()
         }
@@ -316,7 +324,8 @@ fn street_like(w: &str) -> bool {
 fn toponym_like(w: &str) -> bool {
     [
         "овка", "евка", "овке", "евке", "овку", "евку", "овки", "евки", "ино", "ово", "ево",
-        "ыно", "ское", "ском", "ск", "ске", "ска", "град", "граде", "бург", "бурге",
+        "ыно", "ское", "ском", "ск", "ске", "ска", "град", "граде", "бург", "бурге", "ный",
+        "ное", "ский",
     ]
     .iter()
     .any(|e| w.ends_with(e))
@@ -383,13 +392,27 @@ fn number_kind(raw: &str, digits: &str, before: &str, after: &str) -> Option<&'s
         cue,
         Some("[СНИЛС]" | "[ИНН]" | "[паспорт]" | "[карта]" | "[счёт]" | "[полис]" | "[телефон]")
     );
-    if !strong && n <= 9 && (years || MONEY_AFTER.is_match(after)) {
+    // «15 000»: thousands written apart are an amount.
+    let amount = n <= 7
+        && groups.len() > 1
+        && groups[0].len() <= 3
+        && groups[1..].iter().all(|g| g.len() == 3)
+        && raw.trim_start_matches(|c: char| c.is_ascii_digit()).starts_with([' ', '\u{a0}']);
+    if !strong && n <= 9 && (years || amount || MONEY_AFTER.is_match(after)) {
         return None;
     }
     if let Some(c) = cue {
         return Some(c);
     }
     let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    if lens == [8] {
+        // ddmmyyyy
+        let part = |a: usize, b: usize| digits[a..b].parse::<u32>().unwrap_or(0);
+        let (d, m, y) = (part(0, 2), part(2, 4), part(4, 8));
+        if (1..=31).contains(&d) && (1..=12).contains(&m) && (1900..2100).contains(&y) {
+            return Some(if y < 2010 { "[дата рождения]" } else { "[дата]" });
+        }
+    }
     let first = digits.as_bytes()[0];
     Some(match n {
         11 if lens == [3, 3, 3, 2] => "[СНИЛС]",
@@ -424,6 +447,8 @@ struct Tok {
     patronymic: bool,
     surname: bool,
     surname_shape: bool,
+    /// Ends like a surname, whatever the case and however common the ending.
+    shape: bool,
 }
 
 static PATRONYMIC: LazyLock<Regex> = LazyLock::new(|| {
@@ -544,6 +569,7 @@ fn words(text: &str) -> String {
             patronymic,
             surname,
             surname_shape,
+            shape,
         });
     }
     let adjacent = |a: usize, b: usize| text[toks[a].end..toks[b].start].trim().is_empty();
@@ -559,15 +585,7 @@ fn words(text: &str) -> String {
             prev,
             Some("в" | "во" | "из" | "под" | "около" | "г" | "город" | "городе" | "города")
         );
-        if l.cities.contains(&t.norm) && (t.cap || place_cue) && !t.common {
-            city[i] = true;
-            if i > 0
-                && adjacent(i - 1, i)
-                && l.cities2
-                    .contains(&format!("{} {}", toks[i - 1].norm, t.norm))
-            {
-                city[i - 1] = true;
-            }
+        if city[i] {
             continue;
         }
         if i + 1 < toks.len()
@@ -576,12 +594,27 @@ fn words(text: &str) -> String {
                 .contains(&format!("{} {}", t.norm, toks[i + 1].norm))
         {
             city[i] = true;
+            city[i + 1] = true;
+            continue;
+        }
+        if l.cities.contains(&t.norm) && (t.cap || place_cue) && !t.common {
+            city[i] = true;
             continue;
         }
         if t.common || t.all_caps {
             continue;
         }
+        // An ordinary word that is a first name, next to a surname or a
+        // patronymic («Вера Петрова», «надежда ивановна»).
+        let by_surname = |k: usize| {
+            k < toks.len()
+                && adjacent(i.min(k), i.max(k))
+                && (toks[k].surname || toks[k].shape || toks[k].patronymic)
+                && !toks[k].common
+        };
+        let ambiguous_named = t.first_ambiguous && (by_surname(i.wrapping_sub(1)) || by_surname(i + 1));
         name[i] = t.patronymic
+            || ambiguous_named
             || t.first
             || (t.surname && t.cap)
             || (t.surname_shape && t.cap && !t.sentence_start && t.norm.ends_with(['в', 'а', 'н']));
@@ -616,7 +649,11 @@ fn words(text: &str) -> String {
         }
         name[i] = true;
         let mut k = i + 1;
-        while k < toks.len() && k <= i + 3 && adjacent(k - 1, k) && !city[k] && toks[k].nameish()
+        while k < toks.len()
+            && k <= i + 3
+            && adjacent(k - 1, k)
+            && !city[k]
+            && (toks[k].nameish() || (toks[k].shape && !toks[k].common))
         {
             name[k] = true;
             k += 1;
@@ -645,6 +682,12 @@ fn words(text: &str) -> String {
                         || w.patronymic)
                     // A lower-case ordinary word joins only a full name.
                     && (w.cap || w.initial || !w.first_ambiguous || toks[i].patronymic || toks[i].surname);
+                // A lower-case word ending like a surname, next to a first
+                // name or a patronymic («игорь гусейнов»).
+                let t = &toks[i];
+                let surname_next =
+                    w.shape && !w.common && (t.first || t.first_ambiguous || t.patronymic);
+                let joins = joins || surname_next;
                 if joins {
                     name[k] = true;
                     grew = true;
@@ -800,6 +843,7 @@ mod tests {
             "до 15 числа",
             "5 тысяч рублей",
             "пенсия 15000 рублей",
+            "долг 125 000, пенсия 15 000",
             "замена паспорта в 45 лет",
             "инвалид 2 группы",
             "справка 070 для санатория",
