@@ -23,8 +23,8 @@ impl Rng {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[self.below(v.len())]
+    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
+        v[self.below(v.len())]
     }
     fn digits(&mut self, n: usize) -> String {
         let mut s = String::new();
@@ -104,8 +104,18 @@ const PATRONYMICS: &[(Forms, Forms)] = &[
         ["Рашидовна", "Рашидовны", "Рашидовне", "Рашидовной"],
     ),
     (
-        ["Владимирович", "Владимировича", "Владимировичу", "Владимировичем"],
-        ["Владимировна", "Владимировны", "Владимировне", "Владимировной"],
+        [
+            "Владимирович",
+            "Владимировича",
+            "Владимировичу",
+            "Владимировичем",
+        ],
+        [
+            "Владимировна",
+            "Владимировны",
+            "Владимировне",
+            "Владимировной",
+        ],
     ),
 ];
 /// Surnames: (masculine forms, feminine forms). The last ones are not in
@@ -141,7 +151,12 @@ const SURNAMES: &[(Forms, Forms)] = &[
     ),
     (
         ["Хабибуллин", "Хабибуллина", "Хабибуллину", "Хабибуллиным"],
-        ["Хабибуллина", "Хабибуллиной", "Хабибуллиной", "Хабибуллиной"],
+        [
+            "Хабибуллина",
+            "Хабибуллиной",
+            "Хабибуллиной",
+            "Хабибуллиной",
+        ],
     ),
     // Not in the list.
     (
@@ -150,7 +165,12 @@ const SURNAMES: &[(Forms, Forms)] = &[
     ),
     (
         ["Шестопалов", "Шестопалова", "Шестопалову", "Шестопаловым"],
-        ["Шестопалова", "Шестопаловой", "Шестопаловой", "Шестопаловой"],
+        [
+            "Шестопалова",
+            "Шестопаловой",
+            "Шестопаловой",
+            "Шестопаловой",
+        ],
     ),
     (
         ["Верещагин", "Верещагина", "Верещагину", "Верещагиным"],
@@ -161,8 +181,18 @@ const SURNAMES: &[(Forms, Forms)] = &[
         ["Завадская", "Завадской", "Завадской", "Завадской"],
     ),
     (
-        ["Мирошниченко", "Мирошниченко", "Мирошниченко", "Мирошниченко"],
-        ["Мирошниченко", "Мирошниченко", "Мирошниченко", "Мирошниченко"],
+        [
+            "Мирошниченко",
+            "Мирошниченко",
+            "Мирошниченко",
+            "Мирошниченко",
+        ],
+        [
+            "Мирошниченко",
+            "Мирошниченко",
+            "Мирошниченко",
+            "Мирошниченко",
+        ],
     ),
     (
         ["Гусейнов", "Гусейнова", "Гусейнову", "Гусейновым"],
@@ -185,7 +215,13 @@ const STREETS: &[&str] = &[
     "Карла Маркса",
     "Маршала Жукова",
 ];
-const LANES: &[&str] = &["Школьный", "Северный", "Зелёный", "Почтовый", "Кооперативный"];
+const LANES: &[&str] = &[
+    "Школьный",
+    "Северный",
+    "Зелёный",
+    "Почтовый",
+    "Кооперативный",
+];
 /// Cities: nominative, prepositional.
 const CITIES: &[[&str; 2]] = &[
     ["Казань", "Казани"],
@@ -197,12 +233,30 @@ const CITIES: &[[&str; 2]] = &[
     ["Воронеж", "Воронеже"],
     ["Нижний Новгород", "Нижнем Новгороде"],
 ];
-const VILLAGES: &[&str] = &["Ивановка", "Петровское", "Заречный", "Берёзовка", "Сосновка"];
-const MONTHS: &[&str] = &[
-    "января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа", "сентября",
-    "октября", "ноября", "декабря",
+const VILLAGES: &[&str] = &[
+    "Ивановка",
+    "Петровское",
+    "Заречный",
+    "Берёзовка",
+    "Сосновка",
 ];
-const TRANSLIT: &[&str] = &["ivan", "olga", "petrova", "maria.s", "popov_n", "tanya", "kuznets"];
+const MONTHS: &[&str] = &[
+    "января",
+    "февраля",
+    "марта",
+    "апреля",
+    "мая",
+    "июня",
+    "июля",
+    "августа",
+    "сентября",
+    "октября",
+    "ноября",
+    "декабря",
+];
+const TRANSLIT: &[&str] = &[
+    "ivan", "olga", "petrova", "maria.s", "popov_n", "tanya", "kuznets",
+];
 const DOMAINS: &[&str] = &["mail.ru", "yandex.ru", "gmail.com", "bk.ru", "list.ru"];
 
 /// A message and the personal data in it.
@@ -271,7 +325,13 @@ fn phone(r: &mut Rng, s: &mut Sample) -> String {
         2 => format!("8{a}{b}{c}{d}"),
         3 => format!("8 {a} {b} {c} {d}"),
         4 => format!("+7{a}{b}{c}{d}"),
-        5 => format!("8 ({}) {}-{}-{}", r.digits(5), r.digits(1), r.digits(2), r.digits(2)),
+        5 => format!(
+            "8 ({}) {}-{}-{}",
+            r.digits(5),
+            r.digits(1),
+            r.digits(2),
+            r.digits(2)
+        ),
         _ => format!("+7 {a} {b}{c}{d}"),
     };
     s.digits(p)
@@ -373,26 +433,30 @@ fn address(r: &mut Rng, s: &mut Sample) -> String {
         0 => format!("ул. {}, д. {house}, кв. {flat}", s.word(&street)),
         1 => format!("улица {} дом {house} квартира {flat}", s.word(&street)),
         2 => format!("пр-т {} {house}-{flat}", s.word(&street)),
-        3 => format!("пер. {}, {house}", s.word(*r.pick(LANES))),
-        4 => format!("мкр. {}, д. {house} корп. 2 стр. 1", s.word(*r.pick(LANES))),
+        3 => format!("пер. {}, {house}", s.word(r.pick(LANES))),
+        4 => format!("мкр. {}, д. {house} корп. 2 стр. 1", s.word(r.pick(LANES))),
         5 => {
             let c = r.pick(CITIES);
-            format!("г. {}, ул. {} {house}/{flat}", s.word(c[0]), s.word(&street))
+            format!(
+                "г. {}, ул. {} {house}/{flat}",
+                s.word(c[0]),
+                s.word(&street)
+            )
         }
         6 => format!("город {}", s.word(r.pick(CITIES)[0])),
-        7 => format!("с. {}, дом {house}", s.word(*r.pick(VILLAGES))),
-        8 => format!("деревня {}", s.word(*r.pick(VILLAGES))),
-        _ => format!("пос. {} ул. {} д. {house}", s.word(*r.pick(VILLAGES)), s.word(&street)),
+        7 => format!("с. {}, дом {house}", s.word(r.pick(VILLAGES))),
+        8 => format!("деревня {}", s.word(r.pick(VILLAGES))),
+        _ => format!(
+            "пос. {} ул. {} д. {house}",
+            s.word(r.pick(VILLAGES)),
+            s.word(&street)
+        ),
     }
 }
 
 fn application(r: &mut Rng, s: &mut Sample) -> String {
     match r.below(5) {
-        0 => s.digits(format!(
-            "заявление № {}-{}/2024",
-            r.digits(2),
-            r.digits(3)
-        )),
+        0 => s.digits(format!("заявление № {}-{}/2024", r.digits(2), r.digits(3))),
         1 => format!("номер заявления {}", s.digits(r.digits(9))),
         2 => format!("№ А-{}", s.digits(r.digits(5))),
         3 => format!("обращение №{}", s.number(r.digits(2))),
@@ -404,23 +468,53 @@ fn application(r: &mut Rng, s: &mut Sample) -> String {
 fn message(r: &mut Rng, k: usize) -> Sample {
     let mut s = Sample::default();
     let text = match k {
-        0 => format!("Меня зовут {}, живу на {}", name(r, &mut s, 0, true), address(r, &mut s)),
-        1 => format!("{}, {}, СНИЛС {}", name(r, &mut s, 0, true), birth(r, &mut s), snils(r, &mut s)),
-        2 => format!("здравствуйте это {} мой телефон {}", name(r, &mut s, 0, true), phone(r, &mut s)),
+        0 => format!(
+            "Меня зовут {}, живу на {}",
+            name(r, &mut s, 0, true),
+            address(r, &mut s)
+        ),
+        1 => format!(
+            "{}, {}, СНИЛС {}",
+            name(r, &mut s, 0, true),
+            birth(r, &mut s),
+            snils(r, &mut s)
+        ),
+        2 => format!(
+            "здравствуйте это {} мой телефон {}",
+            name(r, &mut s, 0, true),
+            phone(r, &mut s)
+        ),
         3 => format!(
             "Прошу перезвонить по номеру {}. С уважением, {}",
             phone(r, &mut s),
             name(r, &mut s, 0, false)
         ),
-        4 => format!("справка для {} по адресу {}", name(r, &mut s, 1, true), address(r, &mut s)),
-        5 => format!("мой сын {} {} нужна путевка в лагерь", name(r, &mut s, 0, true), birth(r, &mut s)),
+        4 => format!(
+            "справка для {} по адресу {}",
+            name(r, &mut s, 1, true),
+            address(r, &mut s)
+        ),
+        5 => format!(
+            "мой сын {} {} нужна путевка в лагерь",
+            name(r, &mut s, 0, true),
+            birth(r, &mut s)
+        ),
         6 => format!(
             "моя мама {} инвалид 2 группы, {}",
             name(r, &mut s, 0, true),
             application(r, &mut s)
         ),
-        7 => format!("{} выдан на имя {}", passport(r, &mut s), name(r, &mut s, 1, true)),
-        8 => format!("ИНН {}, карта {}, почта {}", inn(r, &mut s), card(r, &mut s), email(r, &mut s)),
+        7 => format!(
+            "{} выдан на имя {}",
+            passport(r, &mut s),
+            name(r, &mut s, 1, true)
+        ),
+        8 => format!(
+            "ИНН {}, карта {}, почта {}",
+            inn(r, &mut s),
+            card(r, &mut s),
+            email(r, &mut s)
+        ),
         9 => format!(
             "переведите пособие на счёт {} получатель {}",
             account(r, &mut s),
@@ -440,7 +534,11 @@ fn message(r: &mut Rng, k: usize) -> Sample {
             name(r, &mut s, 2, true),
             application(r, &mut s)
         ),
-        12 => format!("я — {}, тел. {}", name(r, &mut s, 0, true), local_phone(r, &mut s)),
+        12 => format!(
+            "я — {}, тел. {}",
+            name(r, &mut s, 0, true),
+            local_phone(r, &mut s)
+        ),
         13 => {
             let c = r.pick(CITIES);
             format!(
@@ -459,7 +557,11 @@ fn message(r: &mut Rng, k: usize) -> Sample {
             let patronymic = s.word(if female { pf } else { pm }[0]);
             format!("Фамилия: {surname}. Имя: {first}. Отчество: {patronymic}.")
         }
-        15 => format!("пишу от имени {}, {}", name(r, &mut s, 1, true), email(r, &mut s)),
+        15 => format!(
+            "пишу от имени {}, {}",
+            name(r, &mut s, 1, true),
+            email(r, &mut s)
+        ),
         16 => format!(
             "Добрый день! {}, {}, проживаю {}",
             name(r, &mut s, 0, true),
@@ -472,14 +574,21 @@ fn message(r: &mut Rng, k: usize) -> Sample {
             local_phone(r, &mut s)
         ),
         18 => format!("ФИО {}, {}", name(r, &mut s, 0, true), birth(r, &mut s)),
-        19 => format!("номер карты {} на имя {}", card(r, &mut s), name(r, &mut s, 1, true)),
+        19 => format!(
+            "номер карты {} на имя {}",
+            card(r, &mut s),
+            name(r, &mut s, 1, true)
+        ),
         20 => format!("снилс {} инн {}", snils(r, &mut s), inn(r, &mut s)),
         21 => format!(
             "мне 75 лет, {}, пенсия 15000 рублей, телефон {}",
             name(r, &mut s, 0, true),
             phone(r, &mut s)
         ),
-        22 => format!("{} хочу узнать про пособие на 2 года", name(r, &mut s, 0, true)),
+        22 => format!(
+            "{} хочу узнать про пособие на 2 года",
+            name(r, &mut s, 0, true)
+        ),
         23 => format!(
             "Уважаемые специалисты, я {}, мой e-mail {}",
             name(r, &mut s, 0, true),
