@@ -285,13 +285,14 @@ pub fn scrub(text: &str) -> String {
         let first = name.split_whitespace().next().unwrap_or("");
         let has_num = !c["num"].trim().is_empty();
         let lower = first.chars().next().is_some_and(char::is_lowercase);
-        let abbreviated = c.name("dot").is_some() || short;
+        let common = LISTS.common.contains(&norm(first));
+        let abbreviated = c.name("dot").is_some() || (short && (has_num || !common));
         // After «улица» in lower case, only a word that reads like a
         // street's name or is followed by a number («на улице холодно»).
         let ok = !lower
             || abbreviated
             || first.chars().next().is_some_and(|c| c.is_ascii_digit())
-            || (!LISTS.common.contains(&norm(first)) && (has_num || street_like(&norm(first))));
+            || (!common && (has_num || street_like(&norm(first))));
         if ok {
             "[адрес]".to_string()
         } else {
