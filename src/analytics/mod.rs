@@ -8,10 +8,10 @@ pub mod export;
 pub mod indicators;
 
 use hmac::{Hmac, Mac};
-use regex::Regex;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use std::sync::LazyLock;
+
+mod pii;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LogEntry {
@@ -72,12 +72,9 @@ pub struct Rating {
     pub nps: Option<u8>,
 }
 
-static EMAIL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\S+@\S+").unwrap());
-static DIGITS: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\+?\d[\d\s\-()]{2,}\d|\d{3,}").unwrap());
-
-/// Removes what could identify a person: e-mails, numbers of three digits or
-/// more (phones, application and document numbers), and `personal` values.
+/// Removes what could identify a person: the `personal` values the client
+/// gave in forms («[данные]»), then whatever the scrubber finds in free text
+/// (names, phones, documents, addresses, dates of birth…; see `pii`).
 pub fn anonymise(text: &str, personal: &[&str]) -> String {
     let mut t = text.to_string();
     for p in personal {
@@ -86,8 +83,7 @@ pub fn anonymise(text: &str, personal: &[&str]) -> String {
             t = t.replace(p, "[данные]");
         }
     }
-    let t = EMAIL.replace_all(&t, "[email]");
-    DIGITS.replace_all(&t, "[номер]").into_owned()
+    pii::scrub(&t)
 }
 
 /// A pseudonym: HMAC-SHA-256 keyed by the analytics secret (`[analytics]
@@ -135,9 +131,11 @@ mod tests {
             "{a}"
         );
         assert!(
-            a.contains("[номер]") && a.contains("[email]") && a.contains("[данные]"),
+            a.contains("[телефон]") && a.contains("[email]") && a.contains("[данные]"),
             "{a}"
         );
+        let a = anonymise("зовут Иван Петров, СНИЛС 123-456-789 01", &[]);
+        assert_eq!(a, "зовут [ФИО], СНИЛС [СНИЛС]");
         assert_eq!(anonymise("мне 75 лет", &[]), "мне 75 лет");
     }
 
