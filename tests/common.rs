@@ -53,8 +53,8 @@ pub fn engine_at(
 pub const WORKDAY: &str = "2026-11-26T10:00:00+03:00";
 
 /// `otklik serve` as a real process on a free loopback port, with its own
-/// database, the shared embedding cache, an admin token and two operators
-/// (op1 / op2, password `test-password`).
+/// database, the shared embedding cache, an admin token, two operators
+/// (op1 / op2) and a trainer (tr1), password `test-password`.
 pub struct Server {
     pub child: std::process::Child,
     pub base: String,
@@ -94,7 +94,7 @@ pub fn start_server_in(data: tempfile::TempDir, env: &[(&str, String)]) -> Serve
     let hash = otklik::operator::console::hash_password(OPERATOR_PASSWORD).unwrap();
     std::fs::write(
         &accounts,
-        format!("[[operator]]\nlogin = \"op1\"\nname = \"Анна\"\npassword_hash = \"{hash}\"\n\n[[operator]]\nlogin = \"op2\"\nname = \"Борис\"\npassword_hash = \"{hash}\"\n"),
+        format!("[[operator]]\nlogin = \"op1\"\nname = \"Анна\"\npassword_hash = \"{hash}\"\n\n[[operator]]\nlogin = \"op2\"\nname = \"Борис\"\npassword_hash = \"{hash}\"\n\n[[operator]]\nlogin = \"tr1\"\nname = \"Дарья\"\npassword_hash = \"{hash}\"\nroles = [\"trainer\"]\n"),
     )
     .unwrap();
     let keys = data.path().join("api_keys.toml");

@@ -71,7 +71,7 @@ fn conv(s: &Server, session: &str, action: &str) -> String {
 /// A citizen asks `text` and leads the bot to the single allowance: picks
 /// it among the options, or asks for an operator, who tags it. Returns
 /// whether an operator tagged it.
-async fn teach(s: &Server, op: &reqwest::Client, n: usize, text: &str) -> bool {
+async fn teach(s: &Server, op: &reqwest::Client, n: &str, text: &str) -> bool {
     let name = format!("trainee-{n}");
     let mut w = ws(&s.base, &name).await;
     send(&mut w, json!({"type": "hello", "last_seq": 0})).await;
@@ -120,7 +120,7 @@ async fn teach(s: &Server, op: &reqwest::Client, n: usize, text: &str) -> bool {
                 .unwrap();
             assert_eq!(r.status(), 403, "{}", r.text().await.unwrap());
             let r = op.post(conv(s, &session, "take")).send().await.unwrap();
-            assert_eq!(r.status(), 200);
+            assert_eq!(r.status(), 200, "{text}: {}", r.text().await.unwrap());
             let r = op
                 .post(conv(s, &session, "tag"))
                 .json(&json!({"intent": "no_such_topic"}))
@@ -147,7 +147,7 @@ async fn teach(s: &Server, op: &reqwest::Client, n: usize, text: &str) -> bool {
 
 /// A citizen asks what the bot cannot answer: says an answer did not
 /// help, or that none of the options fits.
-async fn unanswered(s: &Server, n: usize, text: &str) {
+async fn unanswered(s: &Server, n: &str, text: &str) {
     let mut w = ws(&s.base, &format!("asker-{n}")).await;
     send(&mut w, json!({"type": "hello", "last_seq": 0})).await;
     until(&mut w, is_bot).await;
@@ -224,11 +224,12 @@ async fn the_review_page_in_chromium() {
     );
     let (s, kb) = server_on_copy().await;
     let op = common::operator(&s, "op1").await;
+    // Names of their own: the tests' clients share one map of identities.
     for (n, t) in TAUGHT.iter().take(3).enumerate() {
-        teach(&s, &op, n, t).await;
+        teach(&s, &op, &format!("page-{n}"), t).await;
     }
     for (n, t) in UNANSWERED.iter().enumerate() {
-        unanswered(&s, n, t).await;
+        unanswered(&s, &format!("page-{n}"), t).await;
     }
     let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
@@ -238,7 +239,7 @@ async fn the_review_page_in_chromium() {
         .args([
             "tests/browser/trainer.mjs",
             &s.base,
-            "op1",
+            "tr1",
             common::OPERATOR_PASSWORD,
         ])
         .arg(&artifacts)
@@ -267,10 +268,10 @@ async fn conversations_export_suggest_accept_eval_gain_and_reload() {
     // 1. The demo log: conversations in the web chat.
     let mut tagged = 0;
     for (n, t) in TAUGHT.iter().enumerate() {
-        tagged += usize::from(teach(&s, &op, n, t).await);
+        tagged += usize::from(teach(&s, &op, &format!("loop-{n}"), t).await);
     }
     for (n, t) in UNANSWERED.iter().enumerate() {
-        unanswered(&s, n, t).await;
+        unanswered(&s, &format!("loop-{n}"), t).await;
     }
     eprintln!(
         "{tagged} of {} taught through an operator's tag",
@@ -284,7 +285,13 @@ async fn conversations_export_suggest_accept_eval_gain_and_reload() {
         .await
         .unwrap();
     assert_eq!(anon.status(), 401);
-    let trainer = common::operator(&s, "op1").await;
+    let r = op
+        .post(format!("{}/api/v1/trainer/suggest", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "an operator is no trainer");
+    let trainer = common::operator(&s, "tr1").await;
     let r = trainer
         .post(format!("{}/api/v1/trainer/suggest", s.base))
         .send()

@@ -159,7 +159,7 @@
   }
 
   async function load() {
-    const [p, i] = await Promise.all([api('GET', '/api/v1/trainer/proposals'), api('GET', '/api/v1/operator/intents')]);
+    const [p, i] = await Promise.all([api('GET', '/api/v1/trainer/proposals'), api('GET', '/api/v1/trainer/intents')]);
     state.items = p.items || [];
     state.intents = i.intents || [];
   }

@@ -835,6 +835,11 @@ async fn intents(State(st): State<Arc<Desk>>, Operator(_): Operator) -> Response
         Ok(e) => e,
         Err(r) => return r,
     };
+    Json(intent_list(&engine)).into_response()
+}
+
+/// `{"intents": [{"id", "title"}…]}`: the topics people tag and move examples to.
+pub(crate) fn intent_list(engine: &crate::dialog::Engine) -> serde_json::Value {
     let list: Vec<serde_json::Value> = engine
         .nlu
         .kb
@@ -842,7 +847,7 @@ async fn intents(State(st): State<Arc<Desk>>, Operator(_): Operator) -> Response
         .iter()
         .map(|i| json!({"id": i.id, "title": i.title}))
         .collect();
-    Json(json!({ "intents": list })).into_response()
+    json!({ "intents": list })
 }
 
 #[derive(Deserialize)]

@@ -5,7 +5,7 @@
 //! without a restart. Signed in like the operators' console, with the
 //! `trainer` role.
 
-use super::console::Desk;
+use super::console::{Desk, Role};
 use crate::analytics::export::utterances;
 use crate::errors::{error, internal};
 use crate::trainer::suggest::{self, Kind, Proposal, Proposals, Status};
@@ -40,21 +40,17 @@ pub fn routes(desk: Arc<Desk>) -> Router {
             }),
         )
         .route("/api/v1/trainer/proposals", get(list))
+        .route("/api/v1/trainer/intents", get(intents))
         .route("/api/v1/trainer/suggest", post(make))
         .route("/api/v1/trainer/proposals/{id}", post(edit))
         .route("/api/v1/trainer/apply", post(apply))
         .with_state(desk)
 }
 
-/// The refusal unless a trainer is signed in.
+/// The refusal (401, or 403 without the `trainer` role) unless a trainer
+/// is signed in.
 fn trainer(st: &Desk, headers: &HeaderMap) -> Option<Response> {
-    st.signed_in(headers).is_none().then(|| {
-        error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Войдите в систему.",
-        )
-    })
+    st.signed_in_as(headers, Role::Trainer).err()
 }
 
 fn load(st: &Desk) -> anyhow::Result<Proposals> {
@@ -75,6 +71,17 @@ async fn list(State(st): State<Arc<Desk>>, headers: HeaderMap) -> Response {
     match load(&st) {
         Ok(p) => Json(p).into_response(),
         Err(e) => internal(e),
+    }
+}
+
+/// The knowledge base's intents (id and title), to move an example to another.
+async fn intents(State(st): State<Arc<Desk>>, headers: HeaderMap) -> Response {
+    if let Some(r) = trainer(&st, &headers) {
+        return r;
+    }
+    match st.engine() {
+        Ok(e) => Json(super::console::intent_list(&e)).into_response(),
+        Err(r) => r,
     }
 }
 
