@@ -193,111 +193,15 @@ fn run(cli: Cli) -> Result<()> {
             json,
             now,
         } => chat(&cfg, segment, &channel, &user, json, now),
-        Cmd::Export { since, json } => {
-            let store = otklik::store::Store::open(&cfg.data_dir)?;
-            let log = log_since(&cfg, &store, since.as_deref())?;
-            let mut o = std::io::BufWriter::new(std::io::stdout().lock());
-            use std::io::Write;
-            for u in otklik::analytics::export::utterances(&log) {
-                if json {
-                    writeln!(o, "{}", serde_json::to_string(&u)?)?;
-                } else if let Some(label) = &u.confirmed {
-                    writeln!(o, "{label}\t{}", u.text.replace(['\t', '\n'], " "))?;
-                }
-            }
-            Ok(())
-        }
+        Cmd::Export { since, json } => export(&cfg, since.as_deref(), json),
         Cmd::Suggest {
             from,
             since,
             out,
             similarity,
             min_cluster,
-        } => {
-            let utterances = match &from {
-                Some(path) => read_utterances(path)?,
-                None => {
-                    let store = otklik::store::Store::open(&cfg.data_dir)?;
-                    otklik::analytics::export::utterances(&log_since(
-                        &cfg,
-                        &store,
-                        since.as_deref(),
-                    )?)
-                }
-            };
-            let nlu = Nlu::load(&cfg, nlu::load_encoder(&cfg)?)?;
-            let opts = otklik::trainer::suggest::Options {
-                similarity,
-                min_cluster,
-                ..Default::default()
-            };
-            let started = std::time::Instant::now();
-            let p =
-                otklik::trainer::suggest::suggest(&utterances, &nlu.kb, &nlu.classifier, &opts)?;
-            let yaml = serde_yaml::to_string(&p)?;
-            match out {
-                Some(path) => std::fs::write(&path, yaml)
-                    .with_context(|| format!("cannot write {}", path.display()))?,
-                None => print!("{yaml}"),
-            }
-            eprintln!(
-                "{} utterances: {} example and {} new-intent proposals in {:.1} s",
-                utterances.len(),
-                p.items
-                    .iter()
-                    .filter(|i| i.kind == otklik::trainer::suggest::Kind::Example)
-                    .count(),
-                p.items
-                    .iter()
-                    .filter(|i| i.kind == otklik::trainer::suggest::Kind::Intent)
-                    .count(),
-                started.elapsed().as_secs_f64()
-            );
-            Ok(())
-        }
-        Cmd::Accept { file } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let p: otklik::trainer::suggest::Proposals =
-                serde_yaml::from_str(&text).with_context(|| format!("{}", file.display()))?;
-            let kb = nlu::load_kb(&cfg)?;
-            if p.kb_hash != kb.hash {
-                eprintln!("note: the knowledge base changed since these proposals were made");
-            }
-            let encoder = nlu::load_encoder(&cfg)?;
-            let before = otklik::trainer::heldout::score(&cfg, encoder.clone())?;
-            let a = otklik::trainer::accept::apply(
-                &cfg.kb.intents_dir,
-                &kb,
-                &p.items,
-                cfg.kb.min_examples,
-                &cfg.kb.segments,
-            )?;
-            println!(
-                "added {} example(s) and {} new intent(s); {} already known; files: {}",
-                a.examples,
-                a.intents,
-                a.duplicates,
-                a.files
-                    .iter()
-                    .map(|f| f.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            if let (Some(b), Some(a)) = (before, otklik::trainer::heldout::score(&cfg, encoder)?) {
-                println!(
-                    "held-out ({}, {} texts): top-1 {:.2} % → {:.2} %, top-3 {:.2} % → {:.2} %",
-                    cfg.kb.heldout_file.display(),
-                    a.items,
-                    b.top1 * 100.0,
-                    a.top1 * 100.0,
-                    b.top3 * 100.0,
-                    a.top3 * 100.0
-                );
-            }
-            println!("reload the server to use it: POST /api/v1/admin/reload");
-            Ok(())
-        }
+        } => suggest(&cfg, from, since.as_deref(), out, similarity, min_cluster),
+        Cmd::Accept { file } => accept(&cfg, &file),
         Cmd::Check => {
             let kb = nlu::load_kb(&cfg)?;
             let ids: Vec<String> = kb.intents.iter().map(|i| i.id.clone()).collect();
@@ -480,6 +384,113 @@ fn read_stdin() -> Result<String> {
             e.utf8_error().valid_up_to()
         )
     })
+}
+
+/// `otklik export`: the log's utterances, JSONL or `intent<TAB>text`.
+fn export(cfg: &Config, since: Option<&str>, json: bool) -> Result<()> {
+    let store = otklik::store::Store::open(&cfg.data_dir)?;
+    let log = log_since(cfg, &store, since)?;
+    let mut o = std::io::BufWriter::new(std::io::stdout().lock());
+    use std::io::Write;
+    for u in otklik::analytics::export::utterances(&log) {
+        if json {
+            writeln!(o, "{}", serde_json::to_string(&u)?)?;
+        } else if let Some(label) = &u.confirmed {
+            writeln!(o, "{label}\t{}", u.text.replace(['\t', '\n'], " "))?;
+        }
+    }
+    Ok(())
+}
+
+/// `otklik suggest`: proposals from the log (or an export) as YAML.
+fn suggest(
+    cfg: &Config,
+    from: Option<PathBuf>,
+    since: Option<&str>,
+    out: Option<PathBuf>,
+    similarity: f32,
+    min_cluster: usize,
+) -> Result<()> {
+    let utterances = match &from {
+        Some(path) => read_utterances(path)?,
+        None => {
+            let store = otklik::store::Store::open(&cfg.data_dir)?;
+            otklik::analytics::export::utterances(&log_since(cfg, &store, since)?)
+        }
+    };
+    let nlu = Nlu::load(cfg, nlu::load_encoder(cfg)?)?;
+    let opts = otklik::trainer::suggest::Options {
+        similarity,
+        min_cluster,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let p = otklik::trainer::suggest::suggest(&utterances, &nlu.kb, &nlu.classifier, &opts)?;
+    let yaml = serde_yaml::to_string(&p)?;
+    match out {
+        Some(path) => std::fs::write(&path, yaml)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => print!("{yaml}"),
+    }
+    eprintln!(
+        "{} utterances: {} example and {} new-intent proposals in {:.1} s",
+        utterances.len(),
+        p.items
+            .iter()
+            .filter(|i| i.kind == otklik::trainer::suggest::Kind::Example)
+            .count(),
+        p.items
+            .iter()
+            .filter(|i| i.kind == otklik::trainer::suggest::Kind::Intent)
+            .count(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `otklik accept`: the accepted proposals into the knowledge base.
+fn accept(cfg: &Config, file: &std::path::Path) -> Result<()> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let p: otklik::trainer::suggest::Proposals =
+        serde_yaml::from_str(&text).with_context(|| format!("{}", file.display()))?;
+    let kb = nlu::load_kb(cfg)?;
+    if p.kb_hash != kb.hash {
+        eprintln!("note: the knowledge base changed since these proposals were made");
+    }
+    let encoder = nlu::load_encoder(cfg)?;
+    let before = otklik::trainer::heldout::score(cfg, encoder.clone())?;
+    let a = otklik::trainer::accept::apply(
+        &cfg.kb.intents_dir,
+        &kb,
+        &p.items,
+        cfg.kb.min_examples,
+        &cfg.kb.segments,
+    )?;
+    println!(
+        "added {} example(s) and {} new intent(s); {} already known; files: {}",
+        a.examples,
+        a.intents,
+        a.duplicates,
+        a.files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if let (Some(b), Some(a)) = (before, otklik::trainer::heldout::score(cfg, encoder)?) {
+        println!(
+            "held-out ({}, {} texts): top-1 {:.2} % → {:.2} %, top-3 {:.2} % → {:.2} %",
+            cfg.kb.heldout_file.display(),
+            a.items,
+            b.top1 * 100.0,
+            a.top1 * 100.0,
+            b.top3 * 100.0,
+            a.top3 * 100.0
+        );
+    }
+    println!("reload the server to use it: POST /api/v1/admin/reload");
+    Ok(())
 }
 
 /// The analytics log from the start of `since` (a day in the hours' time zone).

@@ -111,29 +111,18 @@ async fn teach(s: &Server, op: &reqwest::Client, n: &str, text: &str) -> bool {
             })
             .await;
             let session = format!("web:{}", common::issued(&name));
+            let tag = |intent: &'static str| {
+                op.post(conv(s, &session, "tag"))
+                    .json(&json!({ "intent": intent }))
+                    .send()
+            };
             // Not the operator's conversation yet: no tag.
-            let r = op
-                .post(conv(s, &session, "tag"))
-                .json(&json!({"intent": "child_allowance"}))
-                .send()
-                .await
-                .unwrap();
+            let r = tag("child_allowance").await.unwrap();
             assert_eq!(r.status(), 403, "{}", r.text().await.unwrap());
             let r = op.post(conv(s, &session, "take")).send().await.unwrap();
             assert_eq!(r.status(), 200, "{text}: {}", r.text().await.unwrap());
-            let r = op
-                .post(conv(s, &session, "tag"))
-                .json(&json!({"intent": "no_such_topic"}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 422);
-            let r = op
-                .post(conv(s, &session, "tag"))
-                .json(&json!({"intent": "child_allowance"}))
-                .send()
-                .await
-                .unwrap();
+            assert_eq!(tag("no_such_topic").await.unwrap().status(), 422);
+            let r = tag("child_allowance").await.unwrap();
             assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
             let r = op.post(conv(s, &session, "release")).send().await.unwrap();
             assert_eq!(r.status(), 200);
