@@ -329,7 +329,7 @@ async function historyCount(text) {
   return op.$$eval('[data-testid="history"] [data-testid="history-entry"]', (els, t) => els.filter((e) => (e.querySelector('.h-text') || e).textContent === t).length, text);
 }
 
-await step('7. the operator signs in, sees the conversation safely, takes it and replies', async () => {
+await step('7. the operator signs in, sees the conversation safely, takes it, replies and tags its topic', async () => {
   current = op;
   await op.goto(base + '/operator', { waitUntil: 'domcontentloaded' });
   await op.getByTestId('login').fill(opLogin);
@@ -361,6 +361,13 @@ await step('7. the operator signs in, sees the conversation safely, takes it and
   const res = await replied;
   assert(res.status() === 200, `reply answered ${res.status()}: ${await res.text()}`);
   await history.getByText(OPERATOR_HELLO, { exact: true }).waitFor({ timeout: REPLY_MS });
+  // The operator tags the conversation's topic: the trainers' best label.
+  await op.getByTestId('tag-intent').selectOption('child_allowance');
+  const tagged = op.waitForResponse((r) => r.url().endsWith('/tag') && r.request().method() === 'POST');
+  await op.getByTestId('tag-send').click();
+  const tag = await tagged;
+  assert(tag.status() === 200, `tag answered ${tag.status()}: ${await tag.text()}`);
+  await op.getByTestId('notice').getByText('Тема отмечена').waitFor({ timeout: REPLY_MS });
   await keepScreenshot(op, 'console-taken.png');
 });
 
