@@ -450,8 +450,8 @@ fn suggest(
 
 /// `otklik accept`: the accepted proposals into the knowledge base.
 fn accept(cfg: &Config, file: &std::path::Path) -> Result<()> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let p: otklik::trainer::suggest::Proposals =
         serde_yaml::from_str(&text).with_context(|| format!("{}", file.display()))?;
     let kb = nlu::load_kb(cfg)?;

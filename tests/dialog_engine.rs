@@ -521,3 +521,45 @@ fn ease_satisfaction_and_nps_are_saved_into_feedback_and_the_log() {
     );
     assert!(log.iter().any(|l| l.events.iter().any(|e| e == "rating:2")));
 }
+
+/// What operators do reaches the analytics log too: the wait before the
+/// first reply after a handoff (the operators' time to answer, once), a
+/// pass to another operator, and a topic tagged.
+#[test]
+fn operators_first_reply_transfer_and_tag_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, clock) = engine_at(dir.path(), WORKDAY);
+    e.handle("web", "u", Input::Start).unwrap();
+    say(&e, "u", "соедините с оператором");
+    let key = otklik::store::SessionKey::new("web", "u");
+    assert!(e.take(&key, "op1").unwrap().is_ok());
+    clock.set(clock.now() + jiff::SignedDuration::from_secs(90));
+    let keep = |_: &Turn| Ok(otklik::dialog::Keep::default());
+    for text in ["Здравствуйте!", "Сейчас посмотрю."] {
+        assert!(e.operator_reply(&key, "op1", text, &keep).unwrap().is_ok());
+    }
+    assert_eq!(e.transfer(&key, "op1", "op2").unwrap(), Ok(1));
+    assert_eq!(
+        e.tag_intent(&key, "op2", "pension_application").unwrap(),
+        Ok(())
+    );
+    let log = e.store.log_entries().unwrap();
+    let with = |ev: &str| -> Vec<&otklik::analytics::LogEntry> {
+        log.iter()
+            .filter(|l| l.events.iter().any(|x| x == ev))
+            .collect()
+    };
+    let replies = with("operator_reply");
+    assert_eq!(replies.len(), 1, "only the first reply: {log:?}");
+    assert!(replies[0].answer_ms.unwrap() >= 90_000, "{:?}", replies[0]);
+    assert_eq!(with("transfer").len(), 1);
+    let tag = with("operator_tag");
+    assert_eq!(tag[0].confirmed.as_deref(), Some("pension_application"));
+    let conversation = &with("handoff")[0].conversation;
+    assert!(
+        [replies[0], with("transfer")[0], tag[0]]
+            .iter()
+            .all(|l| &l.conversation == conversation),
+        "one conversation's pseudonym"
+    );
+}

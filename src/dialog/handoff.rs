@@ -10,6 +10,7 @@
 use super::core::Said;
 use super::session::{Entry, Session, Wait};
 use super::{Action, Engine, Keep, Turn};
+use crate::analytics::export::OPERATOR_TAG;
 use crate::store::{Committed, QueueOp, SessionKey, TurnWrites};
 use anyhow::Result;
 
@@ -206,11 +207,22 @@ impl Engine {
         text: &str,
         keep: &Keeper,
     ) -> Result<Reply> {
-        self.holder_turn(key, operator, keep, |e, s, _| {
+        self.holder_turn(key, operator, keep, |e, s, w| {
             if text.trim().is_empty() {
                 return Ok(Err(OperatorError::EmptyReply));
             }
             let at = e.clock.now().as_second();
+            // The first reply since the handoff: its wait is the operators'
+            // time to answer.
+            let since = s.handoff.as_ref().map_or(at, |h| h.since);
+            let first = !s
+                .history
+                .iter()
+                .any(|h| h.at >= since && h.who.starts_with("operator:"));
+            if first {
+                let wait = (at - since).max(0) as u64 * 1000;
+                w.log = Some(e.operator_log(s, "operator_reply", None, Some(wait)));
+            }
             s.history.push(Entry {
                 who: format!("operator:{operator}"),
                 text: text.to_string(),
@@ -281,6 +293,7 @@ impl Engine {
                 text: format!("разговор передан оператору: {}", to.name),
                 at: e.now(),
             });
+            w.log = Some(e.operator_log(s, "transfer", None, None));
             Ok(Ok((s.transfers, e.notice(s, "operator_transferred", to))))
         })
     }
@@ -315,6 +328,36 @@ pub enum TagError {
 }
 
 impl Engine {
+    /// An entry of the analytics log for what an operator did in the
+    /// conversation (an event, the intent tagged, the wait before the first
+    /// reply), under the conversation's pseudonyms.
+    fn operator_log(
+        &self,
+        s: &Session,
+        event: &str,
+        intent: Option<&str>,
+        answer_ms: Option<u64>,
+    ) -> crate::analytics::LogEntry {
+        let key = s.key();
+        crate::analytics::LogEntry {
+            ts: self.now(),
+            conversation: crate::analytics::pseudonym(&self.secret, &key, s.conversation),
+            client: crate::analytics::client_pseudonym(&self.secret, &key),
+            channel: s.channel.clone(),
+            segment: s.segment.clone(),
+            node: s.node.clone(),
+            intent: s.intent.clone(),
+            confirmed: intent.map(str::to_string),
+            situation: intent
+                .or(s.intent.as_deref())
+                .and_then(|i| self.nlu.kb.intent(i))
+                .and_then(|i| i.situation.clone()),
+            answer_ms,
+            events: vec![event.to_string()],
+            ..Default::default()
+        }
+    }
+
     /// An operator who handled a conversation tags the intent it was about:
     /// the best label for retraining. It goes to the analytics log under
     /// the conversation's pseudonym (`analytics::export` applies it to the
@@ -341,19 +384,8 @@ impl Engine {
         if !held && !handled {
             return Ok(Err(TagError::NotHandled));
         }
-        let situation = self.nlu.kb.intent(intent).and_then(|i| i.situation.clone());
-        self.store.log_append(&[crate::analytics::LogEntry {
-            ts: self.now(),
-            conversation: crate::analytics::pseudonym(&self.secret, &s.key(), s.conversation),
-            client: crate::analytics::client_pseudonym(&self.secret, &s.key()),
-            channel: s.channel.clone(),
-            segment: s.segment.clone(),
-            node: s.node.clone(),
-            confirmed: Some(intent.to_string()),
-            situation,
-            events: vec![crate::analytics::export::OPERATOR_TAG.to_string()],
-            ..Default::default()
-        }])?;
+        self.store
+            .log_append(&[self.operator_log(&s, OPERATOR_TAG, Some(intent), None)])?;
         Ok(Ok(()))
     }
 }
