@@ -2,8 +2,9 @@
 //! logged utterances on 2 cores (target ≤ 60 s), in a realistic mix (most
 //! answered at once, a fifth confirmed after options, a fifth unanswered)
 //! and in the worst case where every utterance is a different unanswered
-//! question (all of them embedded and clustered). `cargo bench --bench
-//! trainer` runs 10,000; under `cargo test --benches` it runs 500, once.
+//! question (the default `max_questions`, 5,000, of them embedded and
+//! clustered). `cargo bench --bench trainer` runs 10,000; under `cargo test
+//! --benches` it runs 500, once.
 
 #[path = "../tests/common.rs"]
 mod common;
@@ -103,12 +104,16 @@ fn main() {
     let n = if full { 10_000 } else { 500 };
     let nlu = common::shared_nlu();
     run(&nlu, "realistic mix", &utterances(&nlu, n, 2));
-    run(&nlu, "every one a different unanswered question", &{
-        let mut us = utterances(&nlu, n, 10);
-        // Different texts: the out-of-scope set is small, so number them.
-        for (k, u) in us.iter_mut().enumerate() {
-            u.text = format!("{} {}", u.text, k);
-        }
-        us
-    });
+    run(
+        &nlu,
+        "every one a different unanswered question (the 5,000 most frequent clustered)",
+        &{
+            let mut us = utterances(&nlu, n, 10);
+            // Different texts: the out-of-scope set is small, so number them.
+            for (k, u) in us.iter_mut().enumerate() {
+                u.text = format!("{} {}", u.text, k);
+            }
+            us
+        },
+    );
 }

@@ -105,6 +105,9 @@ enum Cmd {
         /// Utterances a cluster needs to be proposed as a new intent.
         #[arg(long, default_value_t = 3)]
         min_cluster: usize,
+        /// Different unanswered questions clustered at most (the most frequent).
+        #[arg(long, default_value_t = 5000)]
+        max_questions: usize,
     },
     /// Write the proposals marked `status: accept` in FILE into the
     /// knowledge base (checked before anything is written); then run `eval`
@@ -200,7 +203,19 @@ fn run(cli: Cli) -> Result<()> {
             out,
             similarity,
             min_cluster,
-        } => suggest(&cfg, from, since.as_deref(), out, similarity, min_cluster),
+            max_questions,
+        } => suggest(
+            &cfg,
+            from,
+            since.as_deref(),
+            out,
+            otklik::trainer::suggest::Options {
+                similarity,
+                min_cluster,
+                max_questions,
+                ..Default::default()
+            },
+        ),
         Cmd::Accept { file } => accept(&cfg, &file),
         Cmd::Check => {
             let kb = nlu::load_kb(&cfg)?;
@@ -408,8 +423,7 @@ fn suggest(
     from: Option<PathBuf>,
     since: Option<&str>,
     out: Option<PathBuf>,
-    similarity: f32,
-    min_cluster: usize,
+    opts: otklik::trainer::suggest::Options,
 ) -> Result<()> {
     let utterances = match &from {
         Some(path) => read_utterances(path)?,
@@ -419,11 +433,6 @@ fn suggest(
         }
     };
     let nlu = Nlu::load(cfg, nlu::load_encoder(cfg)?)?;
-    let opts = otklik::trainer::suggest::Options {
-        similarity,
-        min_cluster,
-        ..Default::default()
-    };
     let started = std::time::Instant::now();
     let p = otklik::trainer::suggest::suggest(&utterances, &nlu.kb, &nlu.classifier, &opts)?;
     let yaml = serde_yaml::to_string(&p)?;
