@@ -178,6 +178,17 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
+/// Runs a command to its end; it must succeed (its stderr tells why not).
+fn run_ok(c: &mut std::process::Command) -> std::process::Output {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn otklik(data: &std::path::Path, intents: &std::path::Path) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_otklik"));
     c.env("OTKLIK_DATA_DIR", data)
@@ -396,15 +407,7 @@ async fn conversations_export_suggest_accept_eval_gain_and_reload() {
     let mut s = s;
     let _ = s.child.kill();
     let _ = s.child.wait();
-    let out = otklik(&data, kb.path())
-        .args(["export", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(otklik(&data, kb.path()).args(["export", "--json"]));
     let jsonl = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<Value> = jsonl
         .lines()
@@ -433,17 +436,12 @@ async fn conversations_export_suggest_accept_eval_gain_and_reload() {
     let export = kb.path().join("export.jsonl.test");
     std::fs::write(&export, &jsonl).unwrap();
     let proposals = kb.path().join("proposals.yaml.test");
-    let out = otklik(&data, kb.path())
-        .args(["suggest", "--from"])
-        .arg(&export)
-        .arg("--out")
-        .arg(&proposals)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        otklik(&data, kb.path())
+            .args(["suggest", "--from"])
+            .arg(&export)
+            .arg("--out")
+            .arg(&proposals),
     );
     let mut p: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(&proposals).unwrap()).unwrap();
@@ -463,16 +461,7 @@ async fn conversations_export_suggest_accept_eval_gain_and_reload() {
         .collect();
     item["texts"].as_sequence_mut().unwrap().extend(more);
     std::fs::write(&proposals, serde_yaml::to_string(&p).unwrap()).unwrap();
-    let out = otklik(&data, kb.path())
-        .arg("accept")
-        .arg(&proposals)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(otklik(&data, kb.path()).arg("accept").arg(&proposals));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.contains("added 0 example(s) and 1 new intent(s)") && said.contains("top-1"),

@@ -265,11 +265,7 @@ impl Engine {
             )
         };
         let mut writes = std::mem::take(&mut out.writes);
-        let situation = s
-            .intent
-            .as_deref()
-            .and_then(|i| self.nlu.kb.intent(i))
-            .and_then(|i| i.situation.clone());
+        let situation = self.situation_of(s.intent.as_deref());
         writes.log = Some(LogEntry {
             ts: now,
             conversation: pseudonym(&self.secret, &s.key(), s.conversation),

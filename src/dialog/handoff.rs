@@ -348,10 +348,7 @@ impl Engine {
             node: s.node.clone(),
             intent: s.intent.clone(),
             confirmed: intent.map(str::to_string),
-            situation: intent
-                .or(s.intent.as_deref())
-                .and_then(|i| self.nlu.kb.intent(i))
-                .and_then(|i| i.situation.clone()),
+            situation: self.situation_of(intent.or(s.intent.as_deref())),
             answer_ms,
             events: vec![event.to_string()],
             ..Default::default()

@@ -197,6 +197,13 @@ impl Engine {
         Self::new(cfg, nlu, Arc::new(SystemClock))
     }
 
+    /// The life situation of an intent, for the analytics log.
+    fn situation_of(&self, intent: Option<&str>) -> Option<String> {
+        intent
+            .and_then(|i| self.nlu.kb.intent(i))
+            .and_then(|i| i.situation.clone())
+    }
+
     fn now(&self) -> i64 {
         self.clock.now().as_second()
     }

@@ -413,6 +413,14 @@ impl KnowledgeBase {
     pub fn intent(&self, id: &str) -> Option<&Intent> {
         self.intents.iter().find(|i| i.id == id)
     }
+
+    /// Every intent's examples, normalised: what a new example must not repeat.
+    pub fn normalized_examples(&self) -> std::collections::HashSet<String> {
+        self.intents
+            .iter()
+            .flat_map(|i| i.examples.iter().map(|e| normalize_text(e)))
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -105,11 +105,7 @@ pub fn apply(
 ) -> Result<Applied> {
     let mut applied = Applied::default();
     let mut files: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
-    let mut known: std::collections::HashSet<String> = kb
-        .intents
-        .iter()
-        .flat_map(|i| i.examples.iter().map(|e| normalize_text(e)))
-        .collect();
+    let mut known = kb.normalized_examples();
     // Insertions per intent, applied bottom-up so line numbers hold.
     let mut inserts: BTreeMap<PathBuf, Vec<(usize, Vec<String>)>> = BTreeMap::new();
     let mut new_intents = String::new();

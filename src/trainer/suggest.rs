@@ -10,7 +10,7 @@ use crate::nlu::index::EmbeddingCache;
 use crate::nlu::kb::{normalize_text, KnowledgeBase};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 /// What a proposal adds to the knowledge base.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -113,11 +113,7 @@ fn learnable(text: &str) -> bool {
 /// Examples to add: utterances with a known intent the classifier did not
 /// answer right away, not already examples, most frequent first.
 pub fn examples(utterances: &[Utterance], kb: &KnowledgeBase) -> Vec<Proposal> {
-    let known: HashSet<String> = kb
-        .intents
-        .iter()
-        .flat_map(|i| i.examples.iter().map(|e| normalize_text(e)))
-        .collect();
+    let known = kb.normalized_examples();
     // normalised text → intent → (count, a spelling, predicted)
     type Seen = BTreeMap<String, (usize, String, Option<String>)>;
     let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
