@@ -5,7 +5,7 @@
 use otklik::analytics::LogEntry;
 use otklik::store::{
     Appointment, BookingError, BookingOp, Callback, Conflict, ConversationLock, Forget, Keep,
-    LocalLocks, QueueItem, QueueOp, Retention, SessionKey, Storage, Store, TurnWrites,
+    LocalLocks, QueueItem, QueueOp, RecordOp, Retention, SessionKey, Storage, Store, TurnWrites,
 };
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -416,7 +416,83 @@ fn analytics_log(open: Open) {
     assert_eq!(st.log_entries().unwrap().len(), 3);
 }
 
+/// Records: put, read back in key order by prefix, removed; a swap writes
+/// only over the value it expects, so of many claims exactly one wins and a
+/// refused swap writes nothing else of its commit.
+fn records(open: Open) {
+    let st = open();
+    let w = |ops| st.write_records(ops).unwrap();
+    w(vec![
+        RecordOp::put("draft", "web:b", &json!({"n": 2})).unwrap(),
+        RecordOp::put("draft", "web:a", &json!({"n": 1})).unwrap(),
+        RecordOp::put("draftx", "web:c", &json!({"n": 3})).unwrap(),
+    ])
+    .unwrap();
+    let all: Vec<(String, serde_json::Value)> = st.records_of("draft", "").unwrap();
+    assert_eq!(
+        all,
+        vec![
+            ("web:a".into(), json!({"n": 1})),
+            ("web:b".into(), json!({"n": 2}))
+        ]
+    );
+    assert_eq!(st.records("draft", "web:b").unwrap().len(), 1);
+    assert_eq!(st.records("draft", "tg:").unwrap().len(), 0);
+    w(vec![RecordOp::remove("draft", "web:a")]).unwrap();
+    assert!(st.record("draft", "web:a").unwrap().is_none());
+    assert!(st.record("draftx", "web:c").unwrap().is_some());
+
+    // a refused swap writes nothing of its commit
+    let refused = st
+        .write_records(vec![
+            RecordOp::put("draft", "web:z", &json!(1)).unwrap(),
+            RecordOp::Swap {
+                kind: "draft".into(),
+                key: "web:b".into(),
+                expected: None,
+                value: Some(b"x".to_vec()),
+            },
+        ])
+        .unwrap();
+    assert!(matches!(refused, Err(Conflict::Changed)));
+    assert!(st.record("draft", "web:z").unwrap().is_none());
+
+    // 16 threads claim one notification: exactly one swap succeeds
+    w(vec![RecordOp::Put {
+        kind: "note".into(),
+        key: "1".into(),
+        value: b"due".to_vec(),
+    }])
+    .unwrap();
+    let won = AtomicUsize::new(0);
+    std::thread::scope(|sc| {
+        for i in 0..16 {
+            let (st, won) = (&st, &won);
+            sc.spawn(move || {
+                let r = st
+                    .write_records(vec![RecordOp::Swap {
+                        kind: "note".into(),
+                        key: "1".into(),
+                        expected: Some(b"due".to_vec()),
+                        value: Some(format!("sent by {i}").into_bytes()),
+                    }])
+                    .unwrap();
+                if r.is_ok() {
+                    won.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(won.load(Ordering::SeqCst), 1);
+    assert!(st
+        .record("note", "1")
+        .unwrap()
+        .unwrap()
+        .starts_with(b"sent by "));
+}
+
 fn conformance(open: Open, locks: Arc<dyn ConversationLock>) {
+    records(open);
     atomic_turn_commit(open);
     lock_exclusion(locks);
     booking_capacity_under_threads(open);

@@ -159,6 +159,54 @@ pub enum Conflict {
     /// The queued conversation is held by another operator.
     #[error("the conversation is held by another operator")]
     Taken,
+    /// A record changed since it was read (`RecordOp::Swap`).
+    #[error("a record changed meanwhile")]
+    Changed,
+}
+
+/// A change to a record of the routine operations (profile facts, drafts,
+/// applications, notifications, payments…): small serialised values kept by
+/// `kind` and `key`, read back in key order. Committed with a turn or alone
+/// (`dyn Storage::write_records`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordOp {
+    Put {
+        kind: String,
+        key: String,
+        value: Vec<u8>,
+    },
+    Remove {
+        kind: String,
+        key: String,
+    },
+    /// Writes `value` (or removes the record with `None`) only if the stored
+    /// value is still `expected` (`None`: no record): a `Conflict::Changed`
+    /// otherwise, and nothing of the commit is written. What makes a claim
+    /// exactly-once (a notification sent, a payment confirmed), across
+    /// instances too.
+    Swap {
+        kind: String,
+        key: String,
+        expected: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+    },
+}
+
+impl RecordOp {
+    pub fn put<T: Serialize>(kind: &str, key: &str, value: &T) -> Result<Self> {
+        Ok(Self::Put {
+            kind: kind.into(),
+            key: key.into(),
+            value: enc(value)?,
+        })
+    }
+
+    pub fn remove(kind: &str, key: &str) -> Self {
+        Self::Remove {
+            kind: kind.into(),
+            key: key.into(),
+        }
+    }
 }
 
 /// A booking change, checked against the slot counters inside the commit.
@@ -225,6 +273,8 @@ pub struct TurnWrites {
     pub outbox: Vec<serde_json::Value>,
     /// Replies kept until their channel confirms delivery: (marker, record).
     pub undelivered: Vec<(String, Vec<u8>)>,
+    /// Records of the routine operations, applied in order.
+    pub records: Vec<RecordOp>,
 }
 
 /// What a channel commits with a turn so its delivery survives a crash
@@ -322,6 +372,11 @@ pub trait Storage: Send + Sync {
     /// A reply was sent: it is no longer undelivered.
     fn delivered(&self, marker: &str) -> Result<()>;
 
+    /// A record of the routine operations (`RecordOp`).
+    fn record(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>>;
+    /// The records of `kind` whose key starts with `prefix`, in key order.
+    fn records(&self, kind: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
+
     fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores a small value durably.
     fn meta_put(&self, key: &str, value: &[u8]) -> Result<()>;
@@ -374,8 +429,34 @@ impl dyn Storage {
         Ok(match self.commit(&w)? {
             Ok(mut c) => Ok(c.bookings.remove(0)),
             Err(Conflict::Booking(e)) => Err(e),
-            Err(Conflict::Taken) => Err(BookingError::SlotTaken),
+            Err(Conflict::Taken | Conflict::Changed) => Err(BookingError::SlotTaken),
         })
+    }
+
+    /// A record, decoded.
+    pub fn record_of<T: DeserializeOwned>(&self, kind: &str, key: &str) -> Result<Option<T>> {
+        self.record(kind, key)?.map(|b| dec(&b)).transpose()
+    }
+
+    /// The records of `kind` under `prefix`, decoded, in key order.
+    pub fn records_of<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>> {
+        self.records(kind, prefix)?
+            .into_iter()
+            .map(|(k, b)| Ok((k, dec(&b)?)))
+            .collect()
+    }
+
+    /// Commits record changes alone (atomically, and durably).
+    pub fn write_records(&self, ops: Vec<RecordOp>) -> Result<std::result::Result<(), Conflict>> {
+        let w = TurnWrites {
+            records: ops,
+            ..Default::default()
+        };
+        Ok(self.commit(&w)?.map(|_| ()))
     }
 }
 

@@ -6,8 +6,8 @@
 
 use super::{
     dec, enc, scrub_message, AppStatus, Appointment, BookingError, BookingOp, Callback, Committed,
-    Conflict, Consent, Feedback, Forget, QueueItem, QueueOp, Retention, SessionKey, Storage, Swept,
-    TurnWrites,
+    Conflict, Consent, Feedback, Forget, QueueItem, QueueOp, RecordOp, Retention, SessionKey,
+    Storage, Swept, TurnWrites,
 };
 use crate::analytics::LogEntry;
 use anyhow::{Context, Result};
@@ -41,6 +41,8 @@ pub struct Store {
     /// Operators' console sign-ins: sha256 of the cookie token → (login,
     /// expiry), so a restart does not sign everyone out.
     signins: Tree,
+    /// Records of the routine operations: `kind \0 key` → value.
+    records: Tree,
 }
 
 type Tx<T> = std::result::Result<T, ConflictableTransactionError<Conflict>>;
@@ -163,6 +165,15 @@ const FEEDBACK: usize = 8;
 const QUEUE: usize = 9;
 const OUTBOX: usize = 10;
 const META: usize = 11;
+const RECORDS: usize = 12;
+
+fn record_key(kind: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(kind.len() + 1 + key.len());
+    k.extend_from_slice(kind.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
 
 impl Store {
     /// Opens (or creates) the database in `dir`.
@@ -193,6 +204,7 @@ impl Store {
             seen: t("seen")?,
             undelivered: t("undelivered")?,
             signins: t("signins")?,
+            records: t("records")?,
             db,
         })
     }
@@ -288,6 +300,33 @@ impl Store {
                 Ok(new)
             }
         }
+    }
+
+    fn apply_record(r: &TransactionalTree, op: &RecordOp) -> Tx<()> {
+        match op {
+            RecordOp::Put { kind, key, value } => {
+                r.insert(record_key(kind, key), value.as_slice())?;
+            }
+            RecordOp::Remove { kind, key } => {
+                r.remove(record_key(kind, key))?;
+            }
+            RecordOp::Swap {
+                kind,
+                key,
+                expected,
+                value,
+            } => {
+                let k = record_key(kind, key);
+                if r.get(&k)?.as_deref() != expected.as_deref() {
+                    return abort(Conflict::Changed);
+                }
+                match value {
+                    Some(v) => r.insert(k, v.as_slice())?,
+                    None => r.remove(k)?,
+                };
+            }
+        }
+        Ok(())
     }
 
     fn apply_queue(q: &TransactionalTree, op: &QueueOp) -> Tx<()> {
@@ -400,6 +439,7 @@ impl Storage for Store {
             &self.queue,
             &self.outbox,
             &self.meta,
+            &self.records,
         ];
         let r = trees[..].transaction(|t| -> Tx<Committed> {
             let mut done = Committed::default();
@@ -452,6 +492,9 @@ impl Storage for Store {
             }
             for (k, r) in &w.undelivered {
                 t[UNDELIVERED].insert(k.as_bytes(), r.as_slice())?;
+            }
+            for op in &w.records {
+                Self::apply_record(&t[RECORDS], op)?;
             }
             Ok(done)
         });
@@ -596,6 +639,21 @@ impl Storage for Store {
     fn delivered(&self, marker: &str) -> Result<()> {
         self.undelivered.remove(marker)?;
         self.flush()
+    }
+
+    fn record(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.records.get(record_key(kind, key))?.map(|v| v.to_vec()))
+    }
+
+    fn records(&self, kind: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let skip = kind.len() + 1;
+        self.records
+            .scan_prefix(record_key(kind, prefix))
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((String::from_utf8_lossy(&k[skip..]).into_owned(), v.to_vec()))
+            })
+            .collect()
     }
 
     fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
