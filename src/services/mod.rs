@@ -1,8 +1,12 @@
 //! What the dialog books and looks up besides answers: operators' hours,
-//! appointment slots, application status providers, and the clock they share.
+//! appointment slots, application status providers, the client's profile,
+//! applications, notifications, and the clock they share.
 
+pub mod applications;
 pub mod appointments;
 pub mod hours;
+pub mod notices;
+pub mod profile;
 pub mod status;
 
 use jiff::Timestamp;
