@@ -67,7 +67,11 @@ impl App {
         let mut r = crate::http::api::routes(self.admin.clone())
             .merge(crate::operator::console::routes(self.desk.clone()))
             .merge(crate::operator::review::routes(self.desk.clone()))
-            .merge(crate::operator::analytics::routes(self.desk.clone()));
+            .merge(crate::operator::analytics::routes(self.desk.clone()))
+            .merge(crate::http::notify::routes(
+                self.p.clone(),
+                self.desk.clone(),
+            ));
         for c in &self.channels {
             r = r.merge(c.clone().routes());
         }
@@ -203,6 +207,9 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
         tokio::spawn(p.clone().load_speech());
     }
     tokio::spawn(sweep(p.clone()));
+    if p.cfg.notify.enabled {
+        tokio::spawn(crate::channels::notify::run(p.clone()));
+    }
     let st = p.clone();
     let server = serve_http(
         listener,

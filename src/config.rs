@@ -30,6 +30,8 @@ pub struct Config {
     pub voice: VoiceConfig,
     pub speech: SpeechConfig,
     pub lint: LintConfig,
+    /// Notifications to clients (`[notify]`, `NotifyConfig`).
+    pub notify: NotifyConfig,
     /// Token for the admin API (`Authorization: Bearer …`); empty: admin API closed.
     pub admin_token: String,
 }
@@ -202,6 +204,7 @@ impl Default for Config {
             voice: VoiceConfig::default(),
             speech: SpeechConfig::default(),
             lint: LintConfig::default(),
+            notify: NotifyConfig::default(),
             admin_token: String::new(),
         }
     }
@@ -385,6 +388,40 @@ fn apply_env(v: &mut toml::Value, name: &str, get: &dyn Fn(&str) -> Option<Strin
         _ => toml::Value::String(raw),
     };
     Ok(())
+}
+
+/// `[notify]` in otklik.toml: notifications to clients (`channels/notify.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Whether the sender runs (it also runs the reminders' and callbacks' triggers).
+    pub enabled: bool,
+    /// How often the outbox is read, milliseconds.
+    pub interval_ms: u64,
+    /// Quiet hours for a client who set none, `HH:MM-HH:MM` in the hours'
+    /// time zone (notices wait until they end); empty: none.
+    pub quiet: String,
+    /// At most this many notifications a client a day (0: no limit), unless
+    /// the client chose another limit.
+    pub per_day: u32,
+    /// sha256 (hex) of the integration keys that may post status events
+    /// (`POST /api/v1/events/status`); none: the endpoint refuses everyone.
+    pub event_key_hashes: Vec<String>,
+    /// Status events accepted per key and minute.
+    pub events_per_minute: u32,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_ms: 2000,
+            quiet: "22:00-09:00".into(),
+            per_day: 5,
+            event_key_hashes: Vec::new(),
+            events_per_minute: 600,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod hub;
+pub mod notify;
 pub mod pipeline;
 pub mod sockets;
 pub mod telegram;

@@ -1,7 +1,8 @@
 //! The Telegram channel (teloxide): long polling (the default) or a webhook
 //! through the same axum server, with the secret-token header checked. It
 //! turns updates into engine inputs — messages, inline-keyboard presses,
-//! commands (/start with deep links, /help, /profile, /privacy, /stop), shared
+//! commands (/start with deep links, /help, /profile, /privacy,
+//! /notifications, /stop), shared
 //! contacts, voice messages (Ogg Opus: checked against the limits before
 //! they are downloaded, fetched from the Bot API's file endpoint, decoded by
 //! `speech::ogg`, recognised by the shared recogniser and answered like
@@ -55,7 +56,7 @@ pub use crate::config::TelegramConfig;
 
 const OPERATOR_BUTTON: &str = "Оператор";
 const OFFSET_KEY: &str = "telegram_offset";
-const HELP: &str = "Я цифровой помощник министерства социальной защиты. Напишите вопрос своими словами: о пособиях, льготах, пенсии, записи на приём.\n\nКоманды:\n/profile — выбрать профиль, чтобы ответы были точнее\n/privacy — какие данные мы храним и как отозвать согласие\n/stop — завершить разговор\n\nКнопка «Оператор» соединит Вас с человеком в любой момент.";
+const HELP: &str = "Я цифровой помощник министерства социальной защиты. Напишите вопрос своими словами: о пособиях, льготах, пенсии, записи на приём.\n\nКоманды:\n/profile — выбрать профиль, чтобы ответы были точнее\n/privacy — какие данные мы храним и как отозвать согласие\n/notifications — настроить уведомления\n/stop — завершить разговор\n\nКнопка «Оператор» соединит Вас с человеком в любой момент.";
 /// The callback data of «Отозвать согласие» under /privacy.
 const WITHDRAW: &str = "w";
 const STALE: &str = "Этот вариант уже неактуален. Выберите из последнего сообщения.";
@@ -440,6 +441,7 @@ fn message_step(engine: &Engine, m: &Message) -> Step {
         "/help" => Step::Help,
         "/profile" => Step::Profile,
         "/privacy" => Step::Privacy,
+        "/notifications" => Step::Engine(vec![Input::Topic("notifications_settings".into())]),
         "/stop" => Step::Engine(vec![Input::Finish]),
         "/operator" => Step::Engine(vec![Input::Choice("operator".into())]),
         _ => Step::Engine(vec![Input::Text(text.to_string())]),
@@ -476,7 +478,9 @@ fn callback_step(engine: &Engine, key: &SessionKey, data: &str) -> Step {
     let Some((seq, id)) = rest.split_once(':') else {
         return Step::Ignore;
     };
-    if seq.parse::<u64>().map_or(true, |n| engine.is_stale(key, n)) {
+    // A notification's buttons stay valid after later turns.
+    let notice = id.starts_with("notify_unsub:") || id == "notify_cancel" || id == "notify_move";
+    if !notice && seq.parse::<u64>().map_or(true, |n| engine.is_stale(key, n)) {
         return Step::Stale;
     }
     Step::Engine(vec![Input::Choice(id.to_string())])

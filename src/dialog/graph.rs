@@ -39,6 +39,11 @@ pub enum NodeKind {
     ConsentWithdraw,
     /// Says `text` and ends the conversation.
     End,
+    /// The client's notification settings (`dialog/notify.rs`): `text`, the
+    /// state of each category, one choice per switch; «Готово» goes to `next`.
+    Notifications,
+    /// Switches every notification off, says `text`, then `next`.
+    NotificationsOff,
 }
 
 impl NodeKind {
@@ -54,6 +59,7 @@ impl NodeKind {
                 | NodeKind::Rating
                 | NodeKind::Handoff
                 | NodeKind::End
+                | NodeKind::Notifications
         )
     }
 }

@@ -24,6 +24,7 @@ mod actions;
 mod core;
 mod forms;
 mod nodes;
+mod notify;
 mod prompt;
 mod step;
 mod turn;
@@ -108,6 +109,8 @@ pub struct Engine {
     pub schedule: Schedule,
     status: Box<dyn StatusProvider>,
     cfg: DialogConfig,
+    /// Notifications' settings (quiet hours, the daily limit; `notify.rs`).
+    notify: crate::config::NotifyConfig,
     /// The key of the analytics log's pseudonyms.
     secret: String,
     locks: Arc<dyn ConversationLock>,
@@ -188,6 +191,7 @@ impl Engine {
             schedule: Schedule::from_config(&cfg.appointments)?,
             status,
             cfg: cfg.dialog.clone(),
+            notify: cfg.notify.clone(),
             locks: Arc::new(LocalLocks::default()),
         })
     }

@@ -34,6 +34,7 @@ impl Engine {
             NodeKind::Ask => self.on_ask(s, node, input, out),
             NodeKind::Solved => self.on_solved(s, node, input, out),
             NodeKind::Rating => self.on_rating(s, node, input, out),
+            NodeKind::Notifications => self.on_notifications(s, node, input, out),
             // Forms wait in Field/FormConfirm; End restarts in step(); the rest never wait.
             _ => {
                 self.repeat(s, out);
@@ -387,6 +388,11 @@ impl Engine {
                 }
                 NodeKind::Form => {
                     return self.start_form(s, &node, out);
+                }
+                NodeKind::Notifications => return self.enter_notifications(s, text, out),
+                NodeKind::NotificationsOff => {
+                    self.enter_notifications_off(s, &text, out)?;
+                    name = next.unwrap();
                 }
             }
         }

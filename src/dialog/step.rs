@@ -53,6 +53,10 @@ impl Engine {
         if self.step_guards(s, &input, out) {
             return Ok(());
         }
+        // A notification's buttons (unsubscribe, cancel or move), at any step.
+        if let Some(r) = self.step_notice(s, &input, out) {
+            return r;
+        }
         if let Some(r) = self.step_topic(s, &input, out) {
             return r;
         }

@@ -5,6 +5,7 @@
 //! and the console's.
 
 pub mod api;
+pub mod notify;
 
 use crate::channels::pipeline::Pipeline;
 use axum::extract::{MatchedPath, Request, State};

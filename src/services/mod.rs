@@ -6,6 +6,7 @@ pub mod applications;
 pub mod appointments;
 pub mod hours;
 pub mod notices;
+pub mod notify;
 pub mod profile;
 pub mod status;
 
