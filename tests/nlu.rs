@@ -40,6 +40,9 @@ const TAXONOMY: &[&str] = &[
     "operator_request",
     "callback_request",
     "consent_withdraw",
+    // not in the shared taxonomy: notifications' settings and all off (issue 16)
+    "notifications_off",
+    "notifications_settings",
     "greeting",
     "thanks_bye",
 ];

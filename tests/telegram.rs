@@ -1661,3 +1661,94 @@ fn without_a_recogniser_a_voice_message_asks_for_text() {
     assert_eq!(fetched(&f), (0, 0));
     drop(server);
 }
+
+/// Notifications on Telegram (issue 16): /notifications opens the same
+/// settings node as the dialog; a status event from the ministry's system
+/// reaches the chat as a message with its unsubscribe button; a press
+/// unsubscribes at once, even after later turns, and the next event of that
+/// category is not sent.
+#[test]
+fn notifications_settings_a_status_event_and_unsubscribing_on_telegram() {
+    use otklik::store::{RecordOp, Storage};
+    const EVENT_KEY: &str = "test-key-of-the-ministry";
+    let data = tempfile::tempdir().unwrap();
+    {
+        let store = otklik::store::Store::open(data.path()).unwrap();
+        let store: &dyn Storage = &store;
+        let a = otklik::services::applications::Application {
+            number: "7654321".into(),
+            user: format!("telegram:{CHAT}"),
+            service: "single_allowance".into(),
+            fields: Default::default(),
+            created: 0,
+            paid_at: None,
+        };
+        store
+            .write_records(vec![RecordOp::put("application", "7654321", &a).unwrap()])
+            .unwrap()
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let f: Shared = Arc::default();
+    let env = vec![
+        ("OTKLIK_TELEGRAM_TOKEN", TOKEN.to_string()),
+        ("OTKLIK_TELEGRAM_API_URL", fake_server(f.clone())),
+        ("OTKLIK_TELEGRAM_POLL_TIMEOUT_S", "1".to_string()),
+        (
+            "OTKLIK_NOTIFY_EVENT_KEY_HASHES",
+            otklik::channels::api::key_hash(EVENT_KEY),
+        ),
+        ("OTKLIK_NOTIFY_QUIET", String::new()),
+        ("OTKLIK_NOTIFY_INTERVAL_MS", "200".to_string()),
+    ];
+    let server = common::start_server_in(data, &env);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(common::wait_ready(&server.base));
+    let mut c = Chat { f, seen: 0 };
+    c.text("/start");
+    c.reply();
+    c.text("/notifications");
+    let (t, b) = c.reply();
+    assert!(t.contains("Настройки уведомлений"), "{t}");
+    let labels: Vec<String> = rows(&b).concat();
+    assert!(
+        labels.contains(&"Выключить: статус заявлений".to_string())
+            && labels.contains(&"Включить: опросы".to_string())
+            && labels.contains(&"Готово".to_string()),
+        "{labels:?}"
+    );
+    let post = |id: &str, status: &str| {
+        let body = json!({"event_id": id, "number": "7654321", "status": status});
+        let base = server.base.clone();
+        rt.block_on(async move {
+            reqwest::Client::new()
+                .post(format!("{base}/api/v1/events/status"))
+                .bearer_auth(EVENT_KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    assert_eq!(post("e1", "одобрено"), 200);
+    let (t, b) = c.reply();
+    assert!(t.contains("7654321") && t.contains("одобрено"), "{t}");
+    let unsub = button(&b, ":notify_unsub:status");
+    // A later turn does not make the notification's button stale.
+    c.text("здравствуйте");
+    c.reply();
+    c.press(&unsub);
+    c.next("answerCallbackQuery");
+    let (t, _) = c.reply();
+    assert!(
+        t.contains("уведомления о статусе заявлений больше не придут"),
+        "{t}"
+    );
+    assert_eq!(post("e2", "выплачено"), 200);
+    c.quiet(2);
+}

@@ -70,6 +70,8 @@
   const KEY_LAST = 'otklik.lastSeq';
   const KEY_PENDING = 'otklik.pending';
   const KEY_LARGE = 'otklik.largeText';
+  // Notifications (issue 16): the last notification shown by the browser.
+  const KEY_NOTIFIED = 'otklik.notifiedSeq';
   const memoryStore = {};
   const store = {
     get(k) {
@@ -345,7 +347,11 @@
 
     const large = el('button', { type: 'button', class: 'otklik-tool', 'aria-pressed': 'false', 'data-testid': 'otklik-large', text: 'Крупный текст' });
     const counter = el('span', { class: 'otklik-counter', 'data-testid': 'otklik-counter' });
-    const tools = el('div', { class: 'otklik-tools' }, [large, counter]);
+    // Notifications: the settings (the same input as typing it), and the
+    // browser's permission to show notifications, asked on this click.
+    const notifyBtn = el('button', { type: 'button', class: 'otklik-tool', 'data-testid': 'otklik-notify', text: 'Уведомления' });
+    notifyBtn.addEventListener('click', openNotifySettings);
+    const tools = el('div', { class: 'otklik-tools' }, [large, notifyBtn, counter]);
 
     panel.append(head, log, status, notice, rec, form, tools);
     root.appendChild(panel);
@@ -460,6 +466,36 @@
         if (ui.status.textContent === text) ui.status.textContent = '';
         ui.status.classList.remove('otklik-ok');
       }, 3000);
+    }
+  }
+
+  // ---------------------------------------------------------- notifications
+  function openNotifySettings() {
+    if ('Notification' in window && Notification.permission === 'default') {
+      try {
+        Notification.requestPermission();
+      } catch (e) {
+        /* an old browser: the chat shows notifications anyway */
+      }
+    }
+    const m = { type: 'text', id: uuid(), text: 'Настроить уведомления' };
+    addPending(m);
+    renderOwn(m);
+    ensureStarted();
+    transmit(m);
+  }
+
+  // A notification (it carries its unsubscribe button) is also shown by the
+  // browser, once, when the client allowed it.
+  function notifyBrowser(msg, seq) {
+    const isNotice = Array.isArray(msg.choices) && msg.choices.some((c) => c && String(c.id).startsWith('notify_unsub:'));
+    if (!isNotice || !('Notification' in window) || Notification.permission !== 'granted') return;
+    if (seq <= Number(store.get(KEY_NOTIFIED) || 0)) return;
+    store.set(KEY_NOTIFIED, String(seq));
+    try {
+      new Notification(title, { body: String(msg.text || ''), tag: 'otklik-' + seq });
+    } catch (e) {
+      /* some mobile browsers only allow notifications from a service worker */
     }
   }
 
@@ -578,6 +614,7 @@
     if (state.seqs.has(seq)) return; // already rendered in this page
     const from = msg.from === 'client' || msg.from === 'operator' ? msg.from : 'bot';
     const wasNearBottom = nearBottom();
+    if (from === 'bot') notifyBrowser(msg, seq);
 
     // A voice message's echo: what the server understood replaces the placeholder.
     if (from === 'client' && typeof msg.id === 'string') forgetVoice(msg.id);
