@@ -533,3 +533,57 @@ fn a_status_event_notifies_the_web_client_exactly_once_across_a_kill_9() {
         assert!(pos(2) < pos(3) && pos(3) < pos(4), "in order: {texts:?}");
     });
 }
+
+/// The widget in headless Chromium (`tests/browser/notify.mjs`): a
+/// notification sent while the page was closed is in the chat on the next
+/// visit and shown by the browser's Notification API; the «Уведомления»
+/// button opens the settings; one sent while the page is open is shown at
+/// once; its unsubscribe button works.
+#[test]
+fn the_widget_shows_notifications_in_chromium() {
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists()
+            && std::path::Path::new("tests/browser/node_modules/playwright-core").exists(),
+        "Chromium or playwright-core is missing: run `make test` (it installs both)"
+    );
+    let data = tempfile::tempdir().unwrap();
+    {
+        let store: Arc<dyn Storage> = Arc::new(Store::open(data.path()).unwrap());
+        let a = Application {
+            number: "7654321".into(),
+            user: format!("web:{CLIENT}"),
+            service: "single_allowance".into(),
+            fields: Default::default(),
+            created: 0,
+            paid_at: None,
+        };
+        store
+            .write_records(vec![
+                RecordOp::put(applications::KIND, "7654321", &a).unwrap()
+            ])
+            .unwrap()
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let server = common::start_server_in(data, &env(false));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        common::wait_ready(&server.base).await;
+        let ev = json!({"event_id": "browser-1", "number": "7654321", "status": "одобрено"});
+        let (s, b) = post_event(&server.base, Some(EVENT_KEY), ev).await;
+        assert_eq!(s, 200, "{b}");
+        // Delivered into the outbox before the page opens.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    });
+    let status = std::process::Command::new("node")
+        .args(["tests/browser/notify.mjs", &server.base, CLIENT, EVENT_KEY])
+        .status()
+        .expect("node runs");
+    assert!(
+        status.success(),
+        "the widget's notifications test failed (screenshot: /tmp/otklik-notify-failure.png)"
+    );
+}
