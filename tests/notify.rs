@@ -587,3 +587,76 @@ fn the_widget_shows_notifications_in_chromium() {
         "the widget's notifications test failed (screenshot: /tmp/otklik-notify-failure.png)"
     );
 }
+
+/// What was sent to whom: a notice held by quiet hours is listed as
+/// deferred, for the admin token and an operator signed in, by client; the
+/// event endpoint refuses a body over its limit; both are in the OpenAPI.
+#[test]
+fn the_log_shows_a_deferred_notice_to_admins_and_operators() {
+    let data = tempfile::tempdir().unwrap();
+    {
+        let store: Arc<dyn Storage> = Arc::new(Store::open(data.path()).unwrap());
+        let a = Application {
+            number: "7654321".into(),
+            user: format!("web:{CLIENT}"),
+            service: "single_allowance".into(),
+            fields: Default::default(),
+            created: 0,
+            paid_at: None,
+        };
+        store
+            .write_records(vec![
+                RecordOp::put(applications::KIND, "7654321", &a).unwrap()
+            ])
+            .unwrap()
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let mut e = env(false);
+    // Quiet all day long: the notice waits.
+    e.push(("OTKLIK_NOTIFY_QUIET", "00:00-23:59".into()));
+    let server = common::start_server_in(data, &e);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        common::wait_ready(&server.base).await;
+        let ev = json!({"event_id": "q-1", "number": "7654321", "status": "одобрено"});
+        assert_eq!(post_event(&server.base, Some(EVENT_KEY), ev).await.0, 200);
+        let big = json!({"event_id": "q-2", "number": "7654321", "status": "x", "details": "я".repeat(9000)});
+        assert_eq!(post_event(&server.base, Some(EVENT_KEY), big).await.0, 413);
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let url = format!(
+            "{}/api/v1/admin/notifications?user=web:{CLIENT}",
+            server.base
+        );
+        let op = common::operator(&server, "op1").await;
+        let v: Value = op.get(&url).send().await.unwrap().json().await.unwrap();
+        let rows = v["notifications"].as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{v}");
+        assert_eq!(rows[0]["state"], "deferred", "{v}");
+        assert_eq!(rows[0]["reason"], "status event q-1");
+        assert!(rows[0]["sent"].is_null());
+        let other = format!("{}/api/v1/admin/notifications?user=web:someone", server.base);
+        let v: Value = reqwest::Client::new()
+            .get(&other)
+            .bearer_auth(common::ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["notifications"], json!([]));
+        let api: Value = reqwest::get(format!("{}/api/v1/openapi.json", server.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for p in ["/api/v1/events/status", "/api/v1/admin/notifications"] {
+            assert!(api["paths"][p].is_object(), "{p} missing in OpenAPI");
+        }
+    });
+}

@@ -33,10 +33,12 @@ use utoipa::{Modify, OpenApi, ToSchema};
         title = "Otklik API",
         description = "Chat bot and voice robot engine for public services («Государство для людей»). Errors are `{\"error\": {\"code\", \"message\"}}` with a message in Russian. `/api/v1/messages` needs an integration key (`otklik api-key NAME`); reading conversations and reloading need the admin token."
     ),
-    paths(healthz, readyz, classify, crate::channels::api::message, conversation, reload),
+    paths(healthz, readyz, classify, crate::channels::api::message, conversation, reload,
+        crate::http::notify::status_event, crate::http::notify::list),
     components(schemas(
         ClassifyRequest,
         crate::channels::api::MessageRequest,
+        crate::http::notify::StatusEvent,
         Turn,
         ChoiceOut,
         Action,

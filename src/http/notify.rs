@@ -72,9 +72,9 @@ fn integration(st: &Notify, headers: &HeaderMap) -> Option<String> {
         .then_some(hash)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StatusEvent {
+pub struct StatusEvent {
     /// The sender's id of the event: a repeat of it changes nothing.
     event_id: String,
     number: String,
@@ -88,8 +88,15 @@ fn bad(code: &str, message: &str) -> Response {
 }
 
 /// A status change from the ministry's system: the status is set and the
-/// application's client notified, in one commit, once per event id.
-async fn status_event(
+/// application's client notified, in one commit, once per event id
+/// (`[notify] event_key_hashes` holds the keys' sha256).
+#[utoipa::path(post, path = "/api/v1/events/status", request_body = StatusEvent,
+    security(("api_key" = [])),
+    responses((status = 200, description = "accepted (`notified`: the application's client was notified; `duplicate`: the event id came before)"),
+        (status = 401, description = "no or unknown key", body = crate::errors::ErrorBody),
+        (status = 413, description = "a body over 8 KB"),
+        (status = 422, body = crate::errors::ErrorBody), (status = 429, body = crate::errors::ErrorBody)))]
+pub async fn status_event(
     AxState(st): AxState<Arc<Notify>>,
     headers: HeaderMap,
     body: Bytes,
@@ -205,15 +212,20 @@ async fn status_event(
 }
 
 #[derive(Debug, Deserialize)]
-struct ListQuery {
+pub struct ListQuery {
     /// One client only (`channel:user`).
     user: Option<String>,
 }
 
 /// What was sent to whom and why: the notices waiting (pending, or deferred
 /// when due but held by quiet hours or the daily limit), then those sent or
-/// cancelled, newest first.
-async fn list(
+/// cancelled, newest first (the admin token, or an operator signed in).
+#[utoipa::path(get, path = "/api/v1/admin/notifications",
+    params(("user" = Option<String>, Query, description = "one client: channel:user")),
+    security(("admin_token" = [])),
+    responses((status = 200, description = "`notifications`: id, user, category, text, reason, created, due, state (pending, deferred, sent, cancelled), sent, cancelled, note"),
+        (status = 401, body = crate::errors::ErrorBody), (status = 403, body = crate::errors::ErrorBody)))]
+pub async fn list(
     AxState(st): AxState<Arc<Notify>>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
