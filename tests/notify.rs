@@ -660,3 +660,30 @@ fn the_log_shows_a_deferred_notice_to_admins_and_operators() {
         }
     });
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn withdrawing_personal_data_consent_cancels_and_scrubs_the_clients_notices() {
+    let r = rig("2026-11-26T23:30:00+03:00", 5);
+    r.enqueue(
+        U,
+        Category::Status,
+        "Заявление 1234567: новый статус — одобрено.",
+    );
+    r.at("2026-11-27T10:00:00+03:00");
+    assert_eq!(r.round().await, 1);
+    r.enqueue(
+        U,
+        Category::Status,
+        "Заявление 1234567: новый статус — выплачено.",
+    );
+    r.say(U, Input::Start);
+    let t = r.say(U, Input::Text("отозвать согласие".into()));
+    assert!(t.text.contains("Согласие отозвано"), "{}", t.text);
+    assert!(r.pending().is_empty(), "the pending notice is cancelled");
+    let log = r.logged(U);
+    assert_eq!(log.len(), 2);
+    assert!(
+        log.iter().all(|l| !l.notice.text.contains("1234567")),
+        "{log:?}"
+    );
+}

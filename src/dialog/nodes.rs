@@ -304,6 +304,7 @@ impl Engine {
                 }
                 NodeKind::ConsentWithdraw => {
                     self.withdraw_consent(s, out)?;
+                    self.forget_notices(s, out)?;
                     out.say(text);
                     name = next.unwrap();
                 }

@@ -315,6 +315,41 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Personal-data consent withdrawn: the client's pending notices are
+    /// cancelled and the texts of those sent or cancelled (an application's
+    /// number, a time) are removed from the log, in the withdrawal's commit.
+    pub(super) fn forget_notices(&self, s: &Session, out: &mut Out) -> Result<()> {
+        let user = s.key();
+        let now = self.now();
+        let gone = "[удалено]";
+        for (key, raw) in self.store.records(notices::KIND, "")? {
+            let Ok(mut n) = serde_json::from_slice::<Notice>(&raw) else {
+                continue;
+            };
+            if n.user == user {
+                n.text = gone.into();
+                let why = "personal-data consent withdrawn";
+                out.writes
+                    .records
+                    .extend(notify::cancel(&key, raw, &n, now, why)?);
+            }
+        }
+        for (key, mut l) in self
+            .store
+            .records_of::<notify::Logged>(notify::LOG_KIND, &format!("{user}|"))?
+        {
+            if l.notice.text != gone {
+                l.notice.text = gone.into();
+                out.writes
+                    .records
+                    .push(RecordOp::put(notify::LOG_KIND, &key, &l)?);
+            }
+        }
+        Ok(())
+    }
+}
+
 fn unsubscribe_label(e: &Engine, c: Category) -> String {
     fill(
         &e.p("notify_choice_unsubscribe"),
