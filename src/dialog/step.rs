@@ -272,6 +272,9 @@ impl Engine {
                     return Some(self.enter(s, &node, out));
                 }
             }
+            if let Some(r) = self.continue_draft(s, t, out) {
+                return Some(r);
+            }
         }
         None
     }
@@ -332,6 +335,9 @@ impl Engine {
             },
             Wait::Consent => self.on_consent(s, &node, input, out),
             Wait::Field { field } => self.on_field(s, &node, field, input, out),
+            Wait::FormConfirm if node.action == Some(super::graph::FormAction::SubmitApplication) => {
+                self.on_application_confirm(s, &node, input, out)
+            }
             Wait::FormConfirm => match self.pick(s, input).as_deref() {
                 Some("yes") => self.run_action(s, &node, out),
                 Some("back") => self.confirm_back(s, &node, out),

@@ -8,6 +8,7 @@ pub mod hours;
 pub mod notices;
 pub mod profile;
 pub mod status;
+pub mod validate;
 
 use jiff::Timestamp;
 use std::sync::Mutex;
