@@ -167,8 +167,8 @@ impl Engine {
                     s.labels.get(&f.slot).cloned().unwrap_or_else(|| v.clone())
                 };
                 Some(format!(
-                    "— {}: {shown}.",
-                    f.label.clone().unwrap_or_else(|| f.slot.clone())
+                    "{}: {shown}.",
+                    capitalised(f.label.as_deref().unwrap_or(&f.slot))
                 ))
             })
             .collect();
@@ -522,7 +522,9 @@ impl Engine {
         }
         let node = self.draft_node()?;
         if s.draft_tries >= self.apps_cfg.draft_tries {
+            // the refusal again: the one answer there is
             out.events.push("draft_locked".into());
+            out.events.push("reprompt".into());
             s.node = self.graph.classify.clone();
             let text = self.p("draft_too_many");
             self.ask(s, out, text, vec![self.operator_choice()], Wait::Node);
@@ -553,6 +555,8 @@ impl Engine {
             out.say(self.p("draft_wrong_code"));
             s.slots.remove("code");
             s.form_text = None;
+            // the code asked again after one that did not fit
+            out.events.push("reprompt".into());
             return self.ask_field(s, node, 0, out);
         };
         out.writes.records.extend(ops);

@@ -418,7 +418,13 @@ pub fn say_value(t: SlotType, value: &str) -> String {
         SlotType::Snils => say_digits(value, &[3, 3, 3, 2]),
         SlotType::Inn => say_digits(value, &[4, 2, 4, 2]),
         SlotType::Bik => say_digits(value, &[2, 2, 2, 3]),
-        SlotType::Account => say_digits(value, &[5, 3, 1, 4, 7]),
+        // twenty digits are too many to take in by ear: the last four, as
+        // telephone banking reads an account
+        SlotType::Account if value.len() > 4 => format!(
+            "последние цифры {}",
+            say_digits(&value[value.len() - 4..], &[4])
+        ),
+        SlotType::Account => say_digits(value, &[4]),
         SlotType::Code | SlotType::Digits => say_digits(value, &[4, 4, 4, 4, 4]),
         SlotType::Phone => {
             let d: String = value.chars().filter(char::is_ascii_digit).collect();
@@ -523,6 +529,7 @@ mod tests {
         // no long run of digits is left for a synthesiser to read as one number
         for (t, v) in [
             (SlotType::Account, "40702810038000017240"),
+            (SlotType::Bik, "044525225"),
             (SlotType::Inn, "500100732259"),
             (SlotType::Code, "12345678"),
         ] {
