@@ -76,7 +76,7 @@ fn fill(e: &Engine, user: &str) -> String {
     ] {
         last = e.handle("web", user, Input::Text(t.into())).unwrap().text;
     }
-    assert!(last.contains("Проверьте заявление"), "{last}");
+    assert!(last.contains("Проверьте данные"), "{last}");
     last
 }
 
