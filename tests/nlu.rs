@@ -42,6 +42,8 @@ const TAXONOMY: &[&str] = &[
     "consent_withdraw",
     "greeting",
     "thanks_bye",
+    // applications (apps): the single allowance filled in the dialog
+    "single_allowance_apply",
 ];
 
 fn nlu() -> &'static Nlu {
