@@ -126,11 +126,7 @@ fn a_failing_or_slow_ministry_loses_nothing() {
             t.text
         );
         assert_eq!(seen.lock().unwrap().len(), 1, "{mode}");
-        assert!(e
-            .store
-            .records("application", "")
-            .unwrap()
-            .is_empty());
+        assert!(e.store.records("application", "").unwrap().is_empty());
         // what was filled is in the draft
         let drafts: Vec<(String, Draft)> = e.store.records_of("draft", "").unwrap();
         assert_eq!(drafts.len(), 1, "{mode}");
@@ -160,7 +156,11 @@ fn an_expired_draft_is_refused_and_deleted() {
     // 31 days on: past `draft_days` (30)
     clock.set(clock.now() + jiff::SignedDuration::from_hours(31 * 24));
     let t = e
-        .handle("web", "u3", Input::Text(format!("продолжить заявление {code}")))
+        .handle(
+            "web",
+            "u3",
+            Input::Text(format!("продолжить заявление {code}")),
+        )
         .unwrap();
     assert!(t.text.contains("хранился слишком долго"), "{}", t.text);
     assert!(e.store.records("draft", "").unwrap().is_empty());

@@ -42,7 +42,9 @@ static FIX: LazyLock<Regex> = LazyLock::new(|| {
 /// Words a client uses for a name field.
 fn canonical(w: &str) -> &str {
     match w {
-        "имя" | "имени" | "фамилия" | "фамилию" | "фамилии" | "отчество" | "фио" => "фио",
+        "имя" | "имени" | "фамилия" | "фамилию" | "фамилии" | "отчество" | "фио" => {
+            "фио"
+        }
         _ => w,
     }
 }
@@ -104,7 +106,12 @@ impl Engine {
             return Ok(false);
         }
         let p = Profile::load(&*self.store, &s.key())?;
-        let Some(v) = p.facts.get(&f.slot).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
+        let Some(v) = p
+            .facts
+            .get(&f.slot)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+        else {
             return Ok(false);
         };
         let bik = self.form_bik(s);
@@ -346,7 +353,10 @@ impl Engine {
             return Some(self.save_draft(s, node, out));
         }
         if let Some(j) = self.correction(node, input) {
-            if s.slots.get(&node.fields[j].slot).is_some_and(|v| !v.is_empty()) {
+            if s.slots
+                .get(&node.fields[j].slot)
+                .is_some_and(|v| !v.is_empty())
+            {
                 let t = match input {
                     Input::Text(t) => Some(t.as_str()),
                     _ => None,
@@ -515,8 +525,10 @@ impl Engine {
         text: &str,
         out: &mut Out,
     ) -> Option<Result<()>> {
-        if matches!(s.wait, Wait::Field { .. } | Wait::FormConfirm | Wait::Consent)
-            || !CONTINUE.is_match(&normalize_text(text))
+        if matches!(
+            s.wait,
+            Wait::Field { .. } | Wait::FormConfirm | Wait::Consent
+        ) || !CONTINUE.is_match(&normalize_text(text))
         {
             return None;
         }
@@ -537,7 +549,10 @@ impl Engine {
     /// goes on where it stopped, after consent on a channel that has none.
     pub(super) fn resume_draft(&self, s: &mut Session, node: &Node, out: &mut Out) -> Result<()> {
         let code = s.slots.get("code").cloned().unwrap_or_default();
-        let next = node.next.clone().unwrap_or_else(|| self.graph.classify.clone());
+        let next = node
+            .next
+            .clone()
+            .unwrap_or_else(|| self.graph.classify.clone());
         let taken = apps::take_draft(&*self.store, &code)?;
         let form = taken
             .as_ref()

@@ -158,7 +158,9 @@ pub fn check(
             Some(b) => validate::account(&d(), b),
             None => validate::account_digits(&d()),
         },
-        SlotType::Date => date_in(text).map(validate::date_text).ok_or(Invalid::Length),
+        SlotType::Date => date_in(text)
+            .map(validate::date_text)
+            .ok_or(Invalid::Length),
         SlotType::BirthDate => date_in(text)
             .ok_or(Invalid::Length)
             .and_then(|x| validate::birth_date(x, today))
@@ -192,7 +194,17 @@ pub fn said_in(t: SlotType, text: &str, today: Date, bik: Option<&str>) -> Optio
 }
 
 const MONTHS: [&str; 12] = [
-    "январ", "феврал", "март", "апрел", "ма", "июн", "июл", "август", "сентябр", "октябр", "ноябр",
+    "январ",
+    "феврал",
+    "март",
+    "апрел",
+    "ма",
+    "июн",
+    "июл",
+    "август",
+    "сентябр",
+    "октябр",
+    "ноябр",
     "декабр",
 ];
 
@@ -286,22 +298,14 @@ pub fn date_in(text: &str) -> Option<Date> {
             .iter()
             .any(|m| w.starts_with(m) && (*m != "ма" || w.starts_with("мая")))
     })?;
-    let month = MONTHS
-        .iter()
-        .position(|m| words[month_at].starts_with(m) && (*m != "ма" || words[month_at].starts_with("мая")))?
-        as i8
+    let month = MONTHS.iter().position(|m| {
+        words[month_at].starts_with(m) && (*m != "ма" || words[month_at].starts_with("мая"))
+    })? as i8
         + 1;
     // a number's parts: digits or ordinal words, added up («20 пятое», «1900 восьмидесятого»)
     let value = |w: &str| w.parse::<u32>().ok().or_else(|| ordinal_value(w));
-    let day: u32 = words[..month_at]
-        .iter()
-        .rev()
-        .map_while(|w| value(w))
-        .sum();
-    let year: u32 = words[month_at + 1..]
-        .iter()
-        .map_while(|w| value(w))
-        .sum();
+    let day: u32 = words[..month_at].iter().rev().map_while(|w| value(w)).sum();
+    let year: u32 = words[month_at + 1..].iter().map_while(|w| value(w)).sum();
     if day == 0 || year < 1000 {
         return None;
     }
@@ -309,7 +313,16 @@ pub fn date_in(text: &str) -> Option<Date> {
 }
 
 const DIGITS: [&str; 10] = [
-    "ноль", "один", "два", "три", "четыре", "пять", "шесть", "семь", "восемь", "девять",
+    "ноль",
+    "один",
+    "два",
+    "три",
+    "четыре",
+    "пять",
+    "шесть",
+    "семь",
+    "восемь",
+    "девять",
 ];
 
 /// Digits said one by one in groups: «один один два, два три три».
@@ -333,17 +346,50 @@ pub fn say_digits(d: &str, groups: &[usize]) -> String {
 /// A cardinal number below 10,000 in words (feminine «две тысячи»).
 fn cardinal(n: u32) -> String {
     const UNITS: [&str; 20] = [
-        "", "один", "два", "три", "четыре", "пять", "шесть", "семь", "восемь", "девять",
-        "десять", "одиннадцать", "двенадцать", "тринадцать", "четырнадцать", "пятнадцать",
-        "шестнадцать", "семнадцать", "восемнадцать", "девятнадцать",
+        "",
+        "один",
+        "два",
+        "три",
+        "четыре",
+        "пять",
+        "шесть",
+        "семь",
+        "восемь",
+        "девять",
+        "десять",
+        "одиннадцать",
+        "двенадцать",
+        "тринадцать",
+        "четырнадцать",
+        "пятнадцать",
+        "шестнадцать",
+        "семнадцать",
+        "восемнадцать",
+        "девятнадцать",
     ];
     const TENS: [&str; 10] = [
-        "", "", "двадцать", "тридцать", "сорок", "пятьдесят", "шестьдесят", "семьдесят",
-        "восемьдесят", "девяносто",
+        "",
+        "",
+        "двадцать",
+        "тридцать",
+        "сорок",
+        "пятьдесят",
+        "шестьдесят",
+        "семьдесят",
+        "восемьдесят",
+        "девяносто",
     ];
     const HUNDREDS: [&str; 10] = [
-        "", "сто", "двести", "триста", "четыреста", "пятьсот", "шестьсот", "семьсот",
-        "восемьсот", "девятьсот",
+        "",
+        "сто",
+        "двести",
+        "триста",
+        "четыреста",
+        "пятьсот",
+        "шестьсот",
+        "семьсот",
+        "восемьсот",
+        "девятьсот",
     ];
     let mut w = Vec::new();
     match n / 1000 {
@@ -360,7 +406,7 @@ fn cardinal(n: u32) -> String {
     let r = r % 100;
     if r >= 20 {
         w.push(TENS[(r / 10) as usize].to_string());
-        if r % 10 > 0 {
+        if !r.is_multiple_of(10) {
             w.push(UNITS[(r % 10) as usize].to_string());
         }
     } else if r > 0 {
@@ -383,17 +429,21 @@ fn ordinal(n: u32, genitive: bool) -> String {
     if n.is_multiple_of(1000) && n > 0 && n <= 2000 {
         return ordinal_of(n, genitive).to_string();
     }
-    let last = if n % 100 < 20 && n % 100 > 0 {
+    let last = if n % 100 < 20 && !n.is_multiple_of(100) {
         n % 100
-    } else if n % 10 > 0 {
+    } else if !n.is_multiple_of(10) {
         n % 10
-    } else if n % 100 > 0 {
+    } else if !n.is_multiple_of(100) {
         n % 100
     } else {
         n % 1000
     };
     let head = n - last;
-    let mut s = if head > 0 { cardinal(head) } else { String::new() };
+    let mut s = if head > 0 {
+        cardinal(head)
+    } else {
+        String::new()
+    };
     if !s.is_empty() {
         s.push(' ');
     }
@@ -455,30 +505,51 @@ mod tests {
     #[test]
     fn values_typed_or_said() {
         let c = |t, s: &str| check(t, s, TODAY, Some("044525225"));
-        assert_eq!(c(SlotType::Snils, "112-233-445 95").as_deref(), Ok("112-233-445 95"));
         assert_eq!(
-            c(SlotType::Snils, "один один два два три три четыре четыре пять девяносто пять")
-                .as_deref(),
+            c(SlotType::Snils, "112-233-445 95").as_deref(),
+            Ok("112-233-445 95")
+        );
+        assert_eq!(
+            c(
+                SlotType::Snils,
+                "один один два два три три четыре четыре пять девяносто пять"
+            )
+            .as_deref(),
             Ok("112-233-445 95")
         );
         assert_eq!(c(SlotType::Snils, "112-233-445 96"), Err("snils_checksum"));
         assert_eq!(c(SlotType::Snils, "12345"), Err("invalid_snils"));
-        assert_eq!(c(SlotType::Inn, "500100732259").as_deref(), Ok("500100732259"));
+        assert_eq!(
+            c(SlotType::Inn, "500100732259").as_deref(),
+            Ok("500100732259")
+        );
         assert_eq!(c(SlotType::Inn, "500100732258"), Err("inn_checksum"));
         assert_eq!(c(SlotType::Bik, "123456789"), Err("bik_not_russian"));
         assert_eq!(
             c(SlotType::Account, "40702810038000017240").as_deref(),
             Ok("40702810038000017240")
         );
-        assert_eq!(c(SlotType::Account, "40702810038000017241"), Err("account_key"));
+        assert_eq!(
+            c(SlotType::Account, "40702810038000017241"),
+            Err("account_key")
+        );
         assert_eq!(c(SlotType::Code, "1234 5678").as_deref(), Ok("12345678"));
         assert_eq!(
             c(SlotType::Code, "один два три четыре пять шесть семь восемь").as_deref(),
             Ok("12345678")
         );
-        assert_eq!(c(SlotType::BirthDate, "05.05.1990").as_deref(), Ok("05.05.1990"));
-        assert_eq!(c(SlotType::BirthDate, "5 мая 1990").as_deref(), Ok("05.05.1990"));
-        assert_eq!(c(SlotType::BirthDate, "05.05.2030"), Err("birth_date_future"));
+        assert_eq!(
+            c(SlotType::BirthDate, "05.05.1990").as_deref(),
+            Ok("05.05.1990")
+        );
+        assert_eq!(
+            c(SlotType::BirthDate, "5 мая 1990").as_deref(),
+            Ok("05.05.1990")
+        );
+        assert_eq!(
+            c(SlotType::BirthDate, "05.05.2030"),
+            Err("birth_date_future")
+        );
         assert_eq!(c(SlotType::BirthDate, "05.05.1800"), Err("birth_date_old"));
         assert_eq!(c(SlotType::BirthDate, "31.02.1990"), Err("invalid_date"));
         assert_eq!(c(SlotType::BirthDate, "вчера"), Err("invalid_date"));
@@ -487,7 +558,10 @@ mod tests {
     #[test]
     fn dates_in_words() {
         assert_eq!(date_in("5 мая 1980"), Some(date(1980, 5, 5)));
-        assert_eq!(date_in("родилась 21 марта 1985 года"), Some(date(1985, 3, 21)));
+        assert_eq!(
+            date_in("родилась 21 марта 1985 года"),
+            Some(date(1985, 3, 21))
+        );
         assert_eq!(
             date_in("пятое мая тысяча девятьсот восьмидесятого года"),
             Some(date(1980, 5, 5))
@@ -533,7 +607,10 @@ mod tests {
             (SlotType::Inn, "500100732259"),
             (SlotType::Code, "12345678"),
         ] {
-            assert!(!say_value(t, v).chars().any(|c| c.is_ascii_digit()), "{t:?}");
+            assert!(
+                !say_value(t, v).chars().any(|c| c.is_ascii_digit()),
+                "{t:?}"
+            );
         }
     }
 }

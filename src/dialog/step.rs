@@ -335,7 +335,9 @@ impl Engine {
             },
             Wait::Consent => self.on_consent(s, &node, input, out),
             Wait::Field { field } => self.on_field(s, &node, field, input, out),
-            Wait::FormConfirm if node.action == Some(super::graph::FormAction::SubmitApplication) => {
+            Wait::FormConfirm
+                if node.action == Some(super::graph::FormAction::SubmitApplication) =>
+            {
                 self.on_application_confirm(s, &node, input, out)
             }
             Wait::FormConfirm => match self.pick(s, input).as_deref() {

@@ -66,7 +66,9 @@ pub struct Draft {
 /// overwritten.
 pub fn draft_code() -> String {
     use rand::Rng;
-    rand::rng().random_range(10_000_000..100_000_000u32).to_string()
+    rand::rng()
+        .random_range(10_000_000..100_000_000u32)
+        .to_string()
 }
 
 /// Saves `d` as the client's one draft (a draft saved before is replaced).
@@ -97,7 +99,10 @@ pub fn forget_drafts(store: &dyn Storage, user: &str) -> anyhow::Result<Vec<Reco
 
 /// Takes a draft by its code, exactly once: the draft and its owner's
 /// pointer are removed only if the draft is still as read.
-pub fn take_draft(store: &dyn Storage, code: &str) -> anyhow::Result<Option<(Draft, Vec<RecordOp>)>> {
+pub fn take_draft(
+    store: &dyn Storage,
+    code: &str,
+) -> anyhow::Result<Option<(Draft, Vec<RecordOp>)>> {
     let Some(raw) = store.record(DRAFT_KIND, code)? else {
         return Ok(None);
     };
@@ -266,7 +271,8 @@ impl ApplicationProvider for HttpApplications {
         }
         let mut app = app.clone();
         app.number = number.clone();
-        let ops = filed_records(&app, None, false).map_err(|e| FileError::Unavailable(e.to_string()))?;
+        let ops =
+            filed_records(&app, None, false).map_err(|e| FileError::Unavailable(e.to_string()))?;
         Ok(Filed { number, ops })
     }
 }

@@ -133,7 +133,7 @@ pub fn account(s: &str, bik_digits: &str) -> Result<String, Invalid> {
     let b = bik(bik_digits)?;
     let key = format!("{}{}", &b[6..], a);
     let w: Vec<u32> = [7, 1, 3].iter().copied().cycle().take(23).collect();
-    if weighted(&nums(&key), &w) % 10 == 0 {
+    if weighted(&nums(&key), &w).is_multiple_of(10) {
         Ok(a)
     } else {
         Err(Invalid::Checksum)
@@ -227,7 +227,10 @@ mod tests {
             account("40702810038000017240", "044525974"),
             Err(Invalid::Checksum)
         );
-        assert_eq!(account("4081781009991000431", "044525225"), Err(Invalid::Length));
+        assert_eq!(
+            account("4081781009991000431", "044525225"),
+            Err(Invalid::Length)
+        );
     }
 
     #[test]
