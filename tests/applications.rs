@@ -166,3 +166,38 @@ fn an_expired_draft_is_refused_and_deleted() {
     assert!(e.store.records("draft", "").unwrap().is_empty());
     assert!(e.store.records("draft_of", "").unwrap().is_empty());
 }
+
+#[test]
+fn the_retention_sweep_removes_expired_drafts_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, clock) = engine(dir.path(), "http://127.0.0.1:9/applications");
+    let save = |user: &str| {
+        for t in [
+            "подать заявление на единое пособие",
+            "да",
+            "Иванова Анна Петровна",
+            "сохранить черновик",
+        ] {
+            e.handle("web", user, Input::Text(t.into())).unwrap();
+        }
+    };
+    save("old");
+    clock.set(clock.now() + jiff::SignedDuration::from_hours(20 * 24));
+    save("new");
+    assert_eq!(e.store.records("draft", "").unwrap().len(), 2);
+    // 31 days after the first: only it is past 30 days
+    let now = (clock.now() + jiff::SignedDuration::from_hours(11 * 24)).as_second();
+    let n = otklik::services::applications::sweep_drafts(&*e.store, now, 30).unwrap();
+    assert_eq!(n, 1);
+    let left: Vec<(String, Draft)> = e.store.records_of("draft", "").unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].1.user, "web:new");
+    let owners: Vec<String> = e
+        .store
+        .records("draft_of", "")
+        .unwrap()
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(owners, vec!["web:new".to_string()]);
+}

@@ -429,6 +429,21 @@ impl Engine {
         Ok(())
     }
 
+    /// The client leaves an application half-filled (for an operator):
+    /// what was filled is saved as a draft and its code told.
+    pub(super) fn keep_draft_on_leave(&self, s: &mut Session, out: &mut Out) -> Result<()> {
+        if !matches!(s.wait, Wait::Field { .. } | Wait::FormConfirm) {
+            return Ok(());
+        }
+        let Some(node) = self.graph.nodes.get(&s.node).cloned() else {
+            return Ok(());
+        };
+        if !Self::is_application(&node) || self.filled(s, &node).is_empty() {
+            return Ok(());
+        }
+        self.save_draft(s, &node, out)
+    }
+
     /// The form's filled values, by field.
     fn filled(&self, s: &Session, node: &Node) -> BTreeMap<String, String> {
         node.fields

@@ -59,6 +59,8 @@ impl Engine {
         // An operator at any step: the word, the choice, or the key 0.
         if self.asks_for_operator(s, &input) {
             out.events.push("operator_requested".into());
+            // an application left for a person: what was filled is kept as a draft
+            self.keep_draft_on_leave(s, out)?;
             return self.enter(s, &g.operator, out);
         }
         if let Some(r) = self.step_silence(s, &input, out) {

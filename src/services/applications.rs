@@ -290,3 +290,43 @@ pub fn provider(
         other => anyhow::bail!("applications.provider must be \"demo\" or \"http\", got {other:?}"),
     }
 }
+
+/// Removes the drafts older than `draft_days` (the retention sweep); each
+/// one only if it is still as read, so a draft taken meanwhile is left to
+/// its taker. Returns how many were removed.
+pub fn sweep_drafts(
+    store: &(dyn Storage + 'static),
+    now: i64,
+    draft_days: u32,
+) -> anyhow::Result<usize> {
+    let max_age = i64::from(draft_days) * 86_400;
+    let mut n = 0;
+    for (code, raw) in store.records(DRAFT_KIND, "")? {
+        let Ok(d) = serde_json::from_slice::<Draft>(&raw) else {
+            continue;
+        };
+        if now - d.created <= max_age {
+            continue;
+        }
+        let mut ops = vec![RecordOp::Swap {
+            kind: DRAFT_KIND.into(),
+            key: code.clone(),
+            expected: Some(raw),
+            value: None,
+        }];
+        // the owner's pointer, unless it names a newer draft
+        let pointer = store.record(DRAFT_OF_KIND, &d.user)?;
+        if pointer.as_deref() == Some(serde_json::to_vec(&code)?.as_slice()) {
+            ops.push(RecordOp::Swap {
+                kind: DRAFT_OF_KIND.into(),
+                key: d.user.clone(),
+                expected: pointer,
+                value: None,
+            });
+        }
+        if store.write_records(ops)?.is_ok() {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
