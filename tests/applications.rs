@@ -201,3 +201,42 @@ fn the_retention_sweep_removes_expired_drafts_only() {
         .collect();
     assert_eq!(owners, vec!["web:new".to_string()]);
 }
+
+#[test]
+fn on_voice_the_draft_code_and_number_are_said_digit_by_digit() {
+    let (url, _) = ministry("ok");
+    let dir = tempfile::tempdir().unwrap();
+    let (e, _) = engine(dir.path(), &url);
+    let mut last = String::new();
+    for t in [
+        "подать заявление на единое пособие",
+        "да",
+        "Иванова Анна Петровна",
+        "сохранить черновик",
+    ] {
+        last = e.handle("voice", "v1", Input::Text(t.into())).unwrap().text;
+    }
+    let drafts: Vec<(String, Draft)> = e.store.records_of("draft", "").unwrap();
+    let code = &drafts[0].0;
+    let digits = |t: &str| t.chars().filter(char::is_ascii_digit).count();
+    // only «30 дней» is in digits: the code is words, four and four
+    assert_eq!(digits(&last), 2, "{last}");
+    let words = [
+        "ноль",
+        "один",
+        "два",
+        "три",
+        "четыре",
+        "пять",
+        "шесть",
+        "семь",
+        "восемь",
+        "девять",
+    ];
+    let said: Vec<&str> = code
+        .chars()
+        .map(|c| words[c.to_digit(10).unwrap() as usize])
+        .collect();
+    let want = format!("{}, {}", said[..4].join(" "), said[4..].join(" "));
+    assert!(last.contains(&want), "{want:?} in {last}");
+}

@@ -38,7 +38,10 @@ impl Engine {
         value: &str,
     ) -> std::result::Result<String, &'static str> {
         match t {
-            SlotType::Phone => parse_phone(value).ok_or("invalid_phone"),
+            // typed, or said in words («восемь девятьсот двенадцать …»)
+            SlotType::Phone => parse_phone(value)
+                .or_else(|| values::phone_in(&in_digits(value)))
+                .ok_or("invalid_phone"),
             SlotType::Digits => {
                 let d: String = value
                     .chars()
