@@ -93,8 +93,11 @@ async fn sweep(p: Arc<Pipeline>) {
         let (st, now) = (p.store.clone(), p.clock.now().as_second());
         let engine = p.engine();
         let silent_s = p.cfg.retention.silent_hours as i64 * 3600;
+        let draft_days = p.cfg.applications.draft_days;
         let swept = tokio::task::spawn_blocking(move || {
             let n = st.sweep(now, &keep)?;
+            // application drafts past `[applications] draft_days`
+            crate::services::applications::sweep_drafts(st.as_ref(), now, draft_days)?;
             let silent = match engine {
                 Some(e) => e.expire_silent(now, silent_s)?,
                 None => 0,

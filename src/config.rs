@@ -22,6 +22,7 @@ pub struct Config {
     pub hours: HoursConfig,
     pub appointments: AppointmentsConfig,
     pub status: StatusConfig,
+    pub applications: ApplicationsConfig,
     pub operators: OperatorsConfig,
     pub telegram: TelegramConfig,
     pub api: ApiConfig,
@@ -196,6 +197,7 @@ impl Default for Config {
             hours: HoursConfig::default(),
             appointments: AppointmentsConfig::default(),
             status: StatusConfig::default(),
+            applications: ApplicationsConfig::default(),
             operators: OperatorsConfig::default(),
             telegram: TelegramConfig::default(),
             api: ApiConfig::default(),
@@ -1107,4 +1109,34 @@ pub enum VocabScope {
     Full,
     /// Latin, Cyrillic, digits, punctuation, plus all single characters.
     RuEn,
+}
+
+/// `[applications]` in otklik.toml: where filled applications go, and
+/// how drafts are kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApplicationsConfig {
+    /// "demo" (stored in the database, its status set to «принято») or
+    /// "http" (POSTed as JSON to `url`, which answers `{"number": …}`).
+    pub provider: String,
+    /// http: where applications are POSTed.
+    pub url: String,
+    /// http: how long to wait for the ministry's system, milliseconds.
+    pub timeout_ms: u64,
+    /// A saved draft can be continued for this many days.
+    pub draft_days: u32,
+    /// Wrong draft codes allowed in one conversation.
+    pub draft_tries: u32,
+}
+
+impl Default for ApplicationsConfig {
+    fn default() -> Self {
+        Self {
+            provider: "demo".into(),
+            url: String::new(),
+            timeout_ms: 5000,
+            draft_days: 30,
+            draft_tries: 3,
+        }
+    }
 }

@@ -45,6 +45,8 @@ const TAXONOMY: &[&str] = &[
     "notifications_settings",
     "greeting",
     "thanks_bye",
+    // applications (apps): the single allowance filled in the dialog
+    "single_allowance_apply",
 ];
 
 fn nlu() -> &'static Nlu {

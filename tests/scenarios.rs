@@ -60,6 +60,12 @@ struct Step {
     reply: Option<(String, String)>,
     transfer: Option<(String, String)>,
     release: Option<String>,
+    /// applications: this step on another channel (the same client there,
+    /// e.g. a draft continued on Telegram), and profile facts kept before it
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    profile: BTreeMap<String, String>,
     // expectations
     #[serde(default)]
     expect: Expect,
@@ -198,6 +204,21 @@ fn store_value(engine: &Engine, user: &str, what: &str) -> String {
                 .any(|e| e.text.contains("912") || e.text.contains("Петров"))
                 .to_string()
         }
+        // applications: filed by this client, drafts kept for them
+        "applications" => st
+            .records_of::<otklik::services::applications::Application>("application", "")
+            .unwrap()
+            .iter()
+            .filter(|(_, a)| a.user == user)
+            .count()
+            .to_string(),
+        "drafts" => st
+            .records("draft_of", user)
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k == user)
+            .count()
+            .to_string(),
         "log_has_personal" => st
             .log_entries()
             .unwrap()
@@ -216,7 +237,6 @@ fn run(sc: &Scenario, channel: &str, file: &Path) -> Vec<String> {
     let clock = Arc::new(FixedClock::new(ts(&sc.now)));
     let engine = Engine::new(&cfg, nlu(), clock.clone()).expect("engine");
     let user = "citizen";
-    let key = SessionKey::new(channel, user);
     // The scenarios check the engine alone: no channel keeps anything.
     let no_keep = |_: &Turn| Ok(Keep::default());
     let mut errors = Vec::new();
@@ -233,9 +253,37 @@ fn run(sc: &Scenario, channel: &str, file: &Path) -> Vec<String> {
         if let Some(c) = &st.clock {
             clock.set(ts(c));
         }
+        // applications: the step's channel, facts in the profile, and the
+        // number or draft code the bot gave ({number}, {draft})
+        let channel = st.channel.as_deref().unwrap_or(channel);
+        let key = SessionKey::new(channel, user);
+        if !st.profile.is_empty() {
+            let p = otklik::services::profile::Profile {
+                facts: st.profile.clone(),
+                updated: 0,
+            };
+            let op = p.save(&key.to_string()).unwrap();
+            engine.store.write_records(vec![op]).unwrap().unwrap();
+        }
+        let said = st.say.as_ref().map(|t| {
+            let st = &engine.store;
+            let number = st
+                .records("application", "")
+                .unwrap()
+                .last()
+                .map(|r| r.0.clone())
+                .unwrap_or_default();
+            let draft = st
+                .records("draft", "")
+                .unwrap()
+                .first()
+                .map(|r| r.0.clone())
+                .unwrap_or_default();
+            t.replace("{number}", &number).replace("{draft}", &draft)
+        });
         let input = if st.start {
             Some(Input::Start)
-        } else if let Some(t) = &st.say {
+        } else if let Some(t) = &said {
             Some(Input::Text(t.clone()))
         } else if let Some(c) = &st.choice {
             Some(Input::Choice(c.clone()))

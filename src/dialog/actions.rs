@@ -176,6 +176,12 @@ impl Engine {
                     }
                 }
             }
+            FormAction::SubmitApplication => {
+                if !self.submit_application(s, node, out)? {
+                    return Ok(());
+                }
+            }
+            FormAction::ResumeDraft => return self.resume_draft(s, node, out),
             FormAction::ListAppointments => {
                 let list = self.store.appointments_of(&user)?;
                 if list.is_empty() {

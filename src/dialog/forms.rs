@@ -38,7 +38,10 @@ impl Engine {
         value: &str,
     ) -> std::result::Result<String, &'static str> {
         match t {
-            SlotType::Phone => parse_phone(value).ok_or("invalid_phone"),
+            // typed, or said in words («восемь девятьсот двенадцать …»)
+            SlotType::Phone => parse_phone(value)
+                .or_else(|| values::phone_in(&in_digits(value)))
+                .ok_or("invalid_phone"),
             SlotType::Digits => {
                 let d: String = value
                     .chars()
@@ -51,6 +54,8 @@ impl Engine {
                 }
             }
             SlotType::Text | SlotType::Choice => Ok(value.to_string()),
+            // applications: SNILS, INN, BIK, account, dates, codes
+            _ => self.check_field(t, value),
         }
     }
 
@@ -214,6 +219,9 @@ impl Engine {
                 i += 1;
             }
             let Some(f) = node.fields.get(i) else {
+                if node.action == Some(FormAction::SubmitApplication) {
+                    return self.application_summary(s, node, out);
+                }
                 if node.action == Some(FormAction::ApplicationStatus) || node.confirm.is_none() {
                     return self.run_action(s, node, out);
                 }
@@ -230,7 +238,8 @@ impl Engine {
             } else {
                 Vec::new()
             };
-            if self.take_said(s, f, &wish, &cs, out) {
+            // an application's field known from the client's profile
+            if self.take_known(s, node, f)? || self.take_said(s, f, &wish, &cs, out) {
                 continue;
             }
             if f.kind == SlotType::Choice {
@@ -248,6 +257,7 @@ impl Engine {
             if f.optional {
                 cs.push(choice("skip", &self.p("choice_skip"), None));
             }
+            cs.extend(self.draft_choice(node));
             cs.extend(self.form_steps(node, i));
             if f.kind == SlotType::Phone {
                 out.actions.push(Action::RequestContact);
@@ -264,7 +274,7 @@ impl Engine {
 
     /// «Назад» (not on the first field), «Отменить» and «Оператор»: on every
     /// step of a form.
-    fn form_steps(&self, node: &Node, i: usize) -> Vec<ChoiceOut> {
+    pub(super) fn form_steps(&self, node: &Node, i: usize) -> Vec<ChoiceOut> {
         let mut cs = Vec::new();
         if i > 0 && node.fields.len() > 1 {
             let mut b = choice("back", &self.p("choice_back"), Some("*"));
@@ -313,6 +323,9 @@ impl Engine {
             (SlotType::Phone, _) => values::phone_in(&text)
                 .or_else(|| values::phone_in(&in_digits(&text)))
                 .map(|p| (p, None)),
+            (k, _) if super::fields::is_field_kind(k) => {
+                self.said_field(s, k, &text).map(|v| (v, None))
+            }
             (SlotType::Choice, Some(Source::Services | Source::Offices)) => {
                 let t = normalize_text(&text);
                 let words: Vec<&str> = t.split_whitespace().collect();
@@ -406,6 +419,9 @@ impl Engine {
         let Some(f) = node.fields.get(i).cloned() else {
             return self.ask_field(s, node, i, out);
         };
+        if let Some(r) = self.application_field_input(s, node, i, input, out) {
+            return r;
+        }
         match self.pick(s, input).as_deref() {
             Some("cancel") => return self.cancel_form(s, out),
             Some("back") => return self.form_back(s, node, i, out),
@@ -582,6 +598,7 @@ impl Engine {
         }
         self.clear_form(s);
         s.pii.clear();
+        self.forget_drafts(s, out)?;
         out.writes.forget = Some(Forget {
             key: SessionKey::new(s.channel.clone(), s.user.clone()),
             values,

@@ -75,6 +75,20 @@ pub enum SlotType {
     Digits,
     /// A choice among `options` or a dynamic `source`.
     Choice,
+    /// SNILS: 11 digits with its checksum (applications: `dialog/fields.rs`).
+    Snils,
+    /// A person's INN: 12 digits with its check digits.
+    Inn,
+    /// A Russian bank's BIK: 9 digits starting with 04.
+    Bik,
+    /// A bank account: 20 digits, its key checked with the form's `bik`.
+    Account,
+    /// A date (dd.mm.yyyy or «5 мая 1980»).
+    Date,
+    /// A birth date: a date in the past, at most 120 years ago.
+    BirthDate,
+    /// A draft's code: 8 digits, typed or said.
+    Code,
 }
 
 /// Where the options of a choice field come from.
@@ -101,6 +115,12 @@ pub enum FormAction {
     ApplicationStatus,
     /// Says the client's appointments (no confirmation, no personal data asked).
     ListAppointments,
+    /// Files the form as an application of the node's `application` kind
+    /// (`dialog/application.rs`): the summary read back, corrections by
+    /// name, drafts.
+    SubmitApplication,
+    /// Continues a saved draft by its `code` field.
+    ResumeDraft,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -131,6 +151,14 @@ pub struct Field {
     /// Skipped (and left empty) when the client has nothing to say here.
     #[serde(default)]
     pub optional: bool,
+    /// applications: what the summary calls the field and the client says
+    /// to correct it («телефон» in «исправить телефон»).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// applications: the value is taken from the client's profile (a fact
+    /// of the slot's name) and kept there when the application is filed.
+    #[serde(default)]
+    pub profile: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -169,6 +197,9 @@ pub struct Node {
     /// form: what to say when the client has nothing to act on (no appointments…).
     #[serde(default)]
     pub empty: Option<String>,
+    /// form with `submit_application`: which application (`single_allowance`…).
+    #[serde(default)]
+    pub application: Option<String>,
     /// rating: also ask NPS 0–10.
     #[serde(default)]
     pub nps: bool,
@@ -583,6 +614,15 @@ impl Graph {
                 );
             }
         }
+        // the messages of the application fields' checks, where a form has them
+        for k in super::fields::prompts_needed(merged.nodes.values()) {
+            if !merged.prompts.contains_key(k) {
+                header_problem(
+                    &mut problems,
+                    format!("missing prompt `prompts.{k}` (an application form needs it)"),
+                );
+            }
+        }
         if merged.nodes.values().any(|n| n.satisfaction)
             && !merged.prompts.contains_key("satisfaction")
         {
@@ -649,6 +689,14 @@ impl Graph {
             operator.clone(),
             finish.clone(),
         ];
+        // «продолжить заявление» leads to the form that resumes drafts
+        todo.extend(
+            merged
+                .nodes
+                .iter()
+                .filter(|(_, n)| n.action == Some(FormAction::ResumeDraft))
+                .map(|(k, _)| k.clone()),
+        );
         while let Some(n) = todo.pop() {
             if !seen.insert(n.clone()) {
                 continue;
@@ -852,7 +900,9 @@ fn validate_nodes(nodes: &BTreeMap<String, Node>, intents: &[String], problems: 
                         err(format!("field `{}`: a choice field needs `source`, and only a choice field has one", f.slot));
                     }
                 }
+                super::fields::validate_form(n, &mut err);
                 if n.action != Some(FormAction::ListAppointments)
+                    && n.action != Some(FormAction::ResumeDraft)
                     && n.confirm.is_none()
                     && n.action.is_some()
                     && n.action != Some(FormAction::ApplicationStatus)

@@ -21,7 +21,9 @@ pub mod session;
 pub mod style;
 
 mod actions;
+mod application;
 mod core;
+mod fields;
 mod forms;
 mod nodes;
 mod notify;
@@ -108,6 +110,9 @@ pub struct Engine {
     pub hours: Hours,
     pub schedule: Schedule,
     status: Box<dyn StatusProvider>,
+    /// Where filled applications go, and how drafts are kept.
+    applications: Box<dyn crate::services::applications::ApplicationProvider>,
+    apps_cfg: crate::config::ApplicationsConfig,
     cfg: DialogConfig,
     /// Notifications' settings (quiet hours, the daily limit; `notify.rs`).
     notify: crate::config::NotifyConfig,
@@ -177,6 +182,7 @@ impl Engine {
                 );
             }
         }
+        let applications = crate::services::applications::provider(&cfg.applications, &store)?;
         Ok(Self {
             nlu,
             graph: Arc::new(graph),
@@ -190,10 +196,21 @@ impl Engine {
             hours: Hours::from_config(&cfg.hours)?,
             schedule: Schedule::from_config(&cfg.appointments)?,
             status,
+            applications,
+            apps_cfg: cfg.applications.clone(),
             cfg: cfg.dialog.clone(),
             notify: cfg.notify.clone(),
             locks: Arc::new(LocalLocks::default()),
         })
+    }
+
+    /// The engine with another applications provider (tests, integrations).
+    pub fn with_applications(
+        mut self,
+        p: Box<dyn crate::services::applications::ApplicationProvider>,
+    ) -> Self {
+        self.applications = p;
+        self
     }
 
     /// The engine with the system clock, from the configuration.

@@ -131,6 +131,9 @@ pub struct Session {
     /// never given again in this conversation.
     #[serde(default)]
     pub rejected: Vec<String>,
+    /// Wrong draft codes given in this conversation (`dialog/application.rs`).
+    #[serde(default)]
+    pub draft_tries: u32,
 }
 
 impl Session {

@@ -63,6 +63,8 @@ impl Engine {
         // An operator at any step: the word, the choice, or the key 0.
         if self.asks_for_operator(s, &input) {
             out.events.push("operator_requested".into());
+            // an application left for a person: what was filled is kept as a draft
+            self.keep_draft_on_leave(s, out)?;
             return self.enter(s, &g.operator, out);
         }
         if let Some(r) = self.step_silence(s, &input, out) {
@@ -276,6 +278,9 @@ impl Engine {
                     return Some(self.enter(s, &node, out));
                 }
             }
+            if let Some(r) = self.continue_draft(s, t, out) {
+                return Some(r);
+            }
         }
         None
     }
@@ -336,6 +341,11 @@ impl Engine {
             },
             Wait::Consent => self.on_consent(s, &node, input, out),
             Wait::Field { field } => self.on_field(s, &node, field, input, out),
+            Wait::FormConfirm
+                if node.action == Some(super::graph::FormAction::SubmitApplication) =>
+            {
+                self.on_application_confirm(s, &node, input, out)
+            }
             Wait::FormConfirm => match self.pick(s, input).as_deref() {
                 Some("yes") => self.run_action(s, &node, out),
                 Some("back") => self.confirm_back(s, &node, out),

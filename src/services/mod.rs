@@ -9,6 +9,7 @@ pub mod notices;
 pub mod notify;
 pub mod profile;
 pub mod status;
+pub mod validate;
 
 use jiff::Timestamp;
 use std::sync::Mutex;
