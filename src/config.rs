@@ -9,6 +9,9 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+mod fees;
+pub use fees::{parse_kopecks, Fee, FeesConfig, PaymentsConfig, Recipient};
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -30,6 +33,10 @@ pub struct Config {
     pub voice: VoiceConfig,
     pub speech: SpeechConfig,
     pub lint: LintConfig,
+    /// State fees by service (`[fees]`, `[[fees.service]]`).
+    pub fees: FeesConfig,
+    /// Payment links and confirmations (`[payments]`).
+    pub payments: PaymentsConfig,
     /// Token for the admin API (`Authorization: Bearer …`); empty: admin API closed.
     pub admin_token: String,
 }
@@ -202,6 +209,8 @@ impl Default for Config {
             voice: VoiceConfig::default(),
             speech: SpeechConfig::default(),
             lint: LintConfig::default(),
+            fees: FeesConfig::default(),
+            payments: PaymentsConfig::default(),
             admin_token: String::new(),
         }
     }
@@ -322,6 +331,8 @@ impl Config {
             bail!("kb.segments must include `universal`");
         }
         self.lint.validate(&self.kb.segments)?;
+        self.fees.validate(&self.kb.segments)?;
+        self.payments.validate()?;
         if self.http.voice_max_seconds > 30 {
             bail!("http.voice_max_seconds must be 30 or less: Whisper hears 30 seconds at most");
         }

@@ -193,6 +193,7 @@ impl Engine {
                     .map(|a| (a.id.to_string(), self.describe_appointment(&a)))
                     .collect(),
             ),
+            Some(Source::Fees) => numbered(self.fee_choices()),
             None => Vec::new(),
         })
     }
@@ -313,7 +314,7 @@ impl Engine {
             (SlotType::Phone, _) => values::phone_in(&text)
                 .or_else(|| values::phone_in(&in_digits(&text)))
                 .map(|p| (p, None)),
-            (SlotType::Choice, Some(Source::Services | Source::Offices)) => {
+            (SlotType::Choice, Some(Source::Services | Source::Offices | Source::Fees)) => {
                 let t = normalize_text(&text);
                 let words: Vec<&str> = t.split_whitespace().collect();
                 let named = |label: &str| {

@@ -24,6 +24,7 @@ mod actions;
 mod core;
 mod forms;
 mod nodes;
+mod payments;
 mod prompt;
 mod step;
 mod turn;
@@ -33,7 +34,7 @@ mod values;
 pub use self::core::TurnOpts;
 pub use crate::store::Keep;
 pub use forms::consent_version;
-pub use turn::{Action, Input, PendingReply, Turn};
+pub use turn::{Action, Image, Input, PendingReply, Turn};
 pub use values::parse_phone;
 
 use crate::config::{Config, DialogConfig};
@@ -71,6 +72,8 @@ struct Out {
     rating: Option<crate::analytics::Rating>,
     /// What the turn writes besides the session, committed with it.
     writes: TurnWrites,
+    /// A picture after the text (a payment's QR code).
+    image: Option<turn::Image>,
 }
 
 impl Out {
@@ -107,6 +110,8 @@ pub struct Engine {
     pub hours: Hours,
     pub schedule: Schedule,
     status: Box<dyn StatusProvider>,
+    /// State fees and the payment provider.
+    pay: crate::services::payments::Payments,
     cfg: DialogConfig,
     /// The key of the analytics log's pseudonyms.
     secret: String,
@@ -187,6 +192,7 @@ impl Engine {
             hours: Hours::from_config(&cfg.hours)?,
             schedule: Schedule::from_config(&cfg.appointments)?,
             status,
+            pay: crate::services::payments::Payments::new(&cfg.fees, &cfg.payments)?,
             cfg: cfg.dialog.clone(),
             locks: Arc::new(LocalLocks::default()),
         })
