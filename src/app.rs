@@ -67,7 +67,8 @@ impl App {
         let mut r = crate::http::api::routes(self.admin.clone())
             .merge(crate::operator::console::routes(self.desk.clone()))
             .merge(crate::operator::review::routes(self.desk.clone()))
-            .merge(crate::operator::analytics::routes(self.desk.clone()));
+            .merge(crate::operator::analytics::routes(self.desk.clone()))
+            .merge(crate::http::payments::routes(self.p.clone()));
         for c in &self.channels {
             r = r.merge(c.clone().routes());
         }

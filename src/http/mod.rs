@@ -5,6 +5,7 @@
 //! and the console's.
 
 pub mod api;
+pub mod payments;
 
 use crate::channels::pipeline::Pipeline;
 use axum::extract::{MatchedPath, Request, State};
