@@ -89,8 +89,7 @@ async fn confirm(st: &PayRoutes, id: String, by: &'static str) -> Response {
         return not_found();
     }
     let (store, now) = (st.p.store.clone(), st.p.clock.now().as_second());
-    match tokio::task::spawn_blocking(move || payments::confirm(store.as_ref(), &id, now, by))
-        .await
+    match tokio::task::spawn_blocking(move || payments::confirm(store.as_ref(), &id, now, by)).await
     {
         Ok(Ok(Confirmation::Confirmed(p))) => {
             tracing::info!("payment {} confirmed by {by}", p.id);

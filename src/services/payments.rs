@@ -149,7 +149,15 @@ pub fn rubles(kopecks: u64) -> String {
 /// written down («031, 006, 430, …»).
 pub fn dictated(digits: &str) -> String {
     let d: Vec<char> = digits.chars().collect();
-    d.chunks(3)
+    // no lone digit at the end: 3…3 2 2 instead of 3…3 1
+    let tail = if d.len() % 3 == 1 && d.len() >= 4 {
+        4
+    } else {
+        0
+    };
+    let (head, rest) = d.split_at(d.len() - tail);
+    head.chunks(3)
+        .chain(rest.chunks(2))
         .map(|c| c.iter().collect::<String>())
         .collect::<Vec<_>>()
         .join(", ")
@@ -422,6 +430,8 @@ mod tests {
             dictated("40102810545370000081"),
             "401, 028, 105, 453, 700, 000, 81"
         );
+        assert_eq!(dictated("5024000010"), "502, 400, 00, 10");
+        assert_eq!(dictated("46000000"), "460, 000, 00");
     }
 
     #[test]
