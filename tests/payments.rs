@@ -43,9 +43,7 @@ fn pay(
         )
         .unwrap()
     {
-        Offer::Pay {
-            payment, png, op, ..
-        } => (payment, png, op),
+        Offer::Pay(o) => (o.payment, o.png, o.op),
         Offer::Exempt(r) => panic!("{id} for {segment}: exempt ({r})"),
     }
 }
@@ -111,7 +109,7 @@ fn exempt_segments_pay_nothing_and_hear_why() {
     for seg in ["senior", "disability"] {
         match p.offer(dup, "web:x", seg, None, 0).unwrap() {
             Offer::Exempt(reason) => assert!(reason.contains("бесплатно"), "{reason}"),
-            Offer::Pay { .. } => panic!("{seg} must pay nothing"),
+            Offer::Pay(_) => panic!("{seg} must pay nothing"),
         }
     }
     for seg in ["universal", "family", "jobseeker"] {

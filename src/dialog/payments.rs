@@ -12,7 +12,7 @@ use super::session::Session;
 use super::turn::Image;
 use super::{fill, Engine, Out};
 use crate::nlu::kb::Link;
-use crate::services::payments::{dictated, rubles, Offer};
+use crate::services::payments::{dictated, rubles, Offer, PayOffer};
 
 /// The prompts a graph with a `pay_fee` form must define.
 pub const PAY_PROMPTS: &[&str] = &[
@@ -59,13 +59,14 @@ impl Engine {
                     &[("service", fee.name.clone()), ("reason", reason)],
                 ));
             }
-            Offer::Pay {
-                payment,
-                recipient: r,
-                png,
-                op,
-                ..
-            } => {
+            Offer::Pay(offer) => {
+                let PayOffer {
+                    payment,
+                    recipient: r,
+                    png,
+                    op,
+                    ..
+                } = *offer;
                 out.events.push("payment_created".into());
                 let amount = rubles(payment.kopecks);
                 out.say(fill(

@@ -264,15 +264,17 @@ pub struct Payments {
 pub enum Offer {
     /// The client's segment pays nothing; the reason.
     Exempt(String),
-    /// A payment made (not yet stored: its record is `op`), its QR code's
-    /// text and PNG.
-    Pay {
-        payment: Payment,
-        recipient: Recipient,
-        qr_text: String,
-        png: Vec<u8>,
-        op: RecordOp,
-    },
+    Pay(Box<PayOffer>),
+}
+
+/// A payment made (not yet stored: its record is `op`), its recipient, and
+/// its QR code's text and PNG.
+pub struct PayOffer {
+    pub payment: Payment,
+    pub recipient: Recipient,
+    pub qr_text: String,
+    pub png: Vec<u8>,
+    pub op: RecordOp,
 }
 
 impl Payments {
@@ -323,13 +325,13 @@ impl Payments {
         let qr_text = qr_payload(&recipient, kopecks, &fee.purpose);
         let png = qr_png(&qr_text)?;
         let op = RecordOp::put(KIND, &payment.id, &payment)?;
-        Ok(Offer::Pay {
+        Ok(Offer::Pay(Box::new(PayOffer {
             payment,
             recipient,
             qr_text,
             png,
             op,
-        })
+        })))
     }
 }
 
