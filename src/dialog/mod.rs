@@ -12,7 +12,8 @@
 //! nodes and what waiting nodes take), `understand` (the classifier's
 //! decision), `prompt` (prompts and matching answers to choices), `forms`
 //! (forms and consent), `actions` (bookings, callbacks, application status,
-//! feedback), `handoff` (the operators' actions on a conversation), `values`
+//! feedback), `payments` (a fee's amount, details and QR code: the
+//! `pay_fee` action), `handoff` (the operators' actions on a conversation), `values`
 //! (numbers, days and times read from free text), `graph`, `session`, `style`.
 
 pub mod graph;
