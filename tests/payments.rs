@@ -413,3 +413,50 @@ async fn webhook_and_admin_confirm_over_http_and_the_qr_in_the_web_chat() {
         .iter()
         .all(|(_, n)| n.category == Category::Payment && n.user.starts_with("web:")));
 }
+
+/// The http provider against a gateway double on loopback: the payment is
+/// created there (amount in kopecks, our id) and its link comes back; a
+/// gateway that does not answer leaves the QR code and no link.
+#[test]
+fn the_http_provider_creates_the_payment_at_the_gateway() {
+    use axum::routing::post;
+    let seen: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+    let s2 = seen.clone();
+    let app = axum::Router::new().route(
+        "/payments",
+        post(move |axum::Json(v): axum::Json<Value>| {
+            let s2 = s2.clone();
+            async move {
+                let url = format!(
+                    "https://pay.example.ru/checkout/{}",
+                    v["id"].as_str().unwrap()
+                );
+                s2.lock().unwrap().push(v);
+                axum::Json(json!({"url": url}))
+            }
+        }),
+    );
+    let addr = common::serve_in_background(app);
+    let mut cfg = common::config();
+    cfg.payments.provider = "http".into();
+    cfg.payments.url = format!("http://{addr}/payments");
+    let p = Payments::new(&cfg.fees, &cfg.payments).unwrap();
+    let (payment, png, _) = pay(&p, "archive_copy", "universal", None);
+    let sent = seen.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["id"], payment.id.as_str());
+    assert_eq!(sent[0]["amount"], 20_050);
+    assert_eq!(sent[0]["currency"], "RUB");
+    assert_eq!(
+        payment.link.as_deref(),
+        Some(format!("https://pay.example.ru/checkout/{}", payment.id).as_str())
+    );
+    assert!(common::read_qr(&png).contains("|Sum=20050|"));
+
+    // the gateway is down: no link, the QR code still serves
+    cfg.payments.url = format!("http://127.0.0.1:{}/payments", common::free_port());
+    let p = Payments::new(&cfg.fees, &cfg.payments).unwrap();
+    let (payment, png, _) = pay(&p, "archive_copy", "universal", None);
+    assert_eq!(payment.link, None);
+    assert!(common::read_qr(&png).starts_with("ST00012|"));
+}
