@@ -460,3 +460,36 @@ fn the_http_provider_creates_the_payment_at_the_gateway() {
     assert_eq!(payment.link, None);
     assert!(common::read_qr(&png).starts_with("ST00012|"));
 }
+
+/// On voice the robot reads the details aloud: the amount in words with
+/// roubles and kopecks, each code named, its digits in groups (through the
+/// voice channel's own rendering, as the synthesiser gets it).
+#[test]
+fn voice_reads_the_amount_in_words_and_dictates_the_details() {
+    use otklik::dialog::Input;
+    let dir = tempfile::tempdir().unwrap();
+    let (e, _clock) = common::engine_at(dir.path(), common::WORKDAY);
+    for t in ["сколько стоит копия документа из личного дела", "да"]
+    {
+        e.handle("voice", "caller", Input::Text(t.into())).unwrap();
+    }
+    let turn = e
+        .handle("voice", "caller", Input::Text("пропустить".into()))
+        .unwrap();
+    assert!(turn.image.is_none(), "no picture on voice");
+    let spoken = otklik::channels::voice::say::speakable(&turn.text);
+    for want in [
+        "двести рублей пятьдесят копеек",
+        "код банка, бэ и ка, ноль один четыре, пятьсот двадцать пять, ноль ноль ноль",
+        "счёт получателя ноль три один, ноль ноль шесть",
+    ] {
+        assert!(
+            spoken.to_lowercase().contains(want),
+            "{want:?} not in {spoken:?}"
+        );
+    }
+    assert!(
+        !spoken.chars().any(|c| c.is_ascii_digit()),
+        "all in words: {spoken}"
+    );
+}
