@@ -71,7 +71,8 @@ impl App {
             .merge(crate::http::notify::routes(
                 self.p.clone(),
                 self.desk.clone(),
-            ));
+            ))
+            .merge(crate::http::payments::routes(self.p.clone()));
         for c in &self.channels {
             r = r.merge(c.clone().routes());
         }

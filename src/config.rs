@@ -9,6 +9,9 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+mod fees;
+pub use fees::{parse_kopecks, Fee, FeesConfig, PaymentsConfig, Recipient};
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -33,6 +36,10 @@ pub struct Config {
     pub lint: LintConfig,
     /// Notifications to clients (`[notify]`, `NotifyConfig`).
     pub notify: NotifyConfig,
+    /// State fees by service (`[fees]`, `[[fees.service]]`).
+    pub fees: FeesConfig,
+    /// Payment links and confirmations (`[payments]`).
+    pub payments: PaymentsConfig,
     /// Token for the admin API (`Authorization: Bearer …`); empty: admin API closed.
     pub admin_token: String,
 }
@@ -207,6 +214,8 @@ impl Default for Config {
             speech: SpeechConfig::default(),
             lint: LintConfig::default(),
             notify: NotifyConfig::default(),
+            fees: FeesConfig::default(),
+            payments: PaymentsConfig::default(),
             admin_token: String::new(),
         }
     }
@@ -327,6 +336,8 @@ impl Config {
             bail!("kb.segments must include `universal`");
         }
         self.lint.validate(&self.kb.segments)?;
+        self.fees.validate(&self.kb.segments)?;
+        self.payments.validate()?;
         if self.http.voice_max_seconds > 30 {
             bail!("http.voice_max_seconds must be 30 or less: Whisper hears 30 seconds at most");
         }

@@ -418,3 +418,36 @@ pub async fn speech_ready(base: &str) {
     }
     panic!("the recogniser did not load");
 }
+
+/// The text of the one QR code in a PNG (a payment's), decoded by rqrr.
+pub fn read_qr(png_bytes: &[u8]) -> String {
+    let mut r = png::Decoder::new(std::io::Cursor::new(png_bytes))
+        .read_info()
+        .expect("a PNG");
+    let mut buf = vec![0; r.output_buffer_size().expect("a PNG's size")];
+    let info = r.next_frame(&mut buf).expect("a PNG frame");
+    assert_eq!(
+        info.color_type,
+        png::ColorType::Grayscale,
+        "a greyscale PNG"
+    );
+    let (w, h) = (info.width as usize, info.height as usize);
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[y * w + x]);
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the picture");
+    grids[0].decode().expect("a readable QR code").1
+}
+
+/// A payment QR code's fields (GOST R 56042-2014: `ST00012|Key=Value|…`):
+/// the header and the fields by name.
+pub fn qr_fields(text: &str) -> (String, std::collections::BTreeMap<String, String>) {
+    let mut parts = text.split('|');
+    let header = parts.next().unwrap_or_default().to_string();
+    let fields = parts
+        .map(|p| {
+            let (k, v) = p.split_once('=').expect("Key=Value");
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    (header, fields)
+}

@@ -35,6 +35,8 @@ const TAXONOMY: &[&str] = &[
     "appointment_cancel",
     "working_hours",
     "payment_fee",
+    // not in the shared taxonomy: paying the ministry's own fees in the dialog (issue 16 ж)
+    "fee_payment",
     "payment_delay",
     "complaint",
     "operator_request",

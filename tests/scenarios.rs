@@ -100,6 +100,9 @@ struct Expect {
     /// the text of this step on this channel only
     #[serde(default)]
     channel_text: BTreeMap<String, Vec<String>>,
+    /// the channels whose turn carries an image (a payment's QR code); the
+    /// others' must not
+    image: Option<Vec<String>>,
 }
 
 fn nlu() -> Arc<Nlu> {
@@ -226,6 +229,14 @@ fn store_value(engine: &Engine, user: &str, what: &str) -> String {
             .any(|e| {
                 e.text.contains("912") || e.text.contains("Петров") || e.text.contains("1234567")
             })
+            .to_string(),
+        // payments the client has (issue 16 ж)
+        "payments" => st
+            .records_of::<otklik::services::payments::Payment>("payment", "")
+            .unwrap()
+            .iter()
+            .filter(|(_, p)| p.user == user)
+            .count()
             .to_string(),
         other => panic!("unknown store check {other:?}"),
     }
@@ -432,6 +443,15 @@ fn run(sc: &Scenario, channel: &str, file: &Path) -> Vec<String> {
             if let Some(x) = &e.segment {
                 if &t.segment != x {
                     fail(format!("segment {:?}, expected {x:?}", t.segment));
+                }
+            }
+            if let Some(on) = &e.image {
+                let want = on.iter().any(|c| c == channel);
+                if t.image.is_some() != want {
+                    fail(format!(
+                        "image present={}, expected {want}",
+                        t.image.is_some()
+                    ));
                 }
             }
             if let Some(l) = e.links {

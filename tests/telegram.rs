@@ -58,6 +58,8 @@ struct Fake {
     files: Vec<(String, Vec<u8>)>,
     /// The file paths downloaded from the file endpoint, in order.
     downloads: Vec<String>,
+    /// Photos the bot uploaded (sendPhoto): the file's bytes and caption.
+    photos: Vec<(Vec<u8>, String)>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -247,11 +249,28 @@ fn parse_text(body: &Value) -> Result<(String, Vec<Value>), String> {
     }
 }
 
+/// A file part of a multipart body (`name="…"; filename="…"`), its bytes.
+/// A field `attach://<name>` names the part, as the Bot API reads uploads.
+fn multipart_file(raw: &[u8], name: &str) -> Option<Vec<u8>> {
+    let find = |hay: &[u8], needle: &[u8], from: usize| {
+        hay.get(from..)?
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|i| i + from)
+    };
+    let boundary = &raw[..find(raw, b"\r\n", 0)?];
+    let part = find(raw, format!("name=\"{name}\"").as_bytes(), 0)?;
+    let start = find(raw, b"\r\n\r\n", part)? + 4;
+    let end = find(raw, &[b"\r\n", boundary].concat(), start)?;
+    Some(raw[start..end].to_vec())
+}
+
 async fn api(
     State(f): State<Shared>,
     Path((_bot, method)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
+    let raw = body.clone();
     let body = if body.is_empty() {
         json!({})
     } else {
@@ -324,6 +343,22 @@ async fn api(
             }
             g.messages.insert(id, m.clone());
             m
+        }
+        // A photo uploaded as a multipart file, as Telegram takes it.
+        "sendphoto" => {
+            let part = body["photo"]
+                .as_str()
+                .and_then(|p| p.strip_prefix("attach://"));
+            let Some(bytes) = part.and_then(|name| multipart_file(&raw, name)) else {
+                return bad_request("there is no photo in the request");
+            };
+            let caption = body["caption"].as_str().unwrap_or("").to_string();
+            g.photos.push((bytes, caption.clone()));
+            g.next_message += 1;
+            let id = 100 + g.next_message;
+            json!({"message_id": id, "date": 1764140000, "chat": {"id": CHAT, "type": "private", "first_name": "Иван"},
+                "photo": [{"file_id": format!("p{id}"), "file_unique_id": format!("up{id}"), "width": 240, "height": 240}],
+                "caption": caption})
         }
         "answercallbackquery" => {
             let id = body["callback_query_id"].as_str().unwrap_or("").to_string();
@@ -1166,6 +1201,7 @@ fn turn_with_links(text: &str, links_at: Option<usize>) -> otklik::dialog::Turn 
         node: "answer".into(),
         seq: 2,
         events: Vec::new(),
+        image: None,
     }
 }
 
@@ -1751,4 +1787,46 @@ fn notifications_settings_a_status_event_and_unsubscribing_on_telegram() {
     );
     assert_eq!(post("e2", "выплачено"), 200);
     c.quiet(2);
+}
+
+/// A fee's QR code reaches Telegram as a photo uploaded from memory, before
+/// the details and the buttons (issue 16 ж); it decodes to the payment.
+#[test]
+fn a_payment_qr_code_is_sent_as_a_photo() {
+    let Bot {
+        f,
+        server: _server,
+        rt: _rt,
+        mut c,
+        ..
+    } = polling_bot();
+    c.text("/start");
+    c.reply();
+    c.text("сколько стоит дубликат удостоверения");
+    let (t, b) = c.reply();
+    assert!(t.contains("согласны"), "consent first: {t}");
+    c.press(&button(&b, ":yes"));
+    let (t, _) = c.reply();
+    assert!(t.contains("назовите его номер"), "{t}");
+    c.text("пропустить");
+    let photo = c.next("sendPhoto");
+    assert!(
+        photo["caption"]
+            .as_str()
+            .unwrap()
+            .contains("QR-код для оплаты"),
+        "{photo}"
+    );
+    let (t, b) = c.reply();
+    assert!(
+        t.contains("350 рублей") && t.contains("03100643000000016500"),
+        "{t}"
+    );
+    assert!(t.contains("Ваш вопрос решён?"), "{t}");
+    button(&b, ":yes");
+    let png = f.lock().unwrap().photos[0].0.clone();
+    let (header, fields) = common::qr_fields(&common::read_qr(&png));
+    assert_eq!(header, "ST00012");
+    assert_eq!(fields["Sum"], "35000");
+    assert_eq!(fields["PersonalAcc"], "03100643000000016500");
 }

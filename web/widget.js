@@ -174,6 +174,8 @@
 .otklik-choice:hover:not(:disabled){background:#e0e8ff}
 .otklik-choice:disabled{cursor:default;color:#4b5563;border-color:#9ca3af;background:#f3f4f6}
 .otklik-links{margin:8px 0 0;padding-left:1.1em}
+.otklik-image-box{margin:8px 0 0}
+.otklik-image{display:block;width:200px;max-width:100%;height:auto;background:#fff}
 .otklik-links+.otklik-text{margin-top:1em}
 .otklik-links a{color:#1e3a8a;text-decoration:underline}
 .otklik-msg[data-from="client"] .otklik-links a{color:#fff}
@@ -534,6 +536,15 @@
     return ul.childNodes.length ? ul : null;
   }
 
+  // A message's picture (a payment's QR code): a PNG carried inline, shown
+  // with its description; null for anything else.
+  function buildImage(image) {
+    if (!image || image.mime !== 'image/png' || typeof image.base64 !== 'string') return null;
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(image.base64)) return null;
+    const img = el('img', { class: 'otklik-image', 'data-testid': 'otklik-image', alt: String(image.alt || ''), src: 'data:image/png;base64,' + image.base64 });
+    return el('div', { class: 'otklik-image-box' }, [img]);
+  }
+
   // The text, with the links after its first `linksAt` paragraphs (split on a blank
   // line): right after the answer they come with, before the question that follows.
   // Without linksAt the links follow the whole text.
@@ -641,6 +652,8 @@
         }
       }
       if (from !== 'client') {
+        const img = buildImage(msg.image);
+        if (img) node.appendChild(img);
         if (Array.isArray(msg.choices) && msg.choices.length) {
           const box = el('div', { class: 'otklik-choices', role: 'group', 'aria-label': 'Варианты ответа' });
           for (const c of msg.choices) {

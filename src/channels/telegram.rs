@@ -300,6 +300,9 @@ impl Telegram {
         if t.text.is_empty() {
             return Ok(());
         }
+        if let Some(img) = &t.image {
+            self.send_image(chat, img).await?;
+        }
         let mut text = html(t);
         if let Some(name) = operator {
             text = format!("<b>{}</b>: {}", escape(name), text);
@@ -319,6 +322,31 @@ impl Telegram {
             None
         };
         self.send_html(chat, text, markup).await
+    }
+
+    /// sendPhoto of a turn's picture (a payment's QR code), uploaded from
+    /// memory, its description as the caption; before the turn's text, so
+    /// that the text and its buttons come last.
+    async fn send_image(
+        &self,
+        chat: ChatId,
+        img: &crate::dialog::Image,
+    ) -> Result<(), RequestError> {
+        use base64::Engine as _;
+        use teloxide::payloads::SendPhotoSetters as _;
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(&img.base64) else {
+            tracing::error!("telegram: a turn's picture is not base64; sent without it");
+            return Ok(());
+        };
+        let file = teloxide::types::InputFile::memory(bytes).file_name("qr.png");
+        retry("sendPhoto", || {
+            let r = self
+                .bot
+                .send_photo(chat, file.clone())
+                .caption(img.alt.clone());
+            async move { r.await.map(|_| ()) }
+        })
+        .await
     }
 
     /// Sends plain text (escaped here) from the channel itself.

@@ -103,6 +103,7 @@ pub fn turn_message(t: &Turn, operator: Option<&str>) -> Value {
         "links": t.links,
         "links_at": t.links_at,
         "actions": t.actions,
+        "image": t.image,
     })
 }
 

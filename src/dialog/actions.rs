@@ -194,6 +194,7 @@ impl Engine {
                     .collect();
                 s.labels.insert("appointment".into(), lines.join("\n"));
             }
+            FormAction::PayFee => return self.pay_fee(s, node, out),
         }
         out.say(self.fill_s(s, &done));
         self.clear_form(s);

@@ -246,6 +246,7 @@ impl Engine {
             out.links.clone(),
         );
         turn.events = out.events.clone();
+        turn.image = out.image.take();
         if !turn.text.is_empty() {
             s.history.push(Entry {
                 who: "bot".into(),
@@ -448,6 +449,7 @@ impl Engine {
             node: s.node.clone(),
             seq: s.turns,
             events: Vec::new(),
+            image: None,
         }
     }
 }

@@ -198,6 +198,7 @@ impl Engine {
                     .map(|a| (a.id.to_string(), self.describe_appointment(&a)))
                     .collect(),
             ),
+            Some(Source::Fees) => numbered(self.fee_choices()),
             None => Vec::new(),
         })
     }
@@ -326,7 +327,7 @@ impl Engine {
             (k, _) if super::fields::is_field_kind(k) => {
                 self.said_field(s, k, &text).map(|v| (v, None))
             }
-            (SlotType::Choice, Some(Source::Services | Source::Offices)) => {
+            (SlotType::Choice, Some(Source::Services | Source::Offices | Source::Fees)) => {
                 let t = normalize_text(&text);
                 let words: Vec<&str> = t.split_whitespace().collect();
                 let named = |label: &str| {

@@ -103,6 +103,8 @@ pub enum Source {
     Times,
     /// The client's own appointments.
     MyAppointments,
+    /// The services with a fee (`[[fees.service]]`).
+    Fees,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -121,6 +123,9 @@ pub enum FormAction {
     SubmitApplication,
     /// Continues a saved draft by its `code` field.
     ResumeDraft,
+    /// Says the fee of the chosen service for the client's segment, its
+    /// recipient's details and the payment's QR code (no confirmation).
+    PayFee,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -631,6 +636,20 @@ impl Graph {
                 "missing prompt `prompts.satisfaction` (a rating node asks satisfaction)".into(),
             );
         }
+        if merged
+            .nodes
+            .values()
+            .any(|n| n.action == Some(FormAction::PayFee))
+        {
+            for k in super::payments::PAY_PROMPTS {
+                if !merged.prompts.contains_key(*k) {
+                    header_problem(
+                        &mut problems,
+                        format!("missing prompt `prompts.{k}` (a pay_fee form says it)"),
+                    );
+                }
+            }
+        }
         for c in CHANNELS {
             if !merged.channels.contains_key(*c) {
                 header_problem(&mut problems, format!("missing style `channels.{c}`"));
@@ -906,6 +925,7 @@ fn validate_nodes(nodes: &BTreeMap<String, Node>, intents: &[String], problems: 
                     && n.confirm.is_none()
                     && n.action.is_some()
                     && n.action != Some(FormAction::ApplicationStatus)
+                    && n.action != Some(FormAction::PayFee)
                 {
                     err("missing prompt: add `confirm` (the question before acting)".into());
                 }

@@ -12,7 +12,8 @@
 //! nodes and what waiting nodes take), `understand` (the classifier's
 //! decision), `prompt` (prompts and matching answers to choices), `forms`
 //! (forms and consent), `actions` (bookings, callbacks, application status,
-//! feedback), `handoff` (the operators' actions on a conversation), `values`
+//! feedback), `payments` (a fee's amount, details and QR code: the
+//! `pay_fee` action), `handoff` (the operators' actions on a conversation), `values`
 //! (numbers, days and times read from free text), `graph`, `session`, `style`.
 
 pub mod graph;
@@ -27,6 +28,7 @@ mod fields;
 mod forms;
 mod nodes;
 mod notify;
+mod payments;
 mod prompt;
 mod step;
 mod turn;
@@ -36,7 +38,7 @@ mod values;
 pub use self::core::TurnOpts;
 pub use crate::store::Keep;
 pub use forms::consent_version;
-pub use turn::{Action, Input, PendingReply, Turn};
+pub use turn::{Action, Image, Input, PendingReply, Turn};
 pub use values::parse_phone;
 
 use crate::config::{Config, DialogConfig};
@@ -74,6 +76,8 @@ struct Out {
     rating: Option<crate::analytics::Rating>,
     /// What the turn writes besides the session, committed with it.
     writes: TurnWrites,
+    /// A picture after the text (a payment's QR code).
+    image: Option<turn::Image>,
 }
 
 impl Out {
@@ -113,6 +117,8 @@ pub struct Engine {
     /// Where filled applications go, and how drafts are kept.
     applications: Box<dyn crate::services::applications::ApplicationProvider>,
     apps_cfg: crate::config::ApplicationsConfig,
+    /// State fees and the payment provider.
+    pay: crate::services::payments::Payments,
     cfg: DialogConfig,
     /// Notifications' settings (quiet hours, the daily limit; `notify.rs`).
     notify: crate::config::NotifyConfig,
@@ -198,6 +204,7 @@ impl Engine {
             status,
             applications,
             apps_cfg: cfg.applications.clone(),
+            pay: crate::services::payments::Payments::new(&cfg.fees, &cfg.payments)?,
             cfg: cfg.dialog.clone(),
             notify: cfg.notify.clone(),
             locks: Arc::new(LocalLocks::default()),

@@ -66,6 +66,21 @@ pub struct Turn {
     /// What happened in this turn (decision:…, handoff, intent:…), for metrics.
     #[serde(skip_serializing, default)]
     pub events: Vec<String>,
+    /// A picture shown after the text (a payment's QR code): the web chat
+    /// shows it, Telegram sends it as a photo, voice reads the text alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Image>,
+}
+
+/// A picture of a turn, carried inline (it is small: a QR code's PNG).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Image {
+    /// `image/png`.
+    pub mime: String,
+    /// The picture's bytes, base64 (standard alphabet, padded).
+    pub base64: String,
+    /// What it shows, for screen readers and as Telegram's caption (Russian).
+    pub alt: String,
 }
 
 /// A reply saved with a marked turn until its channel confirms delivery

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod notify;
+pub mod payments;
 
 use crate::channels::pipeline::Pipeline;
 use axum::extract::{MatchedPath, Request, State};

@@ -1,12 +1,14 @@
 //! What the dialog books and looks up besides answers: operators' hours,
 //! appointment slots, application status providers, the client's profile,
-//! applications, notifications, and the clock they share.
+//! applications, notifications, state fees and their payments, and the
+//! clock they share.
 
 pub mod applications;
 pub mod appointments;
 pub mod hours;
 pub mod notices;
 pub mod notify;
+pub mod payments;
 pub mod profile;
 pub mod status;
 pub mod validate;
