@@ -39,6 +39,10 @@ pub enum NodeKind {
     ConsentWithdraw,
     /// Says `text` and ends the conversation.
     End,
+    /// The service search («Что мне положено?»): says `text`, asks the facts
+    /// that decide the measures with eligibility rules (at most five), lists
+    /// those that fit; `next` when no measure has rules.
+    Search,
 }
 
 impl NodeKind {
@@ -54,6 +58,7 @@ impl NodeKind {
                 | NodeKind::Rating
                 | NodeKind::Handoff
                 | NodeKind::End
+                | NodeKind::Search
         )
     }
 }
@@ -584,6 +589,16 @@ impl Graph {
                 &mut problems,
                 "missing prompt `prompts.satisfaction` (a rating node asks satisfaction)".into(),
             );
+        }
+        if merged.nodes.values().any(|n| n.kind == NodeKind::Search) {
+            for k in super::search::PROMPTS {
+                if !merged.prompts.contains_key(*k) {
+                    header_problem(
+                        &mut problems,
+                        format!("missing prompt `prompts.{k}` (a search node asks it)"),
+                    );
+                }
+            }
         }
         for c in CHANNELS {
             if !merged.channels.contains_key(*c) {

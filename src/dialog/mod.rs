@@ -25,6 +25,7 @@ mod core;
 mod forms;
 mod nodes;
 mod prompt;
+pub mod search;
 mod step;
 mod turn;
 mod understand;
@@ -33,6 +34,7 @@ mod values;
 pub use self::core::TurnOpts;
 pub use crate::store::Keep;
 pub use forms::consent_version;
+pub use search::describe_facts;
 pub use turn::{Action, Input, PendingReply, Turn};
 pub use values::parse_phone;
 

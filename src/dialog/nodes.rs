@@ -388,6 +388,9 @@ impl Engine {
                 NodeKind::Form => {
                     return self.start_form(s, &node, out);
                 }
+                NodeKind::Search => {
+                    return self.enter_search(s, &node, out);
+                }
             }
         }
         anyhow::bail!("the dialog graph loops without waiting at node `{name}`")
