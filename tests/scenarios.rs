@@ -206,6 +206,16 @@ fn store_value(engine: &Engine, user: &str, what: &str) -> String {
                 e.text.contains("912") || e.text.contains("Петров") || e.text.contains("1234567")
             })
             .to_string(),
+        // the service search's profile: its facts (k=v,…) or none
+        "profile" => {
+            let p = otklik::services::profile::Profile::load(&**st, user).unwrap();
+            if p.facts.is_empty() {
+                "none".into()
+            } else {
+                let kv: Vec<String> = p.facts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                kv.join(",")
+            }
+        }
         other => panic!("unknown store check {other:?}"),
     }
 }

@@ -143,3 +143,260 @@ fn the_demo_has_measures_with_rules_and_an_empty_profile_needs_five_questions_at
     let d = depth(&kb, BTreeMap::new());
     assert!((3..=MAX_QUESTIONS).contains(&d), "worst case {d} questions");
 }
+
+// ---------------------------------------------------------------- the engine
+
+use otklik::dialog::{Engine, Input, Turn};
+use otklik::services::profile::Profile;
+
+/// The fact the turn asks about, if it is an interview question.
+fn asked(t: &Turn) -> Option<Fact> {
+    t.events
+        .iter()
+        .find_map(|e| e.strip_prefix("search_asked:"))
+        .and_then(Fact::from_name)
+}
+
+/// A client's answer to the question about `f`, in words, from `truth`.
+fn say(f: Fact, truth: &BTreeMap<String, String>) -> Input {
+    let v = truth.get(f.name()).map(String::as_str);
+    let words = |n: &str| match n {
+        "67" => "шестьдесят семь".to_string(),
+        "34" => "тридцать четыре".to_string(),
+        "5" => "пять".to_string(),
+        other => other.to_string(),
+    };
+    Input::Text(match (f, v) {
+        (Fact::YoungestChildAge | Fact::OldestChildAge, None) => "детей нет".into(),
+        (Fact::Disability, Some("none")) => "нет".into(),
+        (Fact::Disability, Some(g)) => format!("{g} группа"),
+        (Fact::Employment, Some("unemployed")) => "не работаю".into(),
+        (Fact::Employment, Some("retired")) => "на пенсии".into(),
+        (Fact::Employment, Some(_)) => "работаю".into(),
+        (Fact::Income, Some("low")) => "да, ниже".into(),
+        (Fact::Income, Some(_)) => "нет, не ниже".into(),
+        (_, Some(n)) => words(n),
+        (_, None) => "не знаю".into(),
+    })
+}
+
+/// Runs the interview from `opening` with answers from `truth`: the
+/// questions asked and the measures offered at the end.
+fn run_interview(
+    e: &Engine,
+    user: &str,
+    opening: &str,
+    truth: &BTreeMap<String, String>,
+) -> (Vec<Fact>, Vec<String>, Turn) {
+    let mut t = e.handle("web", user, Input::Text(opening.into())).unwrap();
+    if t.decision.as_deref() == Some("confirm") {
+        t = e.handle("web", user, Input::Choice("yes".into())).unwrap();
+    }
+    let mut questions = Vec::new();
+    while let Some(f) = asked(&t) {
+        questions.push(f);
+        assert!(questions.len() <= MAX_QUESTIONS, "{questions:?}");
+        t = e.handle("web", user, say(f, truth)).unwrap();
+    }
+    let measures: BTreeSet<&str> = e.nlu.kb.measures().into_iter().map(|(id, _)| id).collect();
+    let offered = t
+        .choices
+        .iter()
+        .filter(|c| measures.contains(c.id.as_str()))
+        .map(|c| c.id.clone())
+        .collect();
+    (questions, offered, t)
+}
+
+fn truth(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+    kv.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_engine_asks_only_what_is_not_known_and_lists_the_eligible_measures() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, _) = common::engine_at(dir.path(), common::WORKDAY);
+    let pensioner = truth(&[
+        ("age", "67"),
+        ("children", "0"),
+        ("disability", "2"),
+        ("employment", "retired"),
+        ("income", "normal"),
+    ]);
+    let mother = truth(&[
+        ("age", "34"),
+        ("children", "2"),
+        ("youngest_child_age", "5"),
+        ("disability", "none"),
+        ("employment", "unemployed"),
+        ("income", "low"),
+    ]);
+    for (user, who) in [("p1", &pensioner), ("m1", &mother)] {
+        let (qs, offered, t) = run_interview(&e, user, "что мне положено", who);
+        assert!((1..=MAX_QUESTIONS).contains(&qs.len()), "{user}: {qs:?}");
+        let mut want: Vec<String> = e
+            .nlu
+            .kb
+            .eligible(who)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let mut got = offered.clone();
+        want.sort();
+        got.sort();
+        assert_eq!(got, want, "{user}: {}", t.text);
+        assert!(t.text.contains("Вам подходят"), "{}", t.text);
+        // the most particular measure first: the single allowance (two conditions)
+        if *user == *"m1" {
+            assert_eq!(offered[0], "child_allowance", "{offered:?}");
+        }
+    }
+    // facts said in the message are not asked: fewer questions
+    let (full, _, _) = run_interview(&e, "p2", "что мне положено", &pensioner);
+    let (said, offered, _) = run_interview(
+        &e,
+        "p3",
+        "мне 67 лет, я инвалид второй группы, что мне положено",
+        &pensioner,
+    );
+    assert!(
+        !said.contains(&Fact::Age) && !said.contains(&Fact::Disability),
+        "{said:?}"
+    );
+    assert!(said.len() < full.len(), "{said:?} vs {full:?}");
+    let mut want: Vec<String> = e
+        .nlu
+        .kb
+        .eligible(&pensioner)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let mut got = offered;
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+    // facts kept in the profile are not asked either
+    let key = "web:p4";
+    let mut p = Profile::default();
+    p.facts = truth(&[("age", "67"), ("income", "normal"), ("children", "0")]);
+    e.store
+        .write_records(vec![p.save(key).unwrap()])
+        .unwrap()
+        .unwrap();
+    let (kept, _, _) = run_interview(&e, "p4", "что мне положено", &pensioner);
+    assert!(
+        kept.iter()
+            .all(|f| !matches!(f, Fact::Age | Fact::Income | Fact::YoungestChildAge)),
+        "{kept:?}"
+    );
+    assert!(kept.len() < full.len(), "{kept:?} vs {full:?}");
+    // «не знаю» skips a question: the measures it decides are offered as possible
+    let unknown = truth(&[]);
+    let (qs, _, t) = run_interview(&e, "u1", "что мне положено", &unknown);
+    assert!(qs.len() <= MAX_QUESTIONS && !qs.is_empty(), "{qs:?}");
+    assert!(t.text.contains("может подойти"), "{}", t.text);
+}
+
+#[test]
+fn the_profile_is_saved_with_consent_shown_deleted_and_gone_on_withdrawal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, _) = common::engine_at(dir.path(), common::WORKDAY);
+    let who = truth(&[
+        ("age", "67"),
+        ("children", "0"),
+        ("disability", "none"),
+        ("employment", "retired"),
+        ("income", "normal"),
+    ]);
+    let kept = |user: &str| {
+        Profile::load(&*e.store, &format!("web:{user}"))
+            .unwrap()
+            .facts
+    };
+    // declined consent: nothing kept
+    let (_, _, t) = run_interview(&e, "a", "что мне положено", &who);
+    assert!(t.choices.iter().any(|c| c.id == "save"), "{:?}", t.choices);
+    let t = e.handle("web", "a", Input::Choice("save".into())).unwrap();
+    assert!(t.text.contains("согласны"), "{}", t.text);
+    let t = e.handle("web", "a", Input::Text("нет".into())).unwrap();
+    assert!(t.text.contains("не буду сохранять"), "{}", t.text);
+    assert!(kept("a").is_empty());
+    assert!(e.store.consent("web:a").unwrap().is_none());
+    // consent given: kept, and shown
+    e.handle("web", "a", Input::Start).unwrap();
+    let (_, _, t) = run_interview(&e, "a", "что мне положено", &who);
+    assert!(t.choices.iter().any(|c| c.id == "save"));
+    e.handle("web", "a", Input::Choice("save".into())).unwrap();
+    let t = e.handle("web", "a", Input::Text("да".into())).unwrap();
+    assert!(t.text.contains("сохранила"), "{}", t.text);
+    assert!(!t.choices.iter().any(|c| c.id == "save"), "{:?}", t.choices);
+    assert!(e.store.consent("web:a").unwrap().unwrap().active());
+    assert_eq!(kept("a").get("age").map(String::as_str), Some("67"));
+    let t = e
+        .handle("web", "a", Input::Text("мой профиль".into()))
+        .unwrap();
+    assert!(t.text.contains("возраст: 67 лет"), "{}", t.text);
+    assert!(t.text.contains("на пенсии"), "{}", t.text);
+    // the next search asks nothing: all is known
+    e.handle("web", "a", Input::Start).unwrap();
+    let (qs, offered, _) = run_interview(&e, "a", "что мне положено", &who);
+    assert!(qs.is_empty(), "{qs:?}");
+    assert!(
+        offered.contains(&"pension_application".to_string()),
+        "{offered:?}"
+    );
+    // deleted by the button, then by words
+    let t = e
+        .handle("web", "a", Input::Text("мой профиль".into()))
+        .unwrap();
+    assert!(t.choices.iter().any(|c| c.id == "profile_delete"));
+    let t = e
+        .handle("web", "a", Input::Choice("profile_delete".into()))
+        .unwrap();
+    assert!(t.text.contains("удалила"), "{}", t.text);
+    assert!(kept("a").is_empty());
+    // consent stays: deleting the profile is not a withdrawal
+    assert!(e.store.consent("web:a").unwrap().unwrap().active());
+    let t = e
+        .handle("web", "a", Input::Text("мой профиль".into()))
+        .unwrap();
+    assert!(t.text.contains("пока ничего нет"), "{}", t.text);
+
+    // a withdrawal deletes the profile in the same turn
+    e.handle("web", "b", Input::Start).unwrap();
+    run_interview(&e, "b", "что мне положено", &who);
+    e.handle("web", "b", Input::Choice("save".into())).unwrap();
+    e.handle("web", "b", Input::Text("да".into())).unwrap();
+    assert!(!kept("b").is_empty());
+    let t = e
+        .handle(
+            "web",
+            "b",
+            Input::Text("отзываю согласие на обработку персональных данных".into()),
+        )
+        .unwrap();
+    assert!(t.text.contains("Согласие отозвано"), "{}", t.text);
+    assert!(kept("b").is_empty());
+    let s = e
+        .session(&otklik::store::SessionKey::new("web", "b"))
+        .unwrap()
+        .unwrap();
+    assert!(s.facts.is_empty());
+    // «удалить мои данные из профиля» deletes the profile, not the consent
+    e.handle("web", "c", Input::Start).unwrap();
+    run_interview(&e, "c", "что мне положено", &who);
+    e.handle("web", "c", Input::Choice("save".into())).unwrap();
+    e.handle("web", "c", Input::Text("да".into())).unwrap();
+    let t = e
+        .handle(
+            "web",
+            "c",
+            Input::Text("удалите мои данные из профиля".into()),
+        )
+        .unwrap();
+    assert!(t.text.contains("удалила все сведения"), "{}", t.text);
+    assert!(kept("c").is_empty());
+    assert!(e.store.consent("web:c").unwrap().unwrap().active());
+}
