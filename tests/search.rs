@@ -279,8 +279,10 @@ fn the_engine_asks_only_what_is_not_known_and_lists_the_eligible_measures() {
     assert_eq!(got, want);
     // facts kept in the profile are not asked either
     let key = "web:p4";
-    let mut p = Profile::default();
-    p.facts = truth(&[("age", "67"), ("income", "normal"), ("children", "0")]);
+    let p = Profile {
+        facts: truth(&[("age", "67"), ("income", "normal"), ("children", "0")]),
+        ..Default::default()
+    };
     e.store
         .write_records(vec![p.save(key).unwrap()])
         .unwrap()

@@ -124,7 +124,7 @@ impl Cond {
             }
             Cond::OneOf(vs) => {
                 let v = norm_value(value);
-                Some(vs.iter().any(|x| *x == v))
+                Some(vs.contains(&v))
             }
         }
     }
