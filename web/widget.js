@@ -345,7 +345,9 @@
 
     const large = el('button', { type: 'button', class: 'otklik-tool', 'aria-pressed': 'false', 'data-testid': 'otklik-large', text: 'Крупный текст' });
     const counter = el('span', { class: 'otklik-counter', 'data-testid': 'otklik-counter' });
-    const tools = el('div', { class: 'otklik-tools' }, [large, counter]);
+    // The service search's profile: sends «мой профиль», an engine rule on every channel.
+    const profile = el('button', { type: 'button', class: 'otklik-tool', 'data-testid': 'otklik-profile', text: 'Мой профиль' });
+    const tools = el('div', { class: 'otklik-tools' }, [large, profile, counter]);
 
     panel.append(head, log, status, notice, rec, form, tools);
     root.appendChild(panel);
@@ -386,6 +388,7 @@
       state.largeUserSet = true;
     });
     mic.addEventListener('click', toggleVoice);
+    profile.addEventListener('click', () => sendWords('мой профиль'));
     if (floating) {
       launcher.addEventListener('click', () => setOpen(true, true));
       closeBtn.addEventListener('click', () => setOpen(false, true));
@@ -681,6 +684,15 @@
     const m = { type: 'text', id: uuid(), text };
     ui.input.value = '';
     updateCounter();
+    addPending(m);
+    renderOwn(m);
+    ensureStarted();
+    transmit(m);
+  }
+
+  // Fixed words sent as the client's message (the «Мой профиль» button).
+  function sendWords(text) {
+    const m = { type: 'text', id: uuid(), text };
     addPending(m);
     renderOwn(m);
     ensureStarted();
