@@ -55,6 +55,9 @@ static DELETE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b(удал|очист|стер|сотр)\w*\b.*\bпрофил|\bпрофил\w*\b.*\b(удал|очист|стер|сотр)")
         .unwrap()
 });
+static MINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(мо[йиеё]\w*|сво[йиеё]\w*|данн\w*|сведени\w*|ответ\w*)\b").unwrap()
+});
 static VIEW: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"^(мой|мои|моя) (профиль|данные профиля)$|\bмой профиль\b|\b(покаж|посмотр|открой|открыть)\w* (мой |свой )?профил|\bчто (хранится|сохранено|есть|записано) в (моем |мо[её]м )?профиле",
@@ -223,7 +226,7 @@ fn answer_in(f: Fact, text: &str) -> Option<Answer> {
                 "2"
             } else if has(r"\b(3|трет\w*)\b") {
                 "3"
-            } else if has(r"^(нет|нету|не|никакой|нет инвалидности)\b")
+            } else if has(r"^(нет|нету|никакой|нет инвалидности|не инвалид\w*)\b")
             {
                 "none"
             } else {
@@ -522,6 +525,11 @@ impl Engine {
         // what a client tells about themselves stays out of the log
         out.personal_input = true;
         let Some(answer) = answer else {
+            // a longer message that answers nothing is a new question
+            if matches!(input, Input::Text(t) if normalize_text(t).split_whitespace().count() >= 4)
+            {
+                return self.leave_search(s, input, out);
+            }
             out.say(self.p("search_not_understood"));
             self.repeat(s, out);
             return Ok(());
@@ -758,7 +766,9 @@ impl Engine {
             return None;
         }
         let n = normalize_text(t);
-        if DELETE.is_match(&n) {
+        // «удалить профиль на госуслугах» is about another site's profile:
+        // deleting ours takes words about the client's own data
+        if DELETE.is_match(&n) && MINE.is_match(&n) && !n.contains("госуслуг") {
             return Some(self.delete_profile(s, out));
         }
         if VIEW.is_match(&n) {
@@ -889,6 +899,7 @@ mod tests {
         assert_eq!(v(Fact::YoungestChildAge, "8 месяцев"), "0");
         assert_eq!(v(Fact::Disability, "вторая"), "2");
         assert_eq!(v(Fact::Disability, "нет"), "none");
+        assert_eq!(v(Fact::Disability, "не поняла"), "?");
         assert_eq!(v(Fact::Employment, "не работаю"), "unemployed");
         assert_eq!(v(Fact::Employment, "на пенсии уже"), "retired");
         assert_eq!(v(Fact::Income, "да, ниже"), "low");
@@ -917,6 +928,8 @@ mod tests {
         assert_eq!(years("12"), "12 лет");
         assert!(DELETE.is_match("удалить мои данные из профиля"));
         assert!(VIEW.is_match("мой профиль"));
+        assert!(MINE.is_match("удалить мои данные из профиля"));
+        assert!(!MINE.is_match("как удалить профиль"));
         assert!(VIEW.is_match("покажите мой профиль"));
         assert!(!VIEW.is_match("удалить мои данные"));
     }
