@@ -42,6 +42,8 @@ const TAXONOMY: &[&str] = &[
     "consent_withdraw",
     "greeting",
     "thanks_bye",
+    // the service search («Что мне положено?»)
+    "service_search",
 ];
 
 fn nlu() -> &'static Nlu {
