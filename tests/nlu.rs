@@ -49,6 +49,8 @@ const TAXONOMY: &[&str] = &[
     "thanks_bye",
     // applications (apps): the single allowance filled in the dialog
     "single_allowance_apply",
+    // the service search («Что мне положено?»)
+    "service_search",
 ];
 
 fn nlu() -> &'static Nlu {

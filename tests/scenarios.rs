@@ -238,6 +238,16 @@ fn store_value(engine: &Engine, user: &str, what: &str) -> String {
             .filter(|(_, p)| p.user == user)
             .count()
             .to_string(),
+        // the service search's profile: its facts (k=v,…) or none
+        "profile" => {
+            let p = otklik::services::profile::Profile::load(&**st, user).unwrap();
+            if p.facts.is_empty() {
+                "none".into()
+            } else {
+                let kv: Vec<String> = p.facts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                kv.join(",")
+            }
+        }
         other => panic!("unknown store check {other:?}"),
     }
 }

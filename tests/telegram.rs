@@ -1830,3 +1830,63 @@ fn a_payment_qr_code_is_sent_as_a_photo() {
     assert_eq!(fields["Sum"], "35000");
     assert_eq!(fields["PersonalAcc"], "03100643000000016500");
 }
+
+/// `/profile` shows the answers the service search kept (with consent) and
+/// deletes them by its button, through the engine's rule.
+#[test]
+fn profile_shows_the_kept_answers_and_deletes_them() {
+    let mut bot = polling_bot();
+    let c = &mut bot.c;
+    c.text("/start");
+    c.reply();
+    c.text("/profile");
+    let (t, b) = c.reply();
+    assert!(!t.contains("сохранено"), "nothing kept yet: {t}");
+    assert!(
+        !rows(&b)
+            .concat()
+            .iter()
+            .any(|l| l == "Удалить данные профиля"),
+        "{b}"
+    );
+    c.text("на какие пособия я имею право");
+    let (t, _) = c.reply();
+    assert!(t.contains("инвалидность"), "{t}");
+    c.text("нет");
+    let (t, _) = c.reply();
+    assert!(t.contains("прожиточного минимума"), "{t}");
+    c.text("нет, не ниже");
+    let (t, _) = c.reply();
+    assert!(t.contains("Сколько Вам лет"), "{t}");
+    c.text("шестьдесят семь");
+    let (t, b) = c.reply();
+    assert!(t.contains("работаете"), "{t}");
+    c.press(&button(&b, ":retired"));
+    let (t, b) = c.reply();
+    assert!(t.contains("Пенсия по старости"), "{t}");
+    c.press(&button(&b, ":save"));
+    let (t, b) = c.reply();
+    assert!(t.contains("согласны"), "{t}");
+    c.press(&button(&b, ":yes"));
+    let (t, _) = c.reply();
+    assert!(t.contains("сохранила"), "{t}");
+    c.text("/profile");
+    let (t, b) = c.reply();
+    assert!(
+        t.contains("возраст: 67 лет") && t.contains("на пенсии"),
+        "{t}"
+    );
+    c.press(&button(&b, "pd"));
+    let (t, _) = c.reply();
+    assert!(t.contains("удалила все сведения"), "{t}");
+    c.text("/profile");
+    let (t, b) = c.reply();
+    assert!(!t.contains("сохранено"), "deleted: {t}");
+    assert!(
+        !rows(&b)
+            .concat()
+            .iter()
+            .any(|l| l == "Удалить данные профиля"),
+        "{b}"
+    );
+}

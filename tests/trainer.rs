@@ -474,7 +474,7 @@ async fn conversations_export_suggest_accept_eval_gain_and_reload() {
     );
     let out = otklik(&data, kb.path()).arg("check").output().unwrap();
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("33 intents"),
+        String::from_utf8_lossy(&out.stdout).contains("34 intents"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );

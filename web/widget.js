@@ -353,7 +353,9 @@
     // browser's permission to show notifications, asked on this click.
     const notifyBtn = el('button', { type: 'button', class: 'otklik-tool', 'data-testid': 'otklik-notify', text: 'Уведомления' });
     notifyBtn.addEventListener('click', openNotifySettings);
-    const tools = el('div', { class: 'otklik-tools' }, [large, notifyBtn, counter]);
+    // The service search's profile: sends «мой профиль», an engine rule on every channel.
+    const profile = el('button', { type: 'button', class: 'otklik-tool', 'data-testid': 'otklik-profile', text: 'Мой профиль' });
+    const tools = el('div', { class: 'otklik-tools' }, [large, notifyBtn, profile, counter]);
 
     panel.append(head, log, status, notice, rec, form, tools);
     root.appendChild(panel);
@@ -394,6 +396,7 @@
       state.largeUserSet = true;
     });
     mic.addEventListener('click', toggleVoice);
+    profile.addEventListener('click', () => sendWords('мой профиль'));
     if (floating) {
       launcher.addEventListener('click', () => setOpen(true, true));
       closeBtn.addEventListener('click', () => setOpen(false, true));
@@ -731,6 +734,15 @@
     const m = { type: 'text', id: uuid(), text };
     ui.input.value = '';
     updateCounter();
+    addPending(m);
+    renderOwn(m);
+    ensureStarted();
+    transmit(m);
+  }
+
+  // Fixed words sent as the client's message (the «Мой профиль» button).
+  function sendWords(text) {
+    const m = { type: 'text', id: uuid(), text };
     addPending(m);
     renderOwn(m);
     ensureStarted();

@@ -59,6 +59,8 @@ const OFFSET_KEY: &str = "telegram_offset";
 const HELP: &str = "Я цифровой помощник министерства социальной защиты. Напишите вопрос своими словами: о пособиях, льготах, пенсии, записи на приём.\n\nКоманды:\n/profile — выбрать профиль, чтобы ответы были точнее\n/privacy — какие данные мы храним и как отозвать согласие\n/notifications — настроить уведомления\n/stop — завершить разговор\n\nКнопка «Оператор» соединит Вас с человеком в любой момент.";
 /// The callback data of «Отозвать согласие» under /privacy.
 const WITHDRAW: &str = "w";
+/// The `/profile` button that deletes the service search's kept answers.
+const PROFILE_DELETE: &str = "pd";
 const STALE: &str = "Этот вариант уже неактуален. Выберите из последнего сообщения.";
 const VOICE_UNAVAILABLE: &str =
     "Сейчас я не могу распознать голосовое сообщение. Пожалуйста, напишите вопрос текстом.";
@@ -500,6 +502,10 @@ fn callback_step(engine: &Engine, key: &SessionKey, data: &str) -> Step {
     if data == WITHDRAW {
         return Step::Engine(vec![Input::Text("отозвать согласие".into())]);
     }
+    if data == PROFILE_DELETE {
+        // the engine's rule: the same words on every channel
+        return Step::Engine(vec![Input::Text("удалить данные профиля".into())]);
+    }
     let Some(rest) = data.strip_prefix("c:") else {
         return Step::Ignore;
     };
@@ -823,8 +829,16 @@ async fn channel_step(
                     (label, format!("p:{id}"))
                 })
                 .collect();
-            let text = "Выберите профиль. Ответы будут точнее для Вашей ситуации.";
-            tg.say(chat, text, Some(inline_keyboard(buttons))).await?
+            let mut buttons: Vec<(String, String)> = buttons;
+            let mut text = "Выберите профиль. Ответы будут точнее для Вашей ситуации.".to_string();
+            // the service search's kept answers, with a button to delete them
+            let kept = crate::services::profile::Profile::load(&*tg.p.store, &key.to_string())?;
+            if !kept.facts.is_empty() {
+                text.push_str("\n\nВ Вашем профиле сохранено:\n");
+                text.push_str(&crate::dialog::describe_facts(&kept.facts));
+                buttons.push(("Удалить данные профиля".into(), PROFILE_DELETE.into()));
+            }
+            tg.say(chat, &text, Some(inline_keyboard(buttons))).await?
         }
         Step::Privacy => {
             let consent = tg.p.store.consent(&key.to_string())?;

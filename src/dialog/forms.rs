@@ -600,6 +600,12 @@ impl Engine {
         self.clear_form(s);
         s.pii.clear();
         self.forget_drafts(s, out)?;
+        // the profile's facts go with the consent, in the same commit
+        out.writes
+            .records
+            .push(crate::services::profile::Profile::remove(&key));
+        s.facts.clear();
+        s.search = None;
         out.writes.forget = Some(Forget {
             key: SessionKey::new(s.channel.clone(), s.user.clone()),
             values,

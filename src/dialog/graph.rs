@@ -44,6 +44,10 @@ pub enum NodeKind {
     Notifications,
     /// Switches every notification off, says `text`, then `next`.
     NotificationsOff,
+    /// The service search («Что мне положено?»): says `text`, asks the facts
+    /// that decide the measures with eligibility rules (at most five), lists
+    /// those that fit; `next` when no measure has rules.
+    Search,
 }
 
 impl NodeKind {
@@ -60,6 +64,7 @@ impl NodeKind {
                 | NodeKind::Handoff
                 | NodeKind::End
                 | NodeKind::Notifications
+                | NodeKind::Search
         )
     }
 }
@@ -646,6 +651,16 @@ impl Graph {
                     header_problem(
                         &mut problems,
                         format!("missing prompt `prompts.{k}` (a pay_fee form says it)"),
+                    );
+                }
+            }
+        }
+        if merged.nodes.values().any(|n| n.kind == NodeKind::Search) {
+            for k in super::search::PROMPTS {
+                if !merged.prompts.contains_key(*k) {
+                    header_problem(
+                        &mut problems,
+                        format!("missing prompt `prompts.{k}` (a search node asks it)"),
                     );
                 }
             }

@@ -30,6 +30,7 @@ mod nodes;
 mod notify;
 mod payments;
 mod prompt;
+pub mod search;
 mod step;
 mod turn;
 mod understand;
@@ -38,6 +39,7 @@ mod values;
 pub use self::core::TurnOpts;
 pub use crate::store::Keep;
 pub use forms::consent_version;
+pub use search::describe_facts;
 pub use turn::{Action, Image, Input, PendingReply, Turn};
 pub use values::parse_phone;
 

@@ -395,6 +395,9 @@ impl Engine {
                     self.enter_notifications_off(s, &text, out)?;
                     name = next.unwrap();
                 }
+                NodeKind::Search => {
+                    return self.enter_search(s, &node, out);
+                }
             }
         }
         anyhow::bail!("the dialog graph loops without waiting at node `{name}`")

@@ -38,6 +38,9 @@ pub enum Wait {
     Field { field: usize },
     /// The form's confirmation.
     FormConfirm,
+    /// The service search's question, its results, or the profile view
+    /// (`Session::search` says which).
+    Search,
     /// Satisfaction 1–5 after the ease rating.
     Satisfaction { ease: u8 },
     /// NPS 0–10 after the ease rating (and satisfaction, when asked).
@@ -134,6 +137,14 @@ pub struct Session {
     /// Wrong draft codes given in this conversation (`dialog/application.rs`).
     #[serde(default)]
     pub draft_tries: u32,
+    /// Facts the client said or answered in this conversation (age,
+    /// children…): the service search does not ask them again. Kept in the
+    /// profile only with consent.
+    #[serde(default)]
+    pub facts: BTreeMap<String, String>,
+    /// The service search or profile view under way.
+    #[serde(default)]
+    pub search: Option<super::search::SearchState>,
 }
 
 impl Session {

@@ -273,6 +273,13 @@ impl Engine {
             if let Some(city) = self.city_in(t) {
                 s.slots.insert("city".into(), city);
             }
+            if !matches!(s.wait, Wait::Field { .. }) {
+                self.note_facts(s, t);
+            }
+            // «мой профиль», «удалить данные профиля»: before withdrawal
+            if let Some(r) = self.profile_rule(s, input, out) {
+                return Some(r);
+            }
             if style::wants_withdrawal(&g, t) {
                 if let Some(node) = self.withdraw_node() {
                     return Some(self.enter(s, &node, out));
@@ -367,6 +374,7 @@ impl Engine {
                 self.on_nps(s, &node, ease, satisfaction, input, out)
             }
             Wait::Node => self.on_node(s, &node, input, out),
+            Wait::Search => self.on_search(s, input, out),
         }
     }
 

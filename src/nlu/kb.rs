@@ -27,6 +27,9 @@ pub struct Intent {
     /// Segment → answer text; always has `universal`.
     pub answer: BTreeMap<String, String>,
     pub links: Vec<Link>,
+    /// Who the measure is for, over the profile's facts (`eligibility`).
+    #[serde(skip)]
+    pub eligibility: Option<super::eligibility::Eligibility>,
     pub file: PathBuf,
     pub line: usize,
 }
@@ -125,6 +128,8 @@ struct RawIntent {
     answer: BTreeMap<String, String>,
     #[serde(default)]
     links: Vec<Link>,
+    #[serde(default)]
+    eligibility: Option<serde_yaml::Value>,
 }
 
 /// Lower-cased, punctuation-free, single-spaced form used to detect duplicates.
@@ -329,7 +334,18 @@ impl KnowledgeBase {
                         ));
                     }
                 }
+                let eligibility = raw.eligibility.as_ref().and_then(|v| {
+                    super::eligibility::Eligibility::parse(
+                        v,
+                        &raw.id,
+                        file,
+                        &lines,
+                        line,
+                        &mut problems,
+                    )
+                });
                 kb.intents.push(Intent {
+                    eligibility,
                     id: raw.id,
                     title,
                     situation: raw.situation,
@@ -391,6 +407,7 @@ impl KnowledgeBase {
                     examples: Vec::new(),
                     answer: BTreeMap::new(),
                     links: Vec::new(),
+                    eligibility: None,
                     file: PathBuf::new(),
                     line: 0,
                 });
@@ -485,6 +502,33 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("already in intent `pension` at a.yaml:5"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn eligibility_rules_are_checked_with_file_and_line() {
+        let good = GOOD.replace(
+            "    answer:\n",
+            "    eligibility:\n      age: {min: 60}\n    answer:\n",
+        );
+        let kb = load(&[("a.yaml", &good)], 1).unwrap();
+        let facts = BTreeMap::from([("age".to_string(), "67".to_string())]);
+        assert_eq!(kb.eligible(&facts), vec!["pension"]);
+        assert!(kb.eligible(&BTreeMap::new()).is_empty());
+        let bad = GOOD.replace(
+            "    answer:\n",
+            "    eligibility:\n      age: {min: sixty}\n      employment: [retired, astronaut]\n    answer:\n",
+        );
+        let err = load(&[("e.yaml", &bad)], 1).unwrap_err().to_string();
+        assert!(
+            err.contains("e.yaml:8: intent `pension`: eligibility: `age` is a number"),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "e.yaml:9: intent `pension`: eligibility: `employment`: unknown value `astronaut`"
+            ),
             "{err}"
         );
     }

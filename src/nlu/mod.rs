@@ -4,6 +4,7 @@
 
 pub mod classifier;
 pub mod e5file;
+pub mod eligibility;
 pub mod encoder;
 pub mod eval;
 pub mod index;

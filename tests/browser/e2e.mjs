@@ -287,6 +287,14 @@ await step('4. HTML typed by the citizen is shown as text, never run', async () 
   await waitMessage(citizen, { from: 'bot', afterSeq: seq });
 });
 
+await step('4b. «Мой профиль» sends the words, and the bot shows the service search\'s profile', async () => {
+  current = citizen;
+  const after = await maxSeq(citizen);
+  await citizen.getByTestId('otklik-profile').click();
+  await waitMessage(citizen, { from: 'client', afterSeq: after, needle: 'мой профиль' });
+  await waitMessage(citizen, { from: 'bot', afterSeq: after, needle: 'В Вашем профиле пока ничего нет' });
+});
+
 await step('5. «позовите оператора» hands the conversation to a person', async () => {
   await citizen.waitForTimeout(300);
   const after = await maxSeq(citizen);
