@@ -687,3 +687,56 @@ async fn withdrawing_personal_data_consent_cancels_and_scrubs_the_clients_notice
         "{log:?}"
     );
 }
+
+/// A measure that appears in the knowledge base (here: one the last look did
+/// not have) is notified by the sender to the consenting clients its rules
+/// fit, through the knowledge base's eligibility rules, once; the measures
+/// a deployment starts with are not news.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_measure_in_the_knowledge_base_reaches_the_profiles_it_fits() {
+    let r = rig("2026-11-26T10:00:00+03:00", 5);
+    let now = r.clock.now().as_second();
+    let (fits, young) = (U, "web:eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee");
+    let mut low = Profile::default();
+    low.facts.insert("children".into(), "1".into());
+    low.facts.insert("youngest_child_age".into(), "4".into());
+    low.facts.insert("income".into(), "low".into());
+    let mut normal = low.clone();
+    normal.facts.insert("income".into(), "normal".into());
+    let mut st = Settings::default();
+    st.set_category(now, Category::Measures, true, "test");
+    r.store()
+        .write_records(vec![
+            low.save(fits).unwrap(),
+            normal.save(young).unwrap(),
+            RecordOp::put(notify::SETTINGS_KIND, fits, &st).unwrap(),
+            RecordOp::put(notify::SETTINGS_KIND, young, &st).unwrap(),
+        ])
+        .unwrap()
+        .unwrap();
+    // the first look: the demo's measures are recorded, nobody is told
+    assert_eq!(r.round().await, 0);
+    let known: Vec<String> = r
+        .store()
+        .record_of("measures_known", "all")
+        .unwrap()
+        .unwrap();
+    assert!(known.iter().any(|m| m == "child_allowance"), "{known:?}");
+    // as if the single allowance were new since the last look
+    let before: Vec<&String> = known.iter().filter(|m| *m != "child_allowance").collect();
+    r.store()
+        .write_records(vec![
+            RecordOp::put("measures_known", "all", &before).unwrap()
+        ])
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.round().await, 1);
+    let told = r.texts(fits);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(told[0].contains("новая мера поддержки"), "{}", told[0]);
+    assert!(
+        r.texts(young).is_empty(),
+        "the rules do not fit a normal income"
+    );
+    assert_eq!(r.round().await, 0, "once");
+}

@@ -18,7 +18,7 @@ use crate::dialog::{Engine, Turn};
 use crate::services::appointments::{day_label, time_label};
 use crate::services::notices::{self, Category, Notice};
 use crate::services::notify::{self, Decision, Settings};
-use crate::store::SessionKey;
+use crate::store::{RecordOp, SessionKey};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -237,6 +237,42 @@ pub fn triggers(engine: &Engine) -> anyhow::Result<()> {
         )?;
         notify::once(store, &what, now.as_second(), ops)?;
     }
+    new_measures(engine)?;
+    Ok(())
+}
+
+/// The record of the measures (intents with eligibility rules) the
+/// knowledge base had when the sender last looked.
+const MEASURES_KIND: &str = "measures_known";
+
+/// Measures that appeared in the knowledge base since the last look (a
+/// trainer added one, a new version was deployed) are notified to every
+/// client whose profile they fit and who consented to new measures, once
+/// each. The first look only records what there is: the measures a
+/// deployment starts with are not news.
+fn new_measures(engine: &Engine) -> anyhow::Result<()> {
+    let store = engine.store.as_ref();
+    let kb = &engine.nlu.kb;
+    let now: Vec<String> = kb.measures().iter().map(|(id, _)| id.to_string()).collect();
+    let known: Option<Vec<String>> = store.record_of(MEASURES_KIND, "all")?;
+    if known.as_ref() == Some(&now) {
+        return Ok(());
+    }
+    if let Some(known) = &known {
+        for id in now.iter().filter(|id| !known.contains(id)) {
+            let title = kb.intent(id).map_or(id.clone(), |i| i.title.clone());
+            notify::new_measure(
+                store,
+                engine.clock.now().as_second(),
+                id,
+                &title,
+                |profile, intent| kb.eligible(&profile.facts).contains(&intent),
+            )?;
+        }
+    }
+    store
+        .write_records(vec![RecordOp::put(MEASURES_KIND, "all", &now)?])?
+        .map_err(|c| anyhow::anyhow!("{c}"))?;
     Ok(())
 }
 
