@@ -13,7 +13,7 @@ use jiff::civil::Date;
 use regex::Regex;
 use std::sync::LazyLock;
 
-use super::graph::{FormAction, Node, SlotType};
+use super::graph::{prompts_of, SlotType};
 use super::values::words_to_digits;
 
 /// The slot types this module reads.
@@ -28,92 +28,6 @@ pub fn is_field_kind(t: SlotType) -> bool {
             | SlotType::BirthDate
             | SlotType::Code
     )
-}
-
-/// The prompts of a type's refusals: (too short or not digits, checksum or
-/// other rule).
-fn prompts_of(t: SlotType) -> &'static [&'static str] {
-    match t {
-        SlotType::Snils => &["invalid_snils", "snils_checksum"],
-        SlotType::Inn => &["invalid_inn", "inn_checksum"],
-        SlotType::Bik => &["invalid_bik", "bik_not_russian"],
-        SlotType::Account => &["invalid_account", "account_key"],
-        SlotType::Date => &["invalid_date"],
-        SlotType::BirthDate => &["invalid_date", "birth_date_future", "birth_date_old"],
-        SlotType::Code => &["invalid_code"],
-        _ => &[],
-    }
-}
-
-/// The prompts the application forms of a graph need.
-pub fn prompts_needed<'a>(nodes: impl Iterator<Item = &'a Node>) -> Vec<&'static str> {
-    let mut v: Vec<&'static str> = Vec::new();
-    for n in nodes {
-        for f in &n.fields {
-            v.extend(prompts_of(f.kind));
-        }
-        if n.action == Some(FormAction::SubmitApplication) {
-            v.extend(APPLICATION_PROMPTS);
-        }
-        if n.action == Some(FormAction::ResumeDraft) {
-            v.extend(DRAFT_PROMPTS);
-        }
-    }
-    v.sort();
-    v.dedup();
-    v
-}
-
-/// The prompts of the application rules (`dialog/application.rs`).
-pub const APPLICATION_PROMPTS: &[&str] = &[
-    "application_fix_what",
-    "application_fix_unknown",
-    "application_failed",
-    "application_draft_saved",
-    "choice_draft",
-    "choice_send",
-    "choice_fix",
-];
-
-/// The prompts of continuing a draft.
-pub const DRAFT_PROMPTS: &[&str] = &[
-    "draft_wrong_code",
-    "draft_too_many",
-    "draft_expired",
-    "draft_resumed",
-];
-
-/// What the graph checks of an application form: its kind, labels to
-/// correct fields by, and a BIK before an account.
-pub fn validate_form(n: &Node, err: &mut impl FnMut(String)) {
-    if n.action == Some(FormAction::SubmitApplication) {
-        if n.application.as_deref().is_none_or(|a| a.trim().is_empty()) {
-            err("an application form needs `application` (which application it files)".into());
-        }
-        for f in &n.fields {
-            if f.label.as_deref().is_none_or(|l| l.trim().is_empty()) {
-                err(format!(
-                    "field `{}`: an application's field needs `label` (the summary says it, the client corrects it by it)",
-                    f.slot
-                ));
-            }
-        }
-    } else if n.application.is_some() {
-        err("`application` belongs to a form with `action: submit_application`".into());
-    }
-    if n.action == Some(FormAction::ResumeDraft)
-        && !(n.fields.len() == 1 && n.fields[0].kind == SlotType::Code)
-    {
-        err("a form with `action: resume_draft` has one field, of type code".into());
-    }
-    for (i, f) in n.fields.iter().enumerate() {
-        if f.kind == SlotType::Account && !n.fields[..i].iter().any(|b| b.kind == SlotType::Bik) {
-            err(format!(
-                "field `{}`: an account's key is checked with the bank's BIK: put a field of type bik before it",
-                f.slot
-            ));
-        }
-    }
 }
 
 fn refused(t: SlotType, e: Invalid) -> &'static str {

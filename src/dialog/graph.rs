@@ -625,7 +625,7 @@ impl Graph {
             }
         }
         // the messages of the application fields' checks, where a form has them
-        for k in super::fields::prompts_needed(merged.nodes.values()) {
+        for k in prompts_needed(merged.nodes.values()) {
             if !merged.prompts.contains_key(k) {
                 header_problem(
                     &mut problems,
@@ -646,7 +646,7 @@ impl Graph {
             .values()
             .any(|n| n.action == Some(FormAction::PayFee))
         {
-            for k in super::payments::PAY_PROMPTS {
+            for k in PAY_PROMPTS {
                 if !merged.prompts.contains_key(*k) {
                     header_problem(
                         &mut problems,
@@ -656,7 +656,7 @@ impl Graph {
             }
         }
         if merged.nodes.values().any(|n| n.kind == NodeKind::Search) {
-            for k in super::search::PROMPTS {
+            for k in SEARCH_PROMPTS {
                 if !merged.prompts.contains_key(*k) {
                     header_problem(
                         &mut problems,
@@ -934,7 +934,7 @@ fn validate_nodes(nodes: &BTreeMap<String, Node>, intents: &[String], problems: 
                         err(format!("field `{}`: a choice field needs `source`, and only a choice field has one", f.slot));
                     }
                 }
-                super::fields::validate_form(n, &mut err);
+                validate_form(n, &mut err);
                 if n.action != Some(FormAction::ListAppointments)
                     && n.action != Some(FormAction::ResumeDraft)
                     && n.confirm.is_none()
@@ -958,5 +958,133 @@ fn validate_nodes(nodes: &BTreeMap<String, Node>, intents: &[String], problems: 
             }
             _ => {}
         }
+    }
+}
+
+// What the node kinds and form actions of the routine operations need of
+// a graph: the prompts they say, and the checks of an application form.
+
+/// The prompts a graph with a `search` node needs.
+pub const SEARCH_PROMPTS: &[&str] = &[
+    "search_age",
+    "search_children",
+    "search_youngest_child_age",
+    "search_oldest_child_age",
+    "search_disability",
+    "search_employment",
+    "search_income",
+    "search_region",
+    "search_not_understood",
+    "search_found",
+    "search_maybe",
+    "search_maybe_only",
+    "search_none",
+    "search_choose",
+    "search_book",
+    "search_save",
+    "search_consent",
+    "search_saved",
+    "search_not_saved",
+    "search_profile",
+    "search_profile_empty",
+    "search_profile_delete",
+    "search_profile_deleted",
+    "search_start",
+];
+
+/// The prompts a graph with a `pay_fee` form must define.
+pub const PAY_PROMPTS: &[&str] = &[
+    "fee_free",
+    "fee_amount",
+    "fee_details",
+    "fee_details_spoken",
+    "fee_link",
+    "fee_qr",
+    "fee_paid_later",
+];
+
+/// The prompts the application forms of a graph need.
+pub fn prompts_needed<'a>(nodes: impl Iterator<Item = &'a Node>) -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = Vec::new();
+    for n in nodes {
+        for f in &n.fields {
+            v.extend(prompts_of(f.kind));
+        }
+        if n.action == Some(FormAction::SubmitApplication) {
+            v.extend(APPLICATION_PROMPTS);
+        }
+        if n.action == Some(FormAction::ResumeDraft) {
+            v.extend(DRAFT_PROMPTS);
+        }
+    }
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// The prompts of the application rules (`dialog/application.rs`).
+pub const APPLICATION_PROMPTS: &[&str] = &[
+    "application_fix_what",
+    "application_fix_unknown",
+    "application_failed",
+    "application_draft_saved",
+    "choice_draft",
+    "choice_send",
+    "choice_fix",
+];
+
+/// The prompts of continuing a draft.
+pub const DRAFT_PROMPTS: &[&str] = &[
+    "draft_wrong_code",
+    "draft_too_many",
+    "draft_expired",
+    "draft_resumed",
+];
+
+/// What the graph checks of an application form: its kind, labels to
+/// correct fields by, and a BIK before an account.
+pub fn validate_form(n: &Node, err: &mut impl FnMut(String)) {
+    if n.action == Some(FormAction::SubmitApplication) {
+        if n.application.as_deref().is_none_or(|a| a.trim().is_empty()) {
+            err("an application form needs `application` (which application it files)".into());
+        }
+        for f in &n.fields {
+            if f.label.as_deref().is_none_or(|l| l.trim().is_empty()) {
+                err(format!(
+                    "field `{}`: an application's field needs `label` (the summary says it, the client corrects it by it)",
+                    f.slot
+                ));
+            }
+        }
+    } else if n.application.is_some() {
+        err("`application` belongs to a form with `action: submit_application`".into());
+    }
+    if n.action == Some(FormAction::ResumeDraft)
+        && !(n.fields.len() == 1 && n.fields[0].kind == SlotType::Code)
+    {
+        err("a form with `action: resume_draft` has one field, of type code".into());
+    }
+    for (i, f) in n.fields.iter().enumerate() {
+        if f.kind == SlotType::Account && !n.fields[..i].iter().any(|b| b.kind == SlotType::Bik) {
+            err(format!(
+                "field `{}`: an account's key is checked with the bank's BIK: put a field of type bik before it",
+                f.slot
+            ));
+        }
+    }
+}
+
+/// The prompts of a type's refusals: (too short or not digits, checksum or
+/// other rule).
+pub(super) fn prompts_of(t: SlotType) -> &'static [&'static str] {
+    match t {
+        SlotType::Snils => &["invalid_snils", "snils_checksum"],
+        SlotType::Inn => &["invalid_inn", "inn_checksum"],
+        SlotType::Bik => &["invalid_bik", "bik_not_russian"],
+        SlotType::Account => &["invalid_account", "account_key"],
+        SlotType::Date => &["invalid_date"],
+        SlotType::BirthDate => &["invalid_date", "birth_date_future", "birth_date_old"],
+        SlotType::Code => &["invalid_code"],
+        _ => &[],
     }
 }

@@ -14,17 +14,6 @@ use super::{fill, Engine, Out};
 use crate::nlu::kb::Link;
 use crate::services::payments::{dictated, rubles, Offer, PayOffer};
 
-/// The prompts a graph with a `pay_fee` form must define.
-pub const PAY_PROMPTS: &[&str] = &[
-    "fee_free",
-    "fee_amount",
-    "fee_details",
-    "fee_details_spoken",
-    "fee_link",
-    "fee_qr",
-    "fee_paid_later",
-];
-
 impl Engine {
     /// The services with a fee, as a form field's choices (id, name).
     pub(super) fn fee_choices(&self) -> Vec<(String, String)> {

@@ -14,42 +14,13 @@ use crate::services::profile::Profile;
 use crate::store::Consent;
 use anyhow::Result;
 use regex::Regex;
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
 use super::graph::{FormAction, Node, NodeKind};
-use super::session::{ChoiceOut, Session, Wait};
+use super::session::{ChoiceOut, Phase, SearchState, Session, Wait};
 use super::values::words_to_digits;
 use super::{choice, consent_version, fill, style, Engine, Input, Out};
-
-/// Where a service search (or a profile view) stands.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct SearchState {
-    /// Questions asked so far.
-    pub asked: usize,
-    /// Facts the client could not or would not tell («не знаю»).
-    #[serde(default)]
-    pub skipped: BTreeSet<String>,
-    pub phase: Phase,
-    /// The results' choices, offered again after the answers are saved.
-    #[serde(default)]
-    pub offered: Vec<ChoiceOut>,
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "step")]
-pub enum Phase {
-    /// The measures that fit are shown.
-    #[default]
-    Results,
-    /// A question about `fact`.
-    Asking { fact: String },
-    /// Consent before the answers are kept in the profile.
-    Consent,
-    /// The profile is shown with its delete button.
-    Profile,
-}
 
 static DELETE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b(удал|очист|стер|сотр)\w*\b.*\bпрофил|\bпрофил\w*\b.*\b(удал|очист|стер|сотр)")
@@ -827,34 +798,6 @@ impl Engine {
         Ok(())
     }
 }
-
-/// The prompts a graph with a `search` node needs.
-pub const PROMPTS: &[&str] = &[
-    "search_age",
-    "search_children",
-    "search_youngest_child_age",
-    "search_oldest_child_age",
-    "search_disability",
-    "search_employment",
-    "search_income",
-    "search_region",
-    "search_not_understood",
-    "search_found",
-    "search_maybe",
-    "search_maybe_only",
-    "search_none",
-    "search_choose",
-    "search_book",
-    "search_save",
-    "search_consent",
-    "search_saved",
-    "search_not_saved",
-    "search_profile",
-    "search_profile_empty",
-    "search_profile_delete",
-    "search_profile_deleted",
-    "search_start",
-];
 
 #[cfg(test)]
 mod tests {

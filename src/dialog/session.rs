@@ -144,7 +144,7 @@ pub struct Session {
     pub facts: BTreeMap<String, String>,
     /// The service search or profile view under way.
     #[serde(default)]
-    pub search: Option<super::search::SearchState>,
+    pub search: Option<SearchState>,
 }
 
 impl Session {
@@ -161,4 +161,32 @@ impl Session {
             .filter(|v| !v.is_empty())
             .collect()
     }
+}
+
+/// Where a service search (or a profile view) stands.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SearchState {
+    /// Questions asked so far.
+    pub asked: usize,
+    /// Facts the client could not or would not tell («не знаю»).
+    #[serde(default)]
+    pub skipped: BTreeSet<String>,
+    pub phase: Phase,
+    /// The results' choices, offered again after the answers are saved.
+    #[serde(default)]
+    pub offered: Vec<ChoiceOut>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "step")]
+pub enum Phase {
+    /// The measures that fit are shown.
+    #[default]
+    Results,
+    /// A question about `fact`.
+    Asking { fact: String },
+    /// Consent before the answers are kept in the profile.
+    Consent,
+    /// The profile is shown with its delete button.
+    Profile,
 }

@@ -17,7 +17,7 @@
 //!     - disability: [1, 2]
 //! ```
 
-use super::kb::{find_line, KnowledgeBase, Problem};
+use super::source::{find_line, Problem};
 use serde_yaml::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -273,7 +273,7 @@ impl Eligibility {
 /// A list value as rules and profiles compare it: lower case, words
 /// joined by `_` («self employed» → `self_employed`).
 pub fn norm_value(s: &str) -> String {
-    super::kb::normalize_text(s).replace(' ', "_")
+    super::source::normalize_text(s).replace(' ', "_")
 }
 
 fn scalar(v: &Value) -> Option<String> {
@@ -494,30 +494,6 @@ pub fn next_question(
         }
     }
     best.map(|(f, _, _)| f)
-}
-
-impl KnowledgeBase {
-    /// The measures (intent ids) whose eligibility rules the facts fit, in
-    /// the knowledge base's order. `facts` are a `services::profile::Profile`'s
-    /// (`&profile.facts`): fact name → value as in `Fact`. A fact that is not
-    /// there fits no condition on it, so a measure with a rule on an unknown
-    /// fact is not listed; intents without rules never are. Pure: the
-    /// notifications call it to find new measures for a consenting profile.
-    pub fn eligible(&self, facts: &BTreeMap<String, String>) -> Vec<&str> {
-        self.intents
-            .iter()
-            .filter(|i| i.eligibility.as_ref().is_some_and(|e| e.matches(facts)))
-            .map(|i| i.id.as_str())
-            .collect()
-    }
-
-    /// The intents that have eligibility rules: the interview's candidates.
-    pub fn measures(&self) -> Vec<(&str, &Eligibility)> {
-        self.intents
-            .iter()
-            .filter_map(|i| i.eligibility.as_ref().map(|e| (i.id.as_str(), e)))
-            .collect()
-    }
 }
 
 #[cfg(test)]

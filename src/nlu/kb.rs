@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use super::source::{find_line, normalize_text, Problem};
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Link {
     pub title: String,
@@ -70,20 +72,6 @@ pub struct KnowledgeBase {
     pub hash: String,
 }
 
-/// One problem found while loading, with where it is.
-#[derive(Debug, Clone)]
-pub struct Problem {
-    pub file: PathBuf,
-    pub line: usize,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
-    }
-}
-
 /// Every problem of a knowledge base that failed to load.
 #[derive(Debug)]
 pub struct KbErrors(pub Vec<Problem>);
@@ -130,28 +118,6 @@ struct RawIntent {
     links: Vec<Link>,
     #[serde(default)]
     eligibility: Option<serde_yaml::Value>,
-}
-
-/// Lower-cased, punctuation-free, single-spaced form used to detect duplicates.
-pub fn normalize_text(s: &str) -> String {
-    let cleaned: String = s
-        .to_lowercase()
-        .replace('ё', "е")
-        .chars()
-        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
-        .collect();
-    cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// 1-based line of the first line at or after `from` containing `needle`.
-pub fn find_line(lines: &[&str], from: usize, needle: &str) -> usize {
-    lines
-        .iter()
-        .enumerate()
-        .skip(from.saturating_sub(1))
-        .find(|(_, l)| l.contains(needle))
-        .map(|(i, _)| i + 1)
-        .unwrap_or(from.max(1))
 }
 
 fn valid_id(id: &str) -> bool {
@@ -436,6 +402,30 @@ impl KnowledgeBase {
         self.intents
             .iter()
             .flat_map(|i| i.examples.iter().map(|e| normalize_text(e)))
+            .collect()
+    }
+}
+
+impl KnowledgeBase {
+    /// The measures (intent ids) whose eligibility rules the facts fit, in
+    /// the knowledge base's order. `facts` are a `services::profile::Profile`'s
+    /// (`&profile.facts`): fact name → value as in `Fact`. A fact that is not
+    /// there fits no condition on it, so a measure with a rule on an unknown
+    /// fact is not listed; intents without rules never are. Pure: the
+    /// notifications call it to find new measures for a consenting profile.
+    pub fn eligible(&self, facts: &BTreeMap<String, String>) -> Vec<&str> {
+        self.intents
+            .iter()
+            .filter(|i| i.eligibility.as_ref().is_some_and(|e| e.matches(facts)))
+            .map(|i| i.id.as_str())
+            .collect()
+    }
+
+    /// The intents that have eligibility rules: the interview's candidates.
+    pub fn measures(&self) -> Vec<(&str, &super::eligibility::Eligibility)> {
+        self.intents
+            .iter()
+            .filter_map(|i| i.eligibility.as_ref().map(|e| (i.id.as_str(), e)))
             .collect()
     }
 }

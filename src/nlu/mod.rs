@@ -11,6 +11,7 @@ pub mod index;
 pub mod kb;
 pub mod packed;
 pub mod q4;
+pub mod source;
 pub mod tokenizer;
 
 use crate::config::{Config, ModelKind};
