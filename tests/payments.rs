@@ -258,6 +258,13 @@ async fn webhook_and_admin_confirm_over_http_and_the_qr_in_the_web_chat() {
     );
     assert_eq!(msg["image"]["mime"], "image/png");
     assert!(msg["image"]["alt"].as_str().unwrap().contains("QR-код"));
+    // the picture right after «наведите камеру на QR-код», before what follows
+    let paragraphs: Vec<&str> = msg["text"].as_str().unwrap().split("\n\n").collect();
+    let at = msg["image"]["at"].as_u64().expect("the image's place") as usize;
+    assert!(
+        paragraphs[at - 1].contains("QR-код") && at < paragraphs.len(),
+        "{at}: {paragraphs:?}"
+    );
     let png = base64::engine::general_purpose::STANDARD
         .decode(msg["image"]["base64"].as_str().unwrap())
         .unwrap();

@@ -550,8 +550,9 @@
 
   // The text, with the links after its first `linksAt` paragraphs (split on a blank
   // line): right after the answer they come with, before the question that follows.
-  // Without linksAt the links follow the whole text.
-  function buildMessage(from, text, links, linksAt) {
+  // Without linksAt the links follow the whole text. A picture (a payment's QR code)
+  // goes where its `at` says, the same way.
+  function buildMessage(from, text, links, linksAt, image) {
     const m = el('div', { class: 'otklik-msg', 'data-testid': 'otklik-msg', 'data-from': from });
     if (from === 'operator') {
       // Visible: the citizen should know a person is answering.
@@ -561,19 +562,24 @@
       m.appendChild(el('span', { class: 'otklik-sr', text: (WHO[from] || 'Помощник') + ': ' }));
     }
     const full = String(text == null ? '' : text);
-    const list = buildLinks(links);
     const paragraphs = full.split('\n\n');
-    const at = Number.isInteger(linksAt) && linksAt >= 0 ? linksAt : paragraphs.length;
-    if (!list || at >= paragraphs.length) {
-      m.appendChild(el('p', { class: 'otklik-text', text: full }));
-      if (list) m.appendChild(list);
-    } else {
-      const before = paragraphs.slice(0, at).join('\n\n');
-      if (before) m.appendChild(el('p', { class: 'otklik-text', text: before }));
-      m.appendChild(list);
-      const after = paragraphs.slice(at).join('\n\n');
-      if (after || !before) m.appendChild(el('p', { class: 'otklik-text', text: after }));
+    const place = (n) => (Number.isInteger(n) && n >= 0 ? Math.min(n, paragraphs.length) : paragraphs.length);
+    // what goes between the paragraphs, by position
+    const inserts = [];
+    const list = buildLinks(links);
+    if (list) inserts.push([place(linksAt), list]);
+    const img = buildImage(image);
+    if (img) inserts.push([place(image && image.at), img]);
+    inserts.sort((a, b) => a[0] - b[0]);
+    let done = 0;
+    for (const [at, node] of inserts) {
+      const part = paragraphs.slice(done, at).join('\n\n');
+      if (part) m.appendChild(el('p', { class: 'otklik-text', text: part }));
+      m.appendChild(node);
+      done = Math.max(done, at);
     }
+    const rest = paragraphs.slice(done).join('\n\n');
+    if (rest || !inserts.length) m.appendChild(el('p', { class: 'otklik-text', text: rest }));
     return m;
   }
 
@@ -643,7 +649,7 @@
       removePending(msg.id);
       node.remove();
     } else {
-      node = from === 'client' ? buildMessage(from, msg.text) : buildMessage(from, msg.text, msg.links, msg.links_at);
+      node = from === 'client' ? buildMessage(from, msg.text) : buildMessage(from, msg.text, msg.links, msg.links_at, msg.image);
       if (from === 'client') {
         node.dataset.status = 'delivered';
         node.classList.add('otklik-delivered');
@@ -655,8 +661,6 @@
         }
       }
       if (from !== 'client') {
-        const img = buildImage(msg.image);
-        if (img) node.appendChild(img);
         if (Array.isArray(msg.choices) && msg.choices.length) {
           const box = el('div', { class: 'otklik-choices', role: 'group', 'aria-label': 'Варианты ответа' });
           for (const c of msg.choices) {

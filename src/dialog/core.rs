@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::graph::SlotType;
 use super::session::{ChoiceOut, Entry, Session, Wait};
-use super::{graph, style, Action, Engine, Input, Out, PendingReply, Turn};
+use super::{graph, style, Action, Engine, Image, Input, Out, PendingReply, Turn};
 
 /// How often a turn runs again when its commit lost a race.
 const ATTEMPTS: usize = 3;
@@ -240,13 +240,13 @@ impl Engine {
                 texts: &out.texts,
                 answer: out.answer,
                 before: before.as_deref(),
+                image: out.image.as_ref().map(|(i, n)| (i, *n)),
             },
             out.choices.clone(),
             out.actions.clone(),
             out.links.clone(),
         );
         turn.events = out.events.clone();
-        turn.image = out.image.take();
         if !turn.text.is_empty() {
             s.history.push(Entry {
                 who: "bot".into(),
@@ -321,6 +321,7 @@ impl Engine {
                 texts: &out.texts,
                 answer: out.answer,
                 before: None,
+                image: out.image.as_ref().map(|(i, n)| (i, *n)),
             },
             out.choices,
             out.actions,
@@ -409,6 +410,7 @@ impl Engine {
             })
             .unwrap_or_default();
         let mut links_at = None;
+        let mut image_at = None;
         for (i, t) in said.texts.iter().enumerate() {
             let answer = said.answer == Some(i);
             let t = if answer {
@@ -431,8 +433,12 @@ impl Engine {
             if !t.is_empty() {
                 paragraphs.push(t);
             }
+            let count = || paragraphs.iter().map(|p| p.split("\n\n").count()).sum();
             if answer {
-                links_at = Some(paragraphs.iter().map(|p| p.split("\n\n").count()).sum());
+                links_at = Some(count());
+            }
+            if said.image.is_some_and(|(_, n)| n == i + 1) {
+                image_at = Some(count());
             }
         }
         let text = paragraphs.join(if ch.spoken { " " } else { "\n\n" });
@@ -449,7 +455,10 @@ impl Engine {
             node: s.node.clone(),
             seq: s.turns,
             events: Vec::new(),
-            image: None,
+            image: said.image.map(|(img, _)| Image {
+                at: image_at,
+                ..img.clone()
+            }),
         }
     }
 }
@@ -461,6 +470,8 @@ pub(crate) struct Said<'a> {
     pub answer: Option<usize>,
     /// What the bot said in the turn before.
     pub before: Option<&'a str>,
+    /// A picture, shown after the first `n` of `texts` (`Out::show`).
+    pub image: Option<(&'a Image, usize)>,
 }
 
 impl<'a> Said<'a> {
@@ -470,6 +481,7 @@ impl<'a> Said<'a> {
             texts,
             answer: None,
             before: None,
+            image: None,
         }
     }
 }

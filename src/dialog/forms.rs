@@ -495,6 +495,16 @@ impl Engine {
             }
             match self.check_slot(f.kind, &raw) {
                 Ok(v) => v,
+                // another question instead of the value: the form is left
+                // (an application keeps its fields: it has its own rules)
+                Err(_)
+                    if node.action != Some(FormAction::SubmitApplication)
+                        && self.is_new_question(s, &raw) =>
+                {
+                    out.events.push("form_left".into());
+                    self.clear_form(s);
+                    return self.free_text_or_repeat(s, input, out);
+                }
                 Err(prompt) => {
                     out.personal_input = f.personal;
                     out.say(self.p(prompt));

@@ -78,8 +78,8 @@ struct Out {
     rating: Option<crate::analytics::Rating>,
     /// What the turn writes besides the session, committed with it.
     writes: TurnWrites,
-    /// A picture after the text (a payment's QR code).
-    image: Option<turn::Image>,
+    /// A picture (a payment's QR code) and how many of `texts` come before it.
+    image: Option<(turn::Image, usize)>,
 }
 
 impl Out {
@@ -87,6 +87,11 @@ impl Out {
     fn answer(&mut self, t: impl Into<String>) {
         self.answer = Some(self.texts.len());
         self.say(t);
+    }
+
+    /// Shows a picture after what was said so far (before what follows).
+    fn show(&mut self, image: turn::Image) {
+        self.image = Some((image, self.texts.len()));
     }
 
     fn say(&mut self, t: impl Into<String>) {

@@ -85,10 +85,11 @@ impl Engine {
                 out.say(fill(&self.p(details), &vars));
                 if !spoken {
                     out.say(self.p("fee_qr"));
-                    out.image = Some(Image {
+                    out.show(Image {
                         mime: "image/png".into(),
                         base64: base64::engine::general_purpose::STANDARD.encode(&png),
                         alt: format!("QR-код для оплаты: {}, {amount}", fee.name),
+                        at: None,
                     });
                 }
                 if let Some(url) = &payment.link {

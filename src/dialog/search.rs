@@ -497,7 +497,8 @@ impl Engine {
         out.personal_input = true;
         let Some(answer) = answer else {
             // a longer message that answers nothing is a new question
-            if matches!(input, Input::Text(t) if normalize_text(t).split_whitespace().count() >= 4)
+            if matches!(input, Input::Text(t) if normalize_text(t).split_whitespace().count() >= 4
+                || self.is_new_question(s, t))
             {
                 return self.leave_search(s, input, out);
             }

@@ -81,6 +81,11 @@ pub struct Image {
     pub base64: String,
     /// What it shows, for screen readers and as Telegram's caption (Russian).
     pub alt: String,
+    /// Where it belongs: after this many paragraphs of the turn's text
+    /// (split on a blank line), before the question that follows. None:
+    /// after the whole text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<usize>,
 }
 
 /// A reply saved with a marked turn until its channel confirms delivery

@@ -9,6 +9,28 @@ use super::session::{ChoiceOut, Session, Wait};
 use super::{choice, fill, style, Engine, Out};
 
 impl Engine {
+    /// Whether a text given where a value was asked for (a number, an
+    /// interview's answer) is a question on another topic instead: at least
+    /// two words, and understood with certainty as an intent other than the
+    /// one being served. Then the client is answered, not told the value is
+    /// wrong: «настроить уведомления» at an application number's field.
+    pub(super) fn is_new_question(&self, s: &Session, text: &str) -> bool {
+        let words = text
+            .split_whitespace()
+            .filter(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 2)
+            .count();
+        if words < 2 {
+            return false;
+        }
+        let Ok(c) = self.nlu.classifier.classify(text) else {
+            return false;
+        };
+        c.decision == Decision::Answer
+            && c.top
+                .first()
+                .is_some_and(|t| s.intent.as_deref() != Some(t.intent.as_str()))
+    }
+
     pub(super) fn classify_text(&self, s: &mut Session, text: &str, out: &mut Out) -> Result<()> {
         let c = match self.nlu.classifier.classify(text) {
             Ok(c) => c,
