@@ -14,7 +14,8 @@ use regex::Regex;
 use std::sync::LazyLock;
 
 use super::graph::{prompts_of, SlotType};
-use super::values::words_to_digits;
+use super::values::{words_to_digits, MONTH_STEMS};
+use crate::services::appointments::MONTHS_GEN;
 
 /// The slot types this module reads.
 pub fn is_field_kind(t: SlotType) -> bool {
@@ -107,36 +108,6 @@ pub fn said_in(t: SlotType, text: &str, today: Date, bik: Option<&str>) -> Optio
     }
 }
 
-const MONTHS: [&str; 12] = [
-    "январ",
-    "феврал",
-    "март",
-    "апрел",
-    "ма",
-    "июн",
-    "июл",
-    "август",
-    "сентябр",
-    "октябр",
-    "ноябр",
-    "декабр",
-];
-
-const MONTHS_GEN: [&str; 12] = [
-    "января",
-    "февраля",
-    "марта",
-    "апреля",
-    "мая",
-    "июня",
-    "июля",
-    "августа",
-    "сентября",
-    "октября",
-    "ноября",
-    "декабря",
-];
-
 /// Ordinal numerals (neuter nominative and genitive), as a date is said:
 /// «пятое мая», «восьмидесятого года».
 const ORDINALS: &[(u32, &str, &str)] = &[
@@ -208,11 +179,11 @@ pub fn date_in(text: &str) -> Option<Date> {
     let t = words_to_digits(&normalize_text(text));
     let words: Vec<&str> = t.split_whitespace().collect();
     let month_at = words.iter().position(|w| {
-        MONTHS
+        MONTH_STEMS
             .iter()
             .any(|m| w.starts_with(m) && (*m != "ма" || w.starts_with("мая")))
     })?;
-    let month = MONTHS.iter().position(|m| {
+    let month = MONTH_STEMS.iter().position(|m| {
         words[month_at].starts_with(m) && (*m != "ма" || words[month_at].starts_with("мая"))
     })? as i8
         + 1;

@@ -296,7 +296,8 @@ const WEEKDAY_STEMS: [(&str, Weekday); 7] = [
     ("воскресен", Weekday::Sunday),
 ];
 
-const MONTH_STEMS: [&str; 12] = [
+/// Month names' stems, as typed or said in any case.
+pub(super) const MONTH_STEMS: [&str; 12] = [
     "январ",
     "феврал",
     "март",

@@ -12,7 +12,8 @@ pub use crate::config::{AppointmentsConfig, Named};
 
 const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
-const MONTHS_GEN: [&str; 12] = [
+/// Month names in the genitive («30 ноября»).
+pub const MONTHS_GEN: [&str; 12] = [
     "января",
     "февраля",
     "марта",
