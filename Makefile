@@ -5,7 +5,7 @@ WHISPER := models/whisper-base/tokenizer.json
 TEST_MODEL := models/minilm/config.json
 VOSK_TEST_MODEL := models/vosk/model-ko/am/final.mdl
 
-.PHONY: run build test models test-models browser speech opus bench load eval clippy fmt clean
+.PHONY: run build test models test-models browser speech opus bench load eval train clippy fmt clean
 
 run: models speech build
 	./target/release/otklik serve
@@ -74,7 +74,13 @@ load: models opus
 
 eval: models build
 	./target/release/otklik eval
-	./target/release/otklik eval --test tests/data/heldout.tsv
+	./target/release/otklik eval --test tests/data/heldout.tsv --tuned
+	./target/release/otklik eval --test tests/data/heldout.tsv --typos 0.11 --tuned
+
+# Fine-tune the encoder's top layers on the knowledge base (a few minutes);
+# `serve` loads the result while it matches the knowledge base.
+train: models build
+	./target/release/otklik train
 
 clippy: opus
 	$(CARGO) clippy --all-targets -- -D warnings

@@ -40,6 +40,13 @@ fn benches(c: &mut Criterion) {
     for q in QUERIES {
         nlu.classifier.classify(q).unwrap();
     }
+    eprintln!(
+        "encoder: {} (OTKLIK_TUNE_ENABLED=false for the frozen one)",
+        match &nlu.classifier.embedder().tuned {
+            Some(t) => format!("{} tuned top layer(s), {}", t.layers.len(), t.key),
+            None => "frozen".into(),
+        }
+    );
     eprintln!("steady RSS after load and queries: {:.1} MB", rss_mb());
 
     let mut g = c.benchmark_group("classify");

@@ -20,6 +20,8 @@ pub struct Config {
     pub model: ModelConfig,
     pub kb: KbConfig,
     pub classifier: ClassifierConfig,
+    /// Fine-tuning of the encoder's top layers (`otklik train`, `[tune]`).
+    pub tune: TuneConfig,
     pub http: HttpConfig,
     pub dialog: DialogConfig,
     pub hours: HoursConfig,
@@ -125,6 +127,11 @@ pub struct ClassifierConfig {
     pub alternatives_threshold: f32,
     /// Weight of the linear head in the blend with the neighbour vote (0..1).
     pub linear_weight: f32,
+    /// Weight of the lexical scorer (character n-grams) against the two
+    /// embedding scorers (0..1); `eval --calibrate` proposes it.
+    pub lexical_weight: f32,
+    /// Training epochs (full-batch steps) of the lexical scorer.
+    pub lexical_epochs: usize,
     /// Neighbours consulted in the example index.
     pub knn_k: usize,
     /// Softmax temperature of the neighbour vote over cosine similarities.
@@ -142,6 +149,64 @@ pub struct ClassifierConfig {
     /// Messages embedded at once at most; others wait their turn, so a few
     /// clients cannot take every core.
     pub max_concurrent_encodes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TuneConfig {
+    /// Load `otklik train`'s weights at start-up when they match the
+    /// knowledge base and the model (otherwise the frozen encoder runs).
+    pub enabled: bool,
+    /// Retrain after a trainer applies accepted examples (the review page's
+    /// «Применить», `otklik accept`).
+    pub after_accept: bool,
+    /// Folder of the weights files; empty: beside the model.
+    pub dir: PathBuf,
+    /// Top layers of the encoder trained (2–4); the ones below stay frozen.
+    pub layers: usize,
+    /// Passes over the examples at most (early stopping may end sooner).
+    pub epochs: usize,
+    /// Epochs without a better validation score before training stops.
+    pub patience: usize,
+    /// Examples per step.
+    pub batch: usize,
+    /// Learning rate of the layers (AdamW).
+    pub lr: f64,
+    /// Learning rate of the training head (class directions).
+    pub head_lr: f64,
+    /// Scale of the cosine logits of the training head.
+    pub scale: f64,
+    /// Copies of each example with generated typos trained on beside it.
+    pub typo_copies: usize,
+    /// Typos per letter in those copies.
+    pub typo_rate: f64,
+    /// Share of each intent's examples held out to stop training.
+    pub validation_share: f64,
+    /// Tokens of an example trained on at most.
+    pub max_tokens: usize,
+    pub seed: u64,
+}
+
+impl Default for TuneConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            after_accept: true,
+            dir: PathBuf::new(),
+            layers: 2,
+            epochs: 6,
+            patience: 2,
+            batch: 32,
+            lr: 2e-4,
+            head_lr: 1e-3,
+            scale: 50.0,
+            typo_copies: 1,
+            typo_rate: 0.08,
+            validation_share: 0.1,
+            max_tokens: 64,
+            seed: 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -199,6 +264,7 @@ impl Default for Config {
             model: ModelConfig::default(),
             kb: KbConfig::default(),
             classifier: ClassifierConfig::default(),
+            tune: TuneConfig::default(),
             http: HttpConfig::default(),
             dialog: DialogConfig::default(),
             hours: HoursConfig::default(),
@@ -257,6 +323,8 @@ impl Default for ClassifierConfig {
             confirm_threshold: 0.35,
             alternatives_threshold: 0.15,
             linear_weight: 0.5,
+            lexical_weight: 0.5,
+            lexical_epochs: 60,
             knn_k: 10,
             knn_temperature: 0.02,
             l2: 1e-3,
@@ -324,6 +392,16 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&c.linear_weight) {
             bail!("classifier.linear_weight must be between 0 and 1");
+        }
+        let t = &self.tune;
+        if !(1..=6).contains(&t.layers) || t.batch == 0 || t.epochs == 0 || t.max_tokens < 4 {
+            bail!("tune.layers must be 1–6 (2–4 is usual), tune.batch and tune.epochs positive, tune.max_tokens at least 4");
+        }
+        if !(0.0..=0.5).contains(&t.typo_rate) || !(0.0..0.5).contains(&t.validation_share) {
+            bail!("tune.typo_rate must be 0–0.5 and tune.validation_share below 0.5");
+        }
+        if !(0.0..1.0).contains(&c.lexical_weight) {
+            bail!("classifier.lexical_weight must be at least 0 and below 1");
         }
         if c.knn_k == 0 || c.knn_temperature <= 0.0 {
             bail!("classifier.knn_k and classifier.knn_temperature must be positive");

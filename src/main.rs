@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use otklik::config::Config;
-use otklik::nlu::classifier::Method;
+use otklik::nlu::classifier::{Classifier, Method};
 use otklik::nlu::eval::{self, EvalSetup};
 use otklik::nlu::{self, Nlu};
 use std::io::Read;
@@ -70,6 +70,26 @@ enum Cmd {
         #[arg(long, value_enum, value_delimiter = ',', default_value = "blend")]
         method: Vec<Method>,
         /// Print the report as one JSON object (several methods: an array).
+        #[arg(long)]
+        json: bool,
+        /// Put typos into the tested texts at this rate per letter (0.11 is
+        /// one in nine): neighbouring keys, swaps, drops, doubles, ё/й.
+        #[arg(long)]
+        typos: Option<f64>,
+        /// Seed of the typos.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Also evaluate the encoder with fine-tuned top layers (`otklik
+        /// train`'s file when it matches the training set; otherwise each
+        /// training set, every fold, is tuned in memory first: minutes).
+        #[arg(long)]
+        tuned: bool,
+    },
+    /// Fine-tune the encoder's top layers on the knowledge base (`[tune]`)
+    /// and write them beside the model; `serve` loads them while they match
+    /// the knowledge base. Reports the held-out set before and after.
+    Train {
+        /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -312,6 +332,9 @@ fn run(cli: Cli) -> Result<()> {
             calibrate,
             method,
             json,
+            typos,
+            seed,
+            tuned,
         } => {
             let encoder = nlu::load_encoder(&cfg)?;
             let cache_dir = cfg.in_data_dir(&cfg.kb.cache_dir);
@@ -322,50 +345,77 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 Vec::new()
             };
-            let setup = EvalSetup {
+            let mut setup = EvalSetup {
                 encoder,
                 cfg: cfg.classifier.clone(),
                 prefix: cfg.model.query_prefix.clone(),
                 cache_dir: Some(&cache_dir),
                 extra_train,
+                typos: typos.map(|r| (r, seed)),
+                tune: None,
             };
             let kb_items =
                 || -> Result<Vec<(String, String)>> { Ok(eval::kb_items(&nlu::load_kb(&cfg)?)) };
-            let (preds, clf, latency_texts) = match (&test, &train, &data) {
-                (Some(_), _, Some(_)) => bail!("use either --data (cross-validation) or --test"),
-                (None, Some(_), _) => bail!("--train needs --test"),
-                (Some(test), train, None) => {
-                    let train = match train {
-                        Some(p) => eval::read_labelled(p)?,
-                        None => kb_items()?,
-                    };
-                    let test = eval::read_labelled(test)?;
-                    let (p, c) = setup.train_test(&train, &test, &method)?;
-                    (p, c, test)
-                }
-                (None, None, data) => {
-                    let items = match data {
-                        Some(p) => eval::read_labelled(p)?,
-                        None => kb_items()?,
-                    };
-                    let cv = setup.cross_validate(&items, folds, &method)?;
-                    (cv.predictions, cv.last_classifier, cv.last_test)
-                }
+            type Run = (
+                Vec<Vec<eval::Prediction>>,
+                Classifier,
+                Vec<(String, String)>,
+            );
+            let run = |setup: &EvalSetup| -> Result<Run> {
+                Ok(match (&test, &train, &data) {
+                    (Some(_), _, Some(_)) => {
+                        bail!("use either --data (cross-validation) or --test")
+                    }
+                    (None, Some(_), _) => bail!("--train needs --test"),
+                    (Some(test), train, None) => {
+                        let train = match train {
+                            Some(p) => eval::read_labelled(p)?,
+                            None => kb_items()?,
+                        };
+                        let test = eval::read_labelled(test)?;
+                        let (p, c) = setup.train_test(&train, &test, &method)?;
+                        (p, c, test)
+                    }
+                    (None, None, data) => {
+                        let items = match data {
+                            Some(p) => eval::read_labelled(p)?,
+                            None => kb_items()?,
+                        };
+                        let cv = setup.cross_validate(&items, folds, &method)?;
+                        (cv.predictions, cv.last_classifier, cv.last_test)
+                    }
+                })
             };
-            let latency = eval::measure_latency(&clf, &latency_texts);
-            let reports: Vec<eval::Report> = method
-                .iter()
-                .zip(&preds)
-                .map(|(m, p)| eval::report(*m, &clf, p, latency.clone()))
-                .collect();
-            let cal = calibrate.then(|| eval::calibrate(&clf, &preds[0]));
-            if json {
-                let mut v: Vec<serde_json::Value> = reports
+            // The frozen encoder, then (--tuned) the tuned one; calibration
+            // is for the last, the one a deployment with tuned layers runs.
+            let mut all: Vec<(&str, Vec<eval::Report>)> = Vec::new();
+            let mut cal = None;
+            let paths: &[bool] = if tuned { &[false, true] } else { &[false] };
+            for &with_tune in paths {
+                setup.tune = with_tune.then(|| (cfg.tune.clone(), cfg.model.path.clone()));
+                let (preds, clf, latency_texts) = run(&setup)?;
+                let latency = eval::measure_latency(&clf, &latency_texts);
+                let reports: Vec<eval::Report> = method
                     .iter()
-                    .map(|r| serde_json::to_value(r).unwrap())
+                    .zip(&preds)
+                    .map(|(m, p)| eval::report(*m, &clf, p, latency.clone()))
                     .collect();
-                if let (Some(c), Some(first)) = (&cal, v.first_mut()) {
-                    first["calibration"] = serde_json::to_value(c)?;
+                if calibrate {
+                    cal = Some(eval::calibrate(&clf, &preds[0]));
+                }
+                all.push((if with_tune { "tuned" } else { "frozen" }, reports));
+            }
+            if json {
+                let mut v: Vec<serde_json::Value> = Vec::new();
+                for (path, reports) in &all {
+                    for r in reports {
+                        let mut j = serde_json::to_value(r)?;
+                        j["encoder"] = serde_json::json!(path);
+                        v.push(j);
+                    }
+                }
+                if let (Some(c), Some(last)) = (&cal, v.last_mut()) {
+                    last["calibration"] = serde_json::to_value(c)?;
                 }
                 println!(
                     "{}",
@@ -376,11 +426,60 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 );
             } else {
-                for r in &reports {
-                    r.print();
+                for (path, reports) in &all {
+                    if tuned {
+                        println!("== encoder: {path}");
+                    }
+                    for r in reports {
+                        r.print();
+                    }
                 }
                 if let Some(c) = cal {
-                    println!("\nproposed thresholds (put them in otklik.toml):\n[classifier]\nanswer_threshold = {:.2}\nanswer_margin = {:.2}\nconfirm_threshold = {:.2}\nalternatives_threshold = {:.2}", c.answer_threshold, c.answer_margin, c.confirm_threshold, c.alternatives_threshold);
+                    println!("\nproposed weights and thresholds (put them in otklik.toml):\n[classifier]\nlinear_weight = {:.1}\nlexical_weight = {:.1}\nanswer_threshold = {:.2}\nanswer_margin = {:.2}\nconfirm_threshold = {:.2}\nalternatives_threshold = {:.2}", c.linear_weight, c.lexical_weight, c.answer_threshold, c.answer_margin, c.confirm_threshold, c.alternatives_threshold);
+                }
+            }
+            Ok(())
+        }
+        Cmd::Train { json } => {
+            let encoder = nlu::load_encoder(&cfg)?;
+            let kb = nlu::load_kb(&cfg)?;
+            let items = nlu::training_items(&cfg, &kb);
+            let before = otklik::trainer::heldout::score(&cfg, encoder.clone())?;
+            let (_, trained, path) = nlu::tune::train_and_save(
+                &cfg.model.path,
+                &encoder,
+                &items,
+                &cfg.model.query_prefix,
+                &cfg.tune,
+                json,
+            )?;
+            let after = otklik::trainer::heldout::score(&cfg, encoder)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"trained": trained, "weights": path, "heldout_before": before, "heldout_after": after})
+                );
+            } else {
+                println!(
+                    "trained {} top layer(s) on {} texts ({} held out for stopping) in {:.0} s: {} epoch(s), best {}; validation accuracy {:.2} % → {:.2} %",
+                    cfg.tune.layers,
+                    trained.examples,
+                    trained.validation,
+                    trained.seconds,
+                    trained.epochs_run,
+                    trained.best_epoch,
+                    trained.validation_before * 100.0,
+                    trained.validation_after * 100.0
+                );
+                println!("weights: {}", path.display());
+                if let (Some(b), Some(a)) = (&before, &after) {
+                    println!(
+                        "held-out set: top-1 {:.2} % → {:.2} %, out of scope not answered {:.2} % → {:.2} %",
+                        b.top1 * 100.0,
+                        a.top1 * 100.0,
+                        b.oos_rejected * 100.0,
+                        a.oos_rejected * 100.0
+                    );
                 }
             }
             Ok(())
@@ -487,6 +586,12 @@ fn accept(cfg: &Config, file: &std::path::Path) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if let Some(t) = otklik::trainer::retrain::retrain(cfg, &encoder) {
+        println!(
+            "encoder's top layers retrained in {:.0} s ({} epoch(s))",
+            t.seconds, t.epochs_run
+        );
+    }
     if let (Some(b), Some(a)) = (before, otklik::trainer::heldout::score(cfg, encoder)?) {
         println!(
             "held-out ({}, {} texts): top-1 {:.2} % → {:.2} %, top-3 {:.2} % → {:.2} %",

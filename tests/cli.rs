@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 fn otklik(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_otklik"))
+        .env("OTKLIK_TUNE_DIR", common::tune_dir())
         .args(args)
         .env("OTKLIK_DATA_DIR", common::test_data_dir())
         .env("RUST_LOG", "warn")
@@ -134,6 +135,7 @@ fn a_broken_knowledge_base_is_reported_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("x.yaml"), "intents:\n  - id: a\n    title: A\n    examples: [раз, два]\n    answer:\n      senior: x\n").unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_otklik"));
+    cmd.env("OTKLIK_TUNE_DIR", common::tune_dir());
     let out = cmd
         .args(["check"])
         .env("OTKLIK_KB_INTENTS_DIR", dir.path())
@@ -192,6 +194,7 @@ fn stats_prints_the_indicators_of_the_log() {
     ];
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_otklik"))
+            .env("OTKLIK_TUNE_DIR", common::tune_dir())
             .args(args)
             .env("OTKLIK_DATA_DIR", data.path())
             .env("RUST_LOG", "warn")
@@ -281,6 +284,7 @@ fn lint_fails_on_errors_with_file_line_rule_and_fragment() {
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_otklik"))
+        .env("OTKLIK_TUNE_DIR", common::tune_dir())
         .args(["lint"])
         .env("OTKLIK_KB_INTENTS_DIR", dir.path())
         .env("OTKLIK_KB_MIN_EXAMPLES", "1")
@@ -305,6 +309,7 @@ fn lint_fails_on_errors_with_file_line_rule_and_fragment() {
     // The summary: the demo's texts and the one added, two errors.
     let demo: usize = {
         let out = Command::new(env!("CARGO_BIN_EXE_otklik"))
+            .env("OTKLIK_TUNE_DIR", common::tune_dir())
             .args(["lint", "--json"])
             .output()
             .unwrap();

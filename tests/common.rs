@@ -9,9 +9,16 @@ pub fn test_data_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("otklik-test-data")
 }
 
+/// Where the tests' tuned layers go (never the model's folder, so a
+/// developer's own `otklik train` does not change what the tests see).
+pub fn tune_dir() -> PathBuf {
+    test_data_dir().join("tuned")
+}
+
 pub fn config() -> Config {
     let mut cfg = Config::load(Path::new("otklik.toml")).expect("otklik.toml");
     cfg.data_dir = test_data_dir();
+    cfg.tune.dir = tune_dir();
     cfg
 }
 
@@ -111,6 +118,7 @@ pub fn start_server_in(data: tempfile::TempDir, env: &[(&str, String)]) -> Serve
         .env("OTKLIK_HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("OTKLIK_DATA_DIR", data.path())
         .env("OTKLIK_KB_CACHE_DIR", test_data_dir().join("cache"))
+        .env("OTKLIK_TUNE_DIR", tune_dir())
         .env("OTKLIK_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("OTKLIK_OPERATORS_ACCOUNTS_FILE", &accounts)
         .env("OTKLIK_API_KEYS_FILE", &keys)

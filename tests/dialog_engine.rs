@@ -246,6 +246,7 @@ fn a_failing_status_backend_gives_the_client_a_clear_message() {
 
 fn chat_cmd(data: &std::path::Path, user: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_otklik"));
+    c.env("OTKLIK_TUNE_DIR", common::tune_dir());
     c.args(["chat", "--json", "--user", user, "--now", WORKDAY])
         .env("OTKLIK_DATA_DIR", data)
         .env("OTKLIK_KB_CACHE_DIR", common::test_data_dir().join("cache"))

@@ -28,6 +28,7 @@ fn restart_reuses_cache_and_a_change_re_embeds_only_itself() {
         cache_dir: Some(&cache),
         prefix: "query: ",
         cache_entries: 10,
+        tuned: None,
     };
 
     let first = Classifier::build(enc.clone(), &load(yaml("")), &cfg.classifier, &opts).unwrap();

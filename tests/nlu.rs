@@ -71,6 +71,8 @@ fn with_setup<T>(f: impl FnOnce(&EvalSetup) -> T) -> T {
         prefix: cfg.model.query_prefix.clone(),
         cache_dir: Some(&cache),
         extra_train: nlu().kb.derived_items(),
+        typos: None,
+        tune: None,
     };
     f(&setup)
 }
@@ -252,4 +254,39 @@ fn a_long_message_is_embedded_up_to_the_token_cap() {
     assert!(cos > 0.9999, "the tail changed the embedding: cos {cos}");
     let d = c.classify(&format!("{head}{tail}")).unwrap();
     assert_eq!(d.top[0].intent, "pension_application");
+}
+
+#[test]
+fn the_lexical_scorer_carries_typos_the_encoder_misses() {
+    let n = nlu();
+    let test = eval::read_labelled(std::path::Path::new("tests/data/heldout.tsv")).unwrap();
+    let cfg = common::config();
+    let cache = cfg.in_data_dir(&cfg.kb.cache_dir);
+    let setup = EvalSetup {
+        encoder: n.classifier.encoder().clone(),
+        cfg: cfg.classifier.clone(),
+        prefix: cfg.model.query_prefix.clone(),
+        cache_dir: Some(&cache),
+        extra_train: n.kb.derived_items(),
+        typos: Some((0.11, 1)),
+        tune: None,
+    };
+    let methods = [Method::Blend, Method::Embedding];
+    let (preds, clf) = setup
+        .train_test(&eval::kb_items(&n.kb), &test, &methods)
+        .unwrap();
+    let blend = report(Method::Blend, &clf, &preds[0]);
+    let embedding = report(Method::Embedding, &clf, &preds[1]);
+    eprintln!(
+        "held-out with typos: blend top1 {:.3}, embeddings alone {:.3}",
+        blend.top1, embedding.top1
+    );
+    assert!(
+        blend.top1 >= embedding.top1 + 0.05,
+        "blend {} embeddings {}",
+        blend.top1,
+        embedding.top1
+    );
+    assert!(blend.top1 >= 0.85, "top-1 with typos {}", blend.top1);
+    assert!(blend.oos_rejected >= 0.85, "oos {}", blend.oos_rejected);
 }

@@ -191,10 +191,12 @@ fn run_ok(c: &mut std::process::Command) -> std::process::Output {
 
 fn otklik(data: &std::path::Path, intents: &std::path::Path) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_otklik"));
+    c.env("OTKLIK_TUNE_DIR", common::tune_dir());
     c.env("OTKLIK_DATA_DIR", data)
         .env("OTKLIK_KB_HELDOUT_FILE", intents.join("heldout.tsv.test"))
         .env("OTKLIK_KB_INTENTS_DIR", intents)
         .env("OTKLIK_KB_CACHE_DIR", common::test_data_dir().join("cache"))
+        .env("OTKLIK_TUNE_AFTER_ACCEPT", "false")
         .env("RUST_LOG", "warn");
     c
 }
@@ -208,6 +210,10 @@ async fn server_on_copy() -> (Server, tempfile::TempDir) {
     let s = start_server(&[
         ("OTKLIK_KB_INTENTS_DIR", kb.path().display().to_string()),
         ("OTKLIK_KB_HELDOUT_FILE", heldout.display().to_string()),
+        // The loop retrains the encoder after applying; one short epoch
+        // here (the tests' time), the real settings in otklik.toml.
+        ("OTKLIK_TUNE_EPOCHS", "1".into()),
+        ("OTKLIK_TUNE_TYPO_COPIES", "0".into()),
     ]);
     wait_ready(&s.base).await;
     (s, kb)
@@ -377,6 +383,17 @@ async fn conversations_export_suggest_accept_eval_gain_and_reload() {
         done["after"]["top1"].as_f64().unwrap(),
     );
     assert!(after > before, "held-out top-1 {before} → {after}");
+    assert_eq!(done["tuned"]["epochs_run"], 1, "the encoder was retrained");
+    assert_eq!(done["after"]["tuned"], true, "and the score after uses it");
+    let key = done["tuned"]["key"].as_str().unwrap();
+    assert!(
+        std::fs::read_dir(common::tune_dir()).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(key)),
+        "the weights file is written"
+    );
     let written = std::fs::read_to_string(kb.path().join("family.yaml")).unwrap();
     assert!(written.contains("- епку продлить как"), "{written}");
     assert_eq!(

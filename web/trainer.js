@@ -140,6 +140,9 @@
     ui.result.textContent = '';
     const a = r.applied || {};
     ui.result.appendChild(el('p', '', `Добавлено примеров: ${a.examples || 0}, новых тем: ${a.intents || 0}. Бот уже работает с новыми данными.`));
+    if (r.tuned) {
+      ui.result.appendChild(el('p', '', `Модель дообучена на ${r.tuned.examples} примерах за ${Math.round(r.tuned.seconds)} с.`));
+    }
     if (r.before && r.after) {
       const t = el('table');
       t.setAttribute('data-testid', 'gain');
@@ -171,7 +174,7 @@
     showNotice(`Готово: предложений ${state.items.length}.`);
   }));
   ui.apply.addEventListener('click', () => act(async () => {
-    showNotice('Записываю изменения и проверяю точность. Это займёт до минуты…');
+    showNotice('Записываю изменения, дообучаю модель и проверяю точность. Это займёт несколько минут…');
     const r = await api('POST', '/api/v1/trainer/apply');
     showResult(r);
     await load();

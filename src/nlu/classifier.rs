@@ -1,14 +1,17 @@
 //! The intent classifier and its decision. A message is embedded, then scored
-//! two ways: a linear head (multinomial logistic regression trained on the
-//! example embeddings at load time) and a vote of the nearest examples in the
-//! hnsw index (softmax over cosine similarities). The blend is a calibrated
+//! three ways: a linear head (multinomial logistic regression trained on the
+//! example embeddings at load time), a vote of the nearest examples in the
+//! hnsw index (softmax over cosine similarities) and the lexical scorer over
+//! character n-grams (`lexical`, robust to typos). The blend is a calibrated
 //! probability per intent (plus an out-of-scope class when the knowledge base
 //! has negative examples); thresholds on it and on the lead over the second
 //! intent give the decision: answer, confirm, three alternatives, or out of scope.
 
-use super::encoder::Encoder;
+use super::encoder::{Embedder, Encoder};
 use super::index::{short_hash, EmbeddingCache, ExampleIndex};
 use super::kb::KnowledgeBase;
+use super::layers::Tuned;
+use super::lexical::{Lexical, LexicalParams};
 use crate::config::ClassifierConfig;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
@@ -67,8 +70,12 @@ pub struct Classification {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
-    /// Linear head blended with the neighbour vote (the default).
+    /// Linear head, neighbour vote and lexical scorer blended (the default).
     Blend,
+    /// Linear head blended with the neighbour vote, without the lexical scorer.
+    Embedding,
+    /// Lexical scorer (character n-grams) alone.
+    Lexical,
     /// Linear head (logistic regression) alone.
     Linear,
     /// Neighbour vote alone.
@@ -189,18 +196,46 @@ pub struct Scores {
     /// Probability per class (intents, then out-of-scope if present).
     pub probs: Vec<f32>,
     pub nearest_similarity: f32,
+    /// For `Blend`: the linear head's, the neighbour vote's and the lexical
+    /// scorer's probabilities, so `eval --calibrate` can choose their weights.
+    pub parts: Option<Box<Parts>>,
+}
+
+pub struct Parts {
+    pub linear: Vec<f32>,
+    pub knn: Vec<f32>,
+    /// Absent when no text was scored (a cluster's centroid).
+    pub lexical: Option<Vec<f32>>,
+}
+
+/// `(1 − λ)·(w·linear + (1 − w)·knn) + λ·lexical`, with `w` the linear
+/// weight and `λ` the lexical weight (0 when there is no lexical part).
+pub fn blend(parts: &Parts, linear_weight: f32, lexical_weight: f32) -> Vec<f32> {
+    let (w, l) = (linear_weight, lexical_weight);
+    let emb = parts
+        .linear
+        .iter()
+        .zip(&parts.knn)
+        .map(|(a, b)| w * a + (1.0 - w) * b);
+    match &parts.lexical {
+        Some(lex) if l > 0.0 => emb.zip(lex).map(|(e, x)| (1.0 - l) * e + l * x).collect(),
+        _ => emb.collect(),
+    }
 }
 
 /// Bumped when the dumped index or head changes meaning, so old dumps are ignored.
 const INDEX_FORMAT: &str = "index-v2";
+/// Bumped when the lexical model's features or training change.
+const LEXICAL_FORMAT: &str = "lexical-v1";
 
 pub struct Classifier {
-    encoder: Arc<Encoder>,
+    embedder: Embedder,
     ids: Vec<String>,
     titles: Vec<String>,
     /// Index of the out-of-scope class, when the knowledge base has negatives.
     oos_class: Option<usize>,
     head: LinearHead,
+    lexical: Lexical,
     index: ExampleIndex,
     centroids: Vec<Vec<f32>>,
     pub cfg: ClassifierConfig,
@@ -234,6 +269,9 @@ pub struct BuildOptions<'a> {
     pub cache_dir: Option<&'a Path>,
     pub prefix: &'a str,
     pub cache_entries: usize,
+    /// Fine-tuned top layers of the encoder (`otklik train`) matching this
+    /// knowledge base; `None` runs the frozen encoder.
+    pub tuned: Option<Arc<Tuned>>,
 }
 
 impl Classifier {
@@ -244,11 +282,16 @@ impl Classifier {
         cfg: &ClassifierConfig,
         opts: &BuildOptions,
     ) -> Result<Self> {
+        let embedder = Embedder {
+            encoder: encoder.clone(),
+            tuned: opts.tuned.clone(),
+        };
         let mut cache = EmbeddingCache::open(
             opts.cache_dir,
-            &format!("{}|{}", encoder.identity, opts.prefix),
+            &format!("{}|{}", embedder.identity(), opts.prefix),
         );
         let mut texts = Vec::new();
+        let mut raw = Vec::new();
         let mut labels = Vec::new();
         for (c, intent) in kb.intents.iter().enumerate() {
             let derived = if cfg.derived_examples {
@@ -258,28 +301,33 @@ impl Classifier {
             };
             for ex in intent.examples.iter().chain(&derived) {
                 texts.push(format!("{}{}", opts.prefix, ex));
+                raw.push(ex.clone());
                 labels.push(c);
             }
         }
         let oos_class = (!kb.out_of_scope.is_empty()).then_some(kb.intents.len());
         for ex in &kb.out_of_scope {
             texts.push(format!("{}{}", opts.prefix, ex));
+            raw.push(ex.clone());
             labels.push(kb.intents.len());
         }
-        let vectors = cache.embed_all(&encoder, &texts, "embedding")?;
+        let vectors = cache.embed_all(&embedder, &texts, "embedding")?;
         if let Err(e) = cache.save() {
             tracing::warn!("embedding cache not saved: {e:#}");
         }
-        let mut clf = Self::from_vectors(encoder, kb, &vectors, labels, oos_class, cfg, opts)?;
+        let mut clf =
+            Self::from_vectors(encoder, kb, &raw, &vectors, labels, oos_class, cfg, opts)?;
         clf.embedded_at_build = cache.computed;
         Ok(clf)
     }
 
-    /// Builds from precomputed example embeddings (labels: intent index, or
-    /// `kb.intents.len()` for out-of-scope examples).
+    /// Builds from precomputed example embeddings of `texts` (labels: intent
+    /// index, or `kb.intents.len()` for out-of-scope examples).
+    #[allow(clippy::too_many_arguments)]
     pub fn from_vectors(
         encoder: Arc<Encoder>,
         kb: &KnowledgeBase,
+        texts: &[String],
         vectors: &[Vec<f32>],
         labels: Vec<usize>,
         oos_class: Option<usize>,
@@ -287,10 +335,14 @@ impl Classifier {
         opts: &BuildOptions,
     ) -> Result<Self> {
         anyhow::ensure!(!kb.intents.is_empty(), "the knowledge base has no intents");
+        let embedder = Embedder {
+            encoder: encoder.clone(),
+            tuned: opts.tuned.clone(),
+        };
         let classes = kb.intents.len() + usize::from(oos_class.is_some());
         let key = short_hash(&[
             INDEX_FORMAT.as_bytes(),
-            encoder.identity.as_bytes(),
+            embedder.identity().as_bytes(),
             opts.prefix.as_bytes(),
             kb.hash.as_bytes(),
             &bincode::serialize(&labels)?,
@@ -322,6 +374,37 @@ impl Classifier {
                 h
             }
         };
+        let lex_params = LexicalParams {
+            epochs: cfg.lexical_epochs,
+            ..Default::default()
+        };
+        let lexical_key = short_hash(&[
+            LEXICAL_FORMAT.as_bytes(),
+            kb.hash.as_bytes(),
+            &bincode::serialize(&labels)?,
+            &bincode::serialize(texts)?,
+            format!("{lex_params:?}").as_bytes(),
+        ]);
+        let lexical_path = opts
+            .cache_dir
+            .map(|d| d.join(format!("lexical-{lexical_key}.bin")));
+        let lexical = match lexical_path
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| bincode::deserialize::<Lexical>(&b).ok())
+        {
+            Some(l) if l.classes() == classes => l,
+            _ => {
+                let l = Lexical::train(texts, &labels, classes, lex_params);
+                if let Some(p) = &lexical_path {
+                    let tmp = p.with_extension(format!("tmp{}", super::index::unique_tmp_suffix()));
+                    if std::fs::write(&tmp, bincode::serialize(&l)?).is_ok() {
+                        let _ = std::fs::rename(&tmp, p);
+                    }
+                }
+                l
+            }
+        };
         let mut centroids = vec![vec![0f32; encoder.dim()]; classes];
         for (v, &l) in vectors.iter().zip(&labels) {
             centroids[l].iter_mut().zip(v).for_each(|(c, a)| *c += a);
@@ -332,11 +415,12 @@ impl Classifier {
         let index =
             ExampleIndex::load_or_build(opts.cache_dir, &format!("index-{key}"), vectors, labels)?;
         Ok(Self {
-            encoder,
+            embedder,
             ids: kb.intents.iter().map(|i| i.id.clone()).collect(),
             titles: kb.intents.iter().map(|i| i.title.clone()).collect(),
             oos_class,
             head,
+            lexical,
             index,
             centroids,
             cfg: cfg.clone(),
@@ -350,7 +434,12 @@ impl Classifier {
     }
 
     pub fn encoder(&self) -> &Arc<Encoder> {
-        &self.encoder
+        &self.embedder.encoder
+    }
+
+    /// The encoder with the tuned layers in use, if any.
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
     }
 
     /// The prefix a query gets before it is embedded (e5's `query: `).
@@ -370,7 +459,7 @@ impl Classifier {
         }
         let v = {
             let _turn = self.encoding_turn();
-            self.encoder
+            self.embedder
                 .embed_capped(
                     &[&format!("{}{}", self.prefix, text)],
                     self.cfg.max_query_tokens.max(1),
@@ -413,10 +502,11 @@ impl Classifier {
             return Ok(self.decide(&Scores {
                 probs: self.no_signal_probs(),
                 nearest_similarity: 0.0,
+                parts: None,
             }));
         }
         let v = self.embed_query(text)?;
-        Ok(self.decide(&self.scores(&v, Method::Blend)))
+        Ok(self.decide(&self.scores(Some(text), &v, Method::Blend)))
     }
 
     fn no_signal_probs(&self) -> Vec<f32> {
@@ -428,8 +518,10 @@ impl Classifier {
         p
     }
 
-    /// Per-class probabilities of one embedding by `method`.
-    pub fn scores(&self, v: &[f32], method: Method) -> Scores {
+    /// Per-class probabilities of a message (`text`, its embedding `v`) by
+    /// `method`. Without the text (a cluster's centroid) the lexical scorer
+    /// has nothing to read and the embedding scorers decide alone.
+    pub fn scores(&self, text: Option<&str>, v: &[f32], method: Method) -> Scores {
         let classes = self.head.classes;
         let neighbours = self.index.search(v, self.cfg.knn_k);
         let nearest_similarity = neighbours.first().map(|n| n.1).unwrap_or(0.0);
@@ -446,9 +538,21 @@ impl Classifier {
                 .collect();
             softmax(&best, self.cfg.knn_temperature)
         };
+        let lexical = || text.map(|t| self.lexical.probs(t));
+        let mut parts = None;
         let probs = match method {
             Method::Linear => self.head.probs(v),
             Method::Knn => knn(),
+            Method::Lexical => lexical().unwrap_or_else(|| self.head.probs(v)),
+            Method::Embedding => blend(
+                &Parts {
+                    linear: self.head.probs(v),
+                    knn: knn(),
+                    lexical: None,
+                },
+                self.cfg.linear_weight,
+                0.0,
+            ),
             Method::Centroid => softmax(
                 &self
                     .centroids
@@ -458,18 +562,20 @@ impl Classifier {
                 self.cfg.knn_temperature,
             ),
             Method::Blend => {
-                let w = self.cfg.linear_weight;
-                self.head
-                    .probs(v)
-                    .iter()
-                    .zip(knn())
-                    .map(|(a, b)| w * a + (1.0 - w) * b)
-                    .collect()
+                let p = Parts {
+                    linear: self.head.probs(v),
+                    knn: knn(),
+                    lexical: lexical(),
+                };
+                let b = blend(&p, self.cfg.linear_weight, self.cfg.lexical_weight);
+                parts = Some(Box::new(p));
+                b
             }
         };
         Scores {
             probs,
             nearest_similarity,
+            parts,
         }
     }
 

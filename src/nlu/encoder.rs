@@ -6,6 +6,7 @@
 //! length and averaged by token count, as the reference engine does.
 
 use super::e5file::{DType as FileDType, E5File};
+use super::layers::{Lin, Tuned};
 use super::q4::{gelu_erf_in_place, quantize, Q4Linear};
 use super::tokenizer::{TextTokenizer, VocabScope};
 use anyhow::{bail, ensure, Context, Result};
@@ -15,6 +16,7 @@ use candle_nn::LayerNorm;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 pub use crate::config::{Pooling, WeightMode};
 
@@ -31,6 +33,24 @@ impl Linear {
             Linear::Q4(q) => Some(q),
             Linear::F32 { .. } => None,
         }
+    }
+
+    /// The weights as an f32 dense layer (4-bit ones dequantised), to fine-tune.
+    fn to_f32(&self) -> Result<Lin> {
+        let dev = Device::Cpu;
+        Ok(match self {
+            Linear::F32 { w, b } => Lin::F32 {
+                w: match w {
+                    QMatMul::QTensor(q) => q.dequantize(&dev)?,
+                    QMatMul::Tensor(t) | QMatMul::TensorF16(t) => t.to_dtype(DType::F32)?,
+                },
+                b: b.clone(),
+            },
+            Linear::Q4(q) => Lin::F32 {
+                w: Tensor::from_vec(q.dequantize(), (q.rows(), q.cols()), &dev)?,
+                b: Tensor::from_vec(q.bias().to_vec(), q.rows(), &dev)?,
+            },
+        })
     }
 
     /// The candle path (f32 weights); 4-bit layers run in `forward_packed`.
@@ -337,6 +357,76 @@ impl Encoder {
 
     /// As `embed`, with only the first `cap` tokens of each text.
     pub fn embed_capped(&self, texts: &[&str], cap: usize) -> Result<Vec<Vec<f32>>> {
+        self.embed_tuned(texts, cap, None)
+    }
+
+    pub fn layer_count(&self) -> usize {
+        self.layers.len()
+    }
+
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+
+    /// Layer `l` in f32 candle tensors, the starting point of fine-tuning.
+    pub fn layer_f32(&self, l: usize) -> Result<super::layers::Layer> {
+        let layer = self.layers.get(l).context("no such layer")?;
+        let ln = |n: &LayerNorm| -> Result<(Tensor, Tensor)> {
+            Ok((
+                n.weight().clone(),
+                n.bias()
+                    .cloned()
+                    .map_or_else(|| Tensor::zeros(self.hidden, DType::F32, &Device::Cpu), Ok)?,
+            ))
+        };
+        Ok(super::layers::Layer {
+            qkv: layer.qkv.to_f32()?,
+            out: layer.out.to_f32()?,
+            ln_attn: ln(&layer.ln_attn)?,
+            ffn_in: layer.ffn_in.to_f32()?,
+            ffn_out: layer.ffn_out.to_f32()?,
+            ln_ffn: ln(&layer.ln_ffn)?,
+        })
+    }
+
+    /// Each sequence's token states (`len × hidden`) after the first `upto`
+    /// layers, through the 4-bit or the candle path.
+    pub fn states(&self, seqs: &[&[u32]], upto: usize) -> Result<Vec<Vec<f32>>> {
+        if self.layers.iter().all(|l| l.qkv.q4().is_some()) {
+            self.packed_states(seqs, upto)
+        } else {
+            self.candle_states(seqs, upto)
+        }
+    }
+
+    /// Pools token states into one vector (not normalised).
+    fn pool(&self, s: &[f32]) -> Vec<f32> {
+        let h = self.hidden;
+        match self.pooling {
+            Pooling::Cls => s[..h].to_vec(),
+            Pooling::Mean | Pooling::Auto => {
+                let mut m = vec![0f32; h];
+                for row in s.chunks_exact(h) {
+                    m.iter_mut().zip(row).for_each(|(m, v)| *m += v);
+                }
+                let n = (s.len() / h).max(1) as f32;
+                m.iter_mut().for_each(|v| *v /= n);
+                m
+            }
+        }
+    }
+
+    /// As `embed_capped`, with the top layers replaced by `tuned` when given.
+    pub fn embed_tuned(
+        &self,
+        texts: &[&str],
+        cap: usize,
+        tuned: Option<&Tuned>,
+    ) -> Result<Vec<Vec<f32>>> {
         let (bos, eos) = self.tokenizer.specials();
         let win = self.max_tokens - 2;
         // (text index, weight, ids) for every window of every text.
@@ -373,7 +463,7 @@ impl Encoder {
                 .collect();
             // Run the pass on a rayon worker: the kernels' parallel loops then
             // split work locally instead of handing it across threads each time.
-            let pooled = rayon::scope(|_| self.forward(&batch))?;
+            let pooled = rayon::scope(|_| self.forward(&batch, tuned))?;
             for (row, &w) in pooled.iter().zip(&order[start..end]) {
                 let (ti, wt, _) = &windows[w];
                 for (s, v) in sums[*ti].iter_mut().zip(row) {
@@ -391,11 +481,19 @@ impl Encoder {
         Ok(sums)
     }
 
-    /// One forward pass over sequences (with specials); pooled, not normalised.
-    fn forward(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
-        if self.layers.iter().all(|l| l.qkv.q4().is_some()) {
-            return self.forward_packed(seqs);
+    /// One forward pass over sequences (with specials), the top layers
+    /// replaced by `tuned` when given; pooled, not normalised.
+    fn forward(&self, seqs: &[&[u32]], tuned: Option<&Tuned>) -> Result<Vec<Vec<f32>>> {
+        let upto = tuned.map_or(self.layers.len(), |t| t.first);
+        let mut states = self.states(seqs, upto)?;
+        if let Some(t) = tuned {
+            states = t.forward(&states, self.hidden)?;
         }
+        Ok(states.iter().map(|s| self.pool(s)).collect())
+    }
+
+    /// Token states after `upto` layers through candle (f32 weights).
+    fn candle_states(&self, seqs: &[&[u32]], upto: usize) -> Result<Vec<Vec<f32>>> {
         let dev = Device::Cpu;
         let b = seqs.len();
         let l = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
@@ -430,7 +528,7 @@ impl Encoder {
             None
         };
         let scale = 1.0 / (hd as f64).sqrt();
-        for layer in &self.layers {
+        for layer in &self.layers[..upto.min(self.layers.len())] {
             let qkv = layer
                 .qkv
                 .forward(&x)?
@@ -450,23 +548,19 @@ impl Encoder {
                 .ln_ffn
                 .forward(&(layer.ffn_out.forward(&mid)? + &x)?)?;
         }
-        let x = x.reshape((b, l, h))?;
-        let pooled = match self.pooling {
-            Pooling::Cls => x.narrow(1, 0, 1)?.squeeze(1)?,
-            Pooling::Mean | Pooling::Auto => {
-                let m = mask_t.unsqueeze(2)?;
-                let sum = x.broadcast_mul(&m)?.sum(1)?;
-                sum.broadcast_div(&m.sum(1)?)?
-            }
-        };
-        Ok(pooled.to_dtype(DType::F32)?.to_vec2::<f32>()?)
+        let flat = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(seqs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| flat[i * l * h..(i * l + s.len()) * h].to_vec())
+            .collect())
     }
 }
 
 impl Encoder {
     /// The 4-bit forward pass over packed tokens (see `packed`): candle only
-    /// looks up the word embeddings; pooled, not normalised.
-    fn forward_packed(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+    /// looks up the word embeddings; token states after `upto` layers.
+    fn packed_states(&self, seqs: &[&[u32]], upto: usize) -> Result<Vec<Vec<f32>>> {
         use super::packed::{add_layer_norm, attention};
         let (h, heads) = (self.hidden, self.heads);
         let mut spans = vec![0usize];
@@ -514,7 +608,7 @@ impl Encoder {
             l.q4()
                 .ok_or_else(|| anyhow::anyhow!("internal: packed pass needs 4-bit layers"))
         }
-        for layer in &self.layers {
+        for layer in &self.layers[..upto.min(self.layers.len())] {
             let qkv = q4(&layer.qkv)?.forward(&quantize(&x, t, h));
             let ctx = attention(&qkv, &spans, h, heads);
             let mut y = q4(&layer.out)?.forward(&quantize(&ctx, t, h));
@@ -531,21 +625,46 @@ impl Encoder {
         }
         Ok(spans
             .windows(2)
-            .map(|w| match self.pooling {
-                Pooling::Cls => x[w[0] * h..(w[0] + 1) * h].to_vec(),
-                Pooling::Mean | Pooling::Auto => {
-                    let mut m = vec![0f32; h];
-                    for i in w[0]..w[1] {
-                        m.iter_mut()
-                            .zip(&x[i * h..(i + 1) * h])
-                            .for_each(|(m, v)| *m += v);
-                    }
-                    let n = (w[1] - w[0]).max(1) as f32;
-                    m.iter_mut().for_each(|v| *v /= n);
-                    m
-                }
-            })
+            .map(|w| x[w[0] * h..w[1] * h].to_vec())
             .collect())
+    }
+}
+
+/// What turns texts into embeddings for the classifier: the encoder, with
+/// its top layers replaced by fine-tuned ones when `otklik train`'s weights
+/// match the knowledge base.
+#[derive(Clone)]
+pub struct Embedder {
+    pub encoder: Arc<Encoder>,
+    pub tuned: Option<Arc<Tuned>>,
+}
+
+impl Embedder {
+    pub fn frozen(encoder: Arc<Encoder>) -> Self {
+        Self {
+            encoder,
+            tuned: None,
+        }
+    }
+
+    /// Keys caches of embeddings: the model, and the tuned layers if any.
+    pub fn identity(&self) -> String {
+        match &self.tuned {
+            Some(t) => format!("{}|tuned:{}", self.encoder.identity, t.key),
+            None => self.encoder.identity.clone(),
+        }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.encoder.dim()
+    }
+
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.embed_capped(texts, usize::MAX)
+    }
+
+    pub fn embed_capped(&self, texts: &[&str], cap: usize) -> Result<Vec<Vec<f32>>> {
+        self.encoder.embed_tuned(texts, cap, self.tuned.as_deref())
     }
 }
 

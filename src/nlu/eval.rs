@@ -4,7 +4,7 @@
 //! out-of-scope handling, confusions, latency) and threshold calibration.
 
 use super::classifier::{decision_for, BuildOptions, Classifier, Decision, Method, Scores};
-use super::encoder::Encoder;
+use super::encoder::{Embedder, Encoder};
 use super::index::{progress, EmbeddingCache};
 use super::kb::KnowledgeBase;
 use crate::config::ClassifierConfig;
@@ -118,12 +118,12 @@ struct Embedded {
 }
 
 fn embed_items(
-    enc: &Encoder,
+    enc: &Embedder,
     prefix: &str,
     texts: &[&String],
     cache_dir: Option<&Path>,
 ) -> Result<Embedded> {
-    let mut cache = EmbeddingCache::open(cache_dir, &format!("{}|{}", enc.identity, prefix));
+    let mut cache = EmbeddingCache::open(cache_dir, &format!("{}|{}", enc.identity(), prefix));
     let uniq: Vec<String> = {
         let mut s: Vec<String> = texts.iter().map(|t| format!("{prefix}{t}")).collect();
         s.sort();
@@ -153,10 +153,43 @@ pub struct EvalSetup<'a> {
     /// Always in the training part, never tested: the knowledge base's derived
     /// examples when evaluating it (empty for labelled files).
     pub extra_train: Vec<(String, String)>,
+    /// Typos put into the tested texts: (rate per letter, seed).
+    pub typos: Option<(f64, u64)>,
+    /// Evaluate the tuned encoder: each training set's top layers are
+    /// loaded from `otklik train`'s file beside the model when one matches,
+    /// trained in memory otherwise (each fold of a cross-validation).
+    pub tune: Option<(crate::config::TuneConfig, std::path::PathBuf)>,
 }
 
 impl EvalSetup<'_> {
-    fn classifier(&self, train: &[(String, String)], emb: &Embedded) -> Result<Classifier> {
+    /// A tested text as the classifier sees it (with typos when asked).
+    fn tested(&self, t: &str) -> String {
+        match self.typos {
+            Some((rate, seed)) => super::typos::with_typos(t, rate, seed),
+            None => t.to_string(),
+        }
+    }
+
+    /// The embedder for a training set: frozen, or with tuned top layers.
+    fn embedder_for(&self, train: &[(String, String)]) -> Result<Embedder> {
+        let Some((t, model)) = &self.tune else {
+            return Ok(Embedder::frozen(self.encoder.clone()));
+        };
+        if let Some(tuned) = super::tune::find(model, &self.encoder, train, t)? {
+            return Ok(Embedder {
+                encoder: self.encoder.clone(),
+                tuned: Some(tuned),
+            });
+        }
+        super::tune::train_embedder(&self.encoder, train, &self.prefix, t)
+    }
+
+    fn classifier(
+        &self,
+        train: &[(String, String)],
+        emb: &Embedded,
+        embedder: &Embedder,
+    ) -> Result<Classifier> {
         let kb = KnowledgeBase::from_labelled(train);
         let index: HashMap<&str, usize> = kb
             .intents
@@ -166,6 +199,7 @@ impl EvalSetup<'_> {
             .collect();
         let mut vectors = Vec::new();
         let mut labels = Vec::new();
+        let texts: Vec<String> = train.iter().map(|(_, t)| t.clone()).collect();
         for (l, t) in train {
             vectors.push(emb.vectors[&format!("{}{t}", self.prefix)].clone());
             labels.push(if l == OOS {
@@ -179,10 +213,12 @@ impl EvalSetup<'_> {
             cache_dir: None,
             prefix: &self.prefix,
             cache_entries: 1,
+            tuned: embedder.tuned.clone(),
         };
         Classifier::from_vectors(
             self.encoder.clone(),
             &kb,
+            &texts,
             &vectors,
             labels,
             oos,
@@ -203,7 +239,9 @@ impl EvalSetup<'_> {
             .map(|&m| {
                 test.iter()
                     .map(|(l, t)| {
-                        let s = clf.scores(&emb.vectors[&format!("{}{t}", self.prefix)], m);
+                        let t = self.tested(t);
+                        let s =
+                            clf.scores(Some(&t), &emb.vectors[&format!("{}{t}", self.prefix)], m);
                         let c = clf.decide(&s);
                         Prediction {
                             label: l.clone(),
@@ -226,12 +264,19 @@ impl EvalSetup<'_> {
         if folds < 2 {
             bail!("--folds must be at least 2");
         }
+        let tested: Vec<String> = items.iter().map(|(_, t)| self.tested(t)).collect();
         let texts: Vec<&String> = items
             .iter()
             .chain(&self.extra_train)
             .map(|(_, t)| t)
+            .chain(&tested)
             .collect();
-        let emb = embed_items(&self.encoder, &self.prefix, &texts, self.cache_dir)?;
+        let frozen = Embedder::frozen(self.encoder.clone());
+        let emb = if self.tune.is_none() {
+            Some(embed_items(&frozen, &self.prefix, &texts, self.cache_dir)?)
+        } else {
+            None
+        };
         // Deterministic stratified assignment: the i-th item of a label (in a
         // seeded shuffle) goes to fold i mod K.
         let mut by_label: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -269,8 +314,22 @@ impl EvalSetup<'_> {
                 .filter(|(_, &k)| k == f)
                 .map(|(x, _)| x.clone())
                 .collect();
-            let clf = self.classifier(&train, &emb)?;
-            for (acc, preds) in out.iter_mut().zip(self.predict(&clf, &test, &emb, methods)) {
+            let (clf, fold_emb);
+            let emb = match &emb {
+                Some(e) => {
+                    clf = self.classifier(&train, e, &frozen)?;
+                    e
+                }
+                None => {
+                    let embedder = self.embedder_for(&train)?;
+                    let tested: Vec<String> = test.iter().map(|(_, t)| self.tested(t)).collect();
+                    let texts: Vec<&String> = train.iter().map(|(_, t)| t).chain(&tested).collect();
+                    fold_emb = embed_items(&embedder, &self.prefix, &texts, None)?;
+                    clf = self.classifier(&train, &fold_emb, &embedder)?;
+                    &fold_emb
+                }
+            };
+            for (acc, preds) in out.iter_mut().zip(self.predict(&clf, &test, emb, methods)) {
                 acc.extend(preds);
             }
             bar.inc(1);
@@ -293,9 +352,11 @@ impl EvalSetup<'_> {
         methods: &[Method],
     ) -> Result<(Vec<Vec<Prediction>>, Classifier)> {
         let train: Vec<(String, String)> = train.iter().chain(&self.extra_train).cloned().collect();
-        let texts: Vec<&String> = train.iter().chain(test).map(|(_, t)| t).collect();
-        let emb = embed_items(&self.encoder, &self.prefix, &texts, self.cache_dir)?;
-        let clf = self.classifier(&train, &emb)?;
+        let tested: Vec<String> = test.iter().map(|(_, t)| self.tested(t)).collect();
+        let texts: Vec<&String> = train.iter().map(|(_, t)| t).chain(&tested).collect();
+        let embedder = self.embedder_for(&train)?;
+        let emb = embed_items(&embedder, &self.prefix, &texts, self.cache_dir)?;
+        let clf = self.classifier(&train, &emb, &embedder)?;
         Ok((self.predict(&clf, test, &emb, methods), clf))
     }
 }
@@ -466,9 +527,11 @@ impl Report {
     }
 }
 
-/// Thresholds proposed by `eval --calibrate`.
+/// Blend weights and thresholds proposed by `eval --calibrate`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Calibration {
+    pub linear_weight: f32,
+    pub lexical_weight: f32,
     pub answer_threshold: f32,
     pub answer_margin: f32,
     pub confirm_threshold: f32,
@@ -476,7 +539,64 @@ pub struct Calibration {
     pub utility: f64,
 }
 
-/// Grid search over thresholds on cross-validated predictions. The utility
+/// The blend weights (linear head against neighbour vote, lexical scorer
+/// against both) that rank the true class first most often on
+/// cross-validated predictions; ties go to the higher mean log-likelihood of
+/// the true class. Predictions without their parts keep the configured weights.
+pub fn calibrate_weights(clf: &Classifier, preds: &[Prediction]) -> (f32, f32) {
+    let ids = clf.intent_ids();
+    let class_of = |label: &str| -> Option<usize> {
+        if label == OOS {
+            Some(ids.len())
+        } else {
+            ids.iter().position(|i| i == label)
+        }
+    };
+    let rows: Vec<(&super::classifier::Parts, usize, bool)> = preds
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.scores.parts.as_deref()?,
+                class_of(&p.label)?,
+                p.label == OOS,
+            ))
+        })
+        .collect();
+    if rows.is_empty() {
+        return (clf.cfg.linear_weight, clf.cfg.lexical_weight);
+    }
+    let mut best = (
+        clf.cfg.linear_weight,
+        clf.cfg.lexical_weight,
+        0usize,
+        f64::NEG_INFINITY,
+    );
+    for wi in 0..=10 {
+        for li in 0..=9 {
+            let (w, l) = (wi as f32 / 10.0, li as f32 / 10.0);
+            let (mut right, mut ll) = (0usize, 0f64);
+            for (parts, y, is_oos) in &rows {
+                let p = super::classifier::blend(parts, w, l);
+                // In scope: the best intent, out-of-scope class aside; out of scope: the best class.
+                let top = p
+                    .iter()
+                    .enumerate()
+                    .filter(|(c, _)| *is_oos || *c < ids.len())
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map(|(c, _)| c);
+                right += usize::from(top == Some(*y));
+                ll += (p.get(*y).copied().unwrap_or(0.0).max(1e-6) as f64).ln();
+            }
+            if right > best.2 || (right == best.2 && ll > best.3) {
+                best = (w, l, right, ll);
+            }
+        }
+    }
+    (best.0, best.1)
+}
+
+/// Grid search over thresholds on cross-validated predictions, after the
+/// blend weights (`calibrate_weights`). The utility
 /// rewards what helps a citizen and penalises a wrong answer most:
 /// right answer +1, right confirm +0.5, alternatives holding the intent +0.3,
 /// out-of-scope text admitted as such +0.5; wrong answer −3, out-of-scope
@@ -488,7 +608,10 @@ pub fn calibrate(clf: &Classifier, preds: &[Prediction]) -> Calibration {
             .take_while(|v| *v <= hi + 1e-6)
             .collect()
     };
+    let (linear_weight, lexical_weight) = calibrate_weights(clf, preds);
     let mut best = Calibration {
+        linear_weight,
+        lexical_weight,
         answer_threshold: 0.0,
         answer_margin: 0.0,
         confirm_threshold: 0.0,
@@ -498,11 +621,18 @@ pub fn calibrate(clf: &Classifier, preds: &[Prediction]) -> Calibration {
     let ranked: Vec<(f32, f32, f32, bool, bool, bool)> = preds
         .iter()
         .map(|p| {
-            let c = clf.decide(&p.scores);
+            let c = match &p.scores.parts {
+                Some(parts) => clf.decide(&Scores {
+                    probs: super::classifier::blend(parts, linear_weight, lexical_weight),
+                    nearest_similarity: p.scores.nearest_similarity,
+                    parts: None,
+                }),
+                None => clf.decide(&p.scores),
+            };
             let p1 = c.top.first().map(|s| s.score).unwrap_or(0.0);
             let p2 = c.top.get(1).map(|s| s.score).unwrap_or(0.0);
-            let first_ok = p.ranked.first() == Some(&p.label);
-            let top3_ok = p.ranked.iter().take(3).any(|r| *r == p.label);
+            let first_ok = c.top.first().is_some_and(|s| s.intent == p.label);
+            let top3_ok = c.top.iter().take(3).any(|s| s.intent == p.label);
             (
                 p1,
                 p2,
@@ -555,6 +685,8 @@ pub fn calibrate(clf: &Classifier, preds: &[Prediction]) -> Calibration {
                     }
                     if u > best.utility {
                         best = Calibration {
+                            linear_weight,
+                            lexical_weight,
                             answer_threshold: a,
                             answer_margin: m,
                             confirm_threshold: c,

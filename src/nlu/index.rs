@@ -3,7 +3,7 @@
 //! new texts), and the hnsw_rs graph over the examples, dumped to disk and
 //! reloaded when the knowledge base's content hash and the model match.
 
-use super::encoder::Encoder;
+use super::encoder::Embedder;
 use anyhow::{Context, Result};
 use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::{AnnT, DistDot, Hnsw};
@@ -68,7 +68,7 @@ impl EmbeddingCache {
     /// Embeddings of `texts`, computing only the ones not cached yet.
     pub fn embed_all(
         &mut self,
-        enc: &Encoder,
+        enc: &Embedder,
         texts: &[String],
         what: &str,
     ) -> Result<Vec<Vec<f32>>> {

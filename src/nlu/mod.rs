@@ -9,10 +9,14 @@ pub mod encoder;
 pub mod eval;
 pub mod index;
 pub mod kb;
+pub mod layers;
+pub mod lexical;
 pub mod packed;
 pub mod q4;
 pub mod source;
 pub mod tokenizer;
+pub mod tune;
+pub mod typos;
 
 use crate::config::{Config, ModelKind};
 use anyhow::{Context, Result};
@@ -61,15 +65,50 @@ pub fn load_kb(cfg: &Config) -> Result<KnowledgeBase> {
     KnowledgeBase::load_dir(&cfg.kb.intents_dir, cfg.kb.min_examples, &cfg.kb.segments)
 }
 
+/// What the classifier and `otklik train` learn from: the knowledge base's
+/// examples and negatives, and its derived examples when configured.
+pub fn training_items(cfg: &Config, kb: &KnowledgeBase) -> Vec<(String, String)> {
+    let mut items = eval::kb_items(kb);
+    if cfg.classifier.derived_examples {
+        items.extend(kb.derived_items());
+    }
+    items
+}
+
 impl Nlu {
     /// Loads the knowledge base and builds the classifier with `encoder`.
     pub fn load(cfg: &Config, encoder: Arc<Encoder>) -> Result<Self> {
         let kb = load_kb(cfg)?;
         let cache_dir = cfg.in_data_dir(&cfg.kb.cache_dir);
+        let tuned = if cfg.tune.enabled {
+            match tune::find(
+                &cfg.model.path,
+                &encoder,
+                &training_items(cfg, &kb),
+                &cfg.tune,
+            ) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!("tuned layers not loaded, the frozen encoder runs: {e:#}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        match &tuned {
+            Some(t) => {
+                tracing::info!(key = %t.key, layers = t.layers.len(), "tuned top layers loaded")
+            }
+            None => tracing::info!(
+                "no tuned layers for this knowledge base (`otklik train`): the frozen encoder runs"
+            ),
+        }
         let opts = BuildOptions {
             cache_dir: Some(&cache_dir),
             prefix: &cfg.model.query_prefix,
             cache_entries: cfg.model.cache_entries,
+            tuned,
         };
         let classifier = Classifier::build(encoder, &kb, &cfg.classifier, &opts)
             .context("building the classifier")?;

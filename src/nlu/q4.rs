@@ -180,6 +180,34 @@ impl Q4Linear {
         self.rows
     }
 
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    pub fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+
+    /// The weights as f32, row-major `rows × cols` (the starting point of
+    /// fine-tuning): weight `k` of a block is step `k / 4`, slot `k % 4`.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let (nb, nc) = (self.cols / QK, self.cols / CHUNK);
+        let mut out = vec![0f32; self.rows * self.cols];
+        for r in 0..self.rows {
+            let (p, half) = (r / 2, r % 2);
+            for b in 0..nb {
+                let (c, cb) = (b / CB, b % CB);
+                let scale = self.d[scales_at(nc, p, c) + half * 4 + cb];
+                let chunk = &self.w[weights_at(nc, p, c)..];
+                for k in 0..QK {
+                    let q = chunk[(k / 4) * 32 + half * 16 + cb * 4 + k % 4];
+                    out[r * self.cols + b * QK + k] = (q as f32 - 8.0) * scale;
+                }
+            }
+        }
+        out
+    }
+
     /// `y[t, o] = bias[o] + Σ w[o, j] · x[t, j]` over quantised activations.
     pub fn forward(&self, a: &QuantizedActs) -> Vec<f32> {
         assert_eq!(a.k, self.cols);
@@ -471,6 +499,28 @@ mod tests {
             }
         }
         eprintln!("{paths} SIMD path(s) checked against the portable one");
+    }
+
+    #[test]
+    fn dequantize_matches_candle() {
+        use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType};
+        let (rows, cols) = (3usize, 128usize);
+        let mut raw = Vec::new();
+        for b in 0..rows * cols / QK {
+            raw.extend_from_slice(&half::f16::from_f32(0.01 * (b as f32 + 1.0)).to_le_bytes());
+            raw.extend((0..16u8).map(|j| j.wrapping_mul(37).wrapping_add(b as u8)));
+        }
+        let q = Q4Linear::from_q4_0(&raw, rows, cols, vec![0.0; rows]).unwrap();
+        let dev = candle_core::Device::Cpu;
+        let want = qtensor_from_ggml(GgmlDType::Q4_0, &raw, vec![rows, cols], &dev)
+            .unwrap()
+            .dequantize(&dev)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(q.dequantize(), want);
     }
 
     #[test]

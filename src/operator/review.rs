@@ -278,6 +278,7 @@ async fn apply(State(st): State<Arc<Desk>>, headers: HeaderMap) -> Response {
             Ok(a) => a,
             Err(e) => return Ok(Err(format!("Изменения не записаны: {e:#}"))),
         };
+        let tuned = crate::trainer::retrain::retrain(cfg, &encoder);
         let after = crate::trainer::heldout::score(cfg, encoder)?;
         let fresh = st2.p.load()?;
         let intents = fresh.nlu.kb.intents.len();
@@ -295,6 +296,7 @@ async fn apply(State(st): State<Arc<Desk>>, headers: HeaderMap) -> Response {
             "applied": applied,
             "before": before,
             "after": after,
+            "tuned": tuned,
             "intents": intents,
         })))
     })

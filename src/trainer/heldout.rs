@@ -14,6 +14,8 @@ use std::sync::Arc;
 /// The figures the trainer compares before and after.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Score {
+    /// Whether the encoder's tuned top layers (`otklik train`) were used.
+    pub tuned: bool,
     pub items: usize,
     /// Out-of-scope texts among `items`.
     pub out_of_scope: usize,
@@ -34,6 +36,17 @@ pub fn score(cfg: &Config, encoder: Arc<Encoder>) -> Result<Option<Score>> {
     let kb = crate::nlu::load_kb(cfg)?;
     let test = eval::read_labelled(path)?;
     let cache_dir = cfg.in_data_dir(&cfg.kb.cache_dir);
+    // What `serve` would run: the tuned layers when a file matches, else frozen.
+    let tuned = cfg.tune.enabled
+        && crate::nlu::tune::find(
+            &cfg.model.path,
+            &encoder,
+            &crate::nlu::training_items(cfg, &kb),
+            &cfg.tune,
+        )
+        .ok()
+        .flatten()
+        .is_some();
     let setup = EvalSetup {
         encoder,
         cfg: cfg.classifier.clone(),
@@ -44,6 +57,8 @@ pub fn score(cfg: &Config, encoder: Arc<Encoder>) -> Result<Option<Score>> {
         } else {
             Vec::new()
         },
+        typos: None,
+        tune: tuned.then(|| (cfg.tune.clone(), cfg.model.path.clone())),
     };
     let (preds, clf) = setup.train_test(&eval::kb_items(&kb), &test, &[Method::Blend])?;
     let r = eval::report(
@@ -53,6 +68,7 @@ pub fn score(cfg: &Config, encoder: Arc<Encoder>) -> Result<Option<Score>> {
         Latency { p50: 0.0, p95: 0.0 },
     );
     Ok(Some(Score {
+        tuned,
         items: r.items,
         out_of_scope: r.out_of_scope,
         top1: r.top1,

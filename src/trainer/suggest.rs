@@ -230,7 +230,7 @@ pub fn new_intents(
         .map(|(_, _, t)| format!("{}{t}", clf.prefix()))
         .collect();
     let mut cache = EmbeddingCache::open(None, "suggest");
-    let vectors = cache.embed_all(clf.encoder(), &prefixed, "embedding questions")?;
+    let vectors = cache.embed_all(clf.embedder(), &prefixed, "embedding questions")?;
     struct Cluster {
         sum: Vec<f32>,
         centroid: Vec<f32>,
@@ -278,7 +278,7 @@ pub fn new_intents(
             .take(opts.typical)
             .map(|&i| texts[i].2.clone())
             .collect();
-        let scores = clf.scores(&cl.centroid, crate::nlu::classifier::Method::Blend);
+        let scores = clf.scores(None, &cl.centroid, crate::nlu::classifier::Method::Blend);
         let nearest = clf.decide(&scores).top.first().map(|t| t.intent.clone());
         let keys: Vec<&str> = members.iter().map(|&i| texts[i].0.as_str()).collect();
         let id = short_id(&[&["intent"], &keys[..keys.len().min(3)]].concat());

@@ -100,7 +100,10 @@ await step('3. the new topic is rejected, the examples accepted (one edited)', a
 
 await step('4. applying shows the held-out gain and clears the list', async () => {
   await page.getByTestId('apply').click();
-  await page.getByTestId('gain').waitFor({ timeout: 120000 });
+  // Applying retrains the encoder's top layers (one short epoch in the test).
+  await page.getByTestId('gain').waitFor({ timeout: 600000 });
+  const result = await page.getByTestId('result').textContent();
+  assert(/Модель дообучена на \d+ примерах/.test(result), result);
   const rows = await page.$$eval('[data-testid="gain"] tr', (trs) => trs.map((tr) => Array.from(tr.children, (c) => c.textContent)));
   const top1 = rows.find((r) => r[0].startsWith('Точность (первая'));
   const [before, after] = [parseFloat(top1[1]), parseFloat(top1[2])];
