@@ -22,8 +22,8 @@
 //!   client: the bench raises its RLIMIT_NOFILE to the hard limit and the
 //!   server inherits it; `http.max_connections` is lifted for the run);
 //! - `LOAD_OPEN="1000@100"`: open-loop runs (clients@turns per second);
-//! - `LOAD_SWEEP="150,200,250"`: rates for the saturation search, with the
-//!   first open-loop run's clients;
+//! - `LOAD_SWEEP="50,75,100,150"`: rates for the saturation search, tried in
+//!   order with the first open-loop run's clients until one fails;
 //! - `LOAD_SECONDS=30`: how long each open-loop run offers load;
 //! - `LOAD_TEXTS=unique|repeated|both`, `LOAD_SEED=1`;
 //! - `LOAD_URLS="http://a:8080,http://b:8080"`: drive servers already
@@ -118,7 +118,8 @@ async fn connect(base: &str) -> Ws {
     let url = format!("{}/ws/chat", base.replace("http://", "ws://"));
     let mut tries = 0;
     let (mut ws, _) = loop {
-        match tokio_tungstenite::connect_async(&url).await {
+        // Without Nagle's delay, as browsers do.
+        match tokio_tungstenite::connect_async_with_config(&url, None, true).await {
             Ok(c) => break c,
             // A burst of connects can overflow the listen backlog: retry.
             Err(e) if tries < 20 => {
@@ -620,7 +621,7 @@ fn main() {
     let sweep: Vec<f64> = env_list("LOAD_SWEEP")
         .unwrap_or_else(|| {
             if full {
-                ["150", "200", "250", "300", "350", "400"]
+                ["50", "75", "100", "150", "200", "250", "300", "400"]
                     .map(String::from)
                     .to_vec()
             } else {
