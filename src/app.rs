@@ -149,6 +149,10 @@ async fn serve_http(
             },
             _ = &mut shutdown => break,
         };
+        // A chat's echo and reply are two small writes back to back: with
+        // Nagle's algorithm the second waited for the client's delayed ACK
+        // (~40 ms) whenever the line was quiet.
+        let _ = stream.set_nodelay(true);
         let svc =
             router
                 .clone()

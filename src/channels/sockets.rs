@@ -2,9 +2,11 @@
 //! (`http.max_connections`, of which `operator_reserved_connections` only
 //! operators' consoles may take, so idle chat sockets cannot lock operators
 //! out) and per client address for the web chat
-//! (`max_connections_per_address`).
+//! (`max_connections_per_address`), and each socket's buffers and message
+//! limits (`bounded`).
 
 use crate::config::HttpConfig;
+use axum::extract::ws::WebSocketUpgrade;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -94,6 +96,29 @@ impl Sockets {
             ip,
         })
     }
+}
+
+/// What a socket reads from the network at a time. tungstenite's default
+/// (128 KiB) is allocated and zero-filled for every socket on its first
+/// read, which made an idle chat cost ~130 KB; a message larger than this
+/// is still read whole (the buffer grows to the frame's declared length,
+/// which the message limit bounds, and shrinks back with the next reads).
+const READ_BUFFER: usize = 4 * 1024;
+
+/// What a socket may hold of messages it has not yet written out before a
+/// send fails (the client is too slow: it reconnects and replays). Our
+/// largest messages (a turn with a QR code) are a few KB.
+const WRITE_BUFFER_MAX: usize = 1024 * 1024;
+
+/// A WebSocket upgrade with small buffers and messages (and frames) up to
+/// `max_message` bytes. Sends are written out at once (no write batching:
+/// every send is flushed anyway).
+pub fn bounded(ws: WebSocketUpgrade, max_message: usize) -> WebSocketUpgrade {
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(WRITE_BUFFER_MAX)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
 }
 
 #[cfg(test)]

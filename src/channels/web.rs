@@ -226,12 +226,10 @@ async fn chat_socket(
         .ws_max_message_bytes
         .saturating_mul(4)
         .saturating_add(web.voice_max_bytes());
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| async move {
-            let _guard = guard;
-            run_chat(web, socket, peer.ip()).await;
-        })
+    super::sockets::bounded(ws, max).on_upgrade(move |socket| async move {
+        let _guard = guard;
+        run_chat(web, socket, peer.ip()).await;
+    })
 }
 
 #[derive(Deserialize)]

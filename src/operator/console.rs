@@ -896,6 +896,9 @@ async fn tag(
     }
 }
 
+/// The largest message an operator's console socket takes, bytes.
+const CONSOLE_MAX_MESSAGE: usize = 4 * 1024;
+
 async fn socket(
     State(st): State<Arc<Desk>>,
     Operator(_): Operator,
@@ -921,10 +924,13 @@ async fn socket(
             "Слишком много подключений. Попробуйте через минуту.",
         );
     };
-    ws.on_upgrade(move |socket| async move {
-        let _g = guard;
-        push_queue(st, socket).await;
-    })
+    // The console only sends pings, pongs and small notes.
+    crate::channels::sockets::bounded(ws, CONSOLE_MAX_MESSAGE).on_upgrade(
+        move |socket| async move {
+            let _g = guard;
+            push_queue(st, socket).await;
+        },
+    )
 }
 
 async fn push_queue(st: Arc<Desk>, mut socket: WebSocket) {
