@@ -150,6 +150,7 @@ impl Pipeline {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let per_minute = NonZeroU32::new(cfg.http.messages_per_minute.max(1)).unwrap();
         let per_address = NonZeroU32::new(cfg.http.messages_per_address_per_minute.max(1)).unwrap();
+        let hub = Hub::shared(store.clone());
         Arc::new(Self {
             limiter: governor::RateLimiter::keyed(Quota::per_minute(per_minute)),
             by_address: governor::RateLimiter::keyed(Quota::per_minute(per_address)),
@@ -159,7 +160,7 @@ impl Pipeline {
             store,
             locks,
             clock,
-            hub: Hub::default(),
+            hub,
             metrics: Metrics::default(),
             speech: Arc::default(),
             registry: OnceLock::new(),
