@@ -78,6 +78,9 @@ impl TurnError {
             }
             TurnError::RateLimited => crate::errors::RATE_LIMITED.into(),
             TurnError::Duplicate => String::new(),
+            TurnError::Failed(e) if crate::store::Unavailable::is(e) => {
+                "Сервис временно недоступен. Попробуйте ещё раз через минуту.".into()
+            }
             TurnError::Failed(_) => "Не получилось ответить. Попробуйте ещё раз.".into(),
         }
     }
@@ -88,6 +91,7 @@ impl TurnError {
             TurnError::TooLong(_) => "too_long",
             TurnError::RateLimited => "rate_limited",
             TurnError::Duplicate => "duplicate",
+            TurnError::Failed(e) if crate::store::Unavailable::is(e) => "unavailable",
             TurnError::Failed(_) => "internal",
         }
     }

@@ -43,6 +43,19 @@ pub fn open(
     })
 }
 
+/// The store cannot be reached now (a shared database restarting or out
+/// of connections): callers answer 503 and the client tries again.
+#[derive(Debug, thiserror::Error)]
+#[error("the database is unavailable: {0}")]
+pub struct Unavailable(pub String);
+
+impl Unavailable {
+    /// Whether `e` (or one of its causes) is the store being unavailable.
+    pub fn is(e: &anyhow::Error) -> bool {
+        e.chain().any(|c| c.is::<Unavailable>())
+    }
+}
+
 /// News one instance gives the others sharing its store (PostgreSQL
 /// NOTIFY): hints only, the store stays the source of truth.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

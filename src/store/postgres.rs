@@ -25,7 +25,7 @@
 use super::{
     dec, enc, scrub_message, AppStatus, Appointment, BookingError, BookingOp, Callback, Committed,
     Conflict, Consent, ConversationLock, Feedback, LocalLocks, LockGuard, News, QueueItem, QueueOp,
-    RecordOp, Retention, SessionKey, Storage, Swept, TurnWrites, Unlink,
+    RecordOp, Retention, SessionKey, Storage, Swept, TurnWrites, Unavailable, Unlink,
 };
 use crate::analytics::LogEntry;
 use anyhow::{anyhow, Context, Result};
@@ -219,6 +219,26 @@ fn conflict<T>(c: impl Into<Conflict>) -> Tx<T> {
     Err(Abort::Conflict(c.into()))
 }
 
+/// An error of the connection rather than of the query (the server went
+/// away, is shutting down or starting): the store is unavailable.
+fn lost(e: anyhow::Error) -> anyhow::Error {
+    let gone = e
+        .chain()
+        .filter_map(|c| c.downcast_ref::<tokio_postgres::Error>())
+        .any(|pe| match pe.code() {
+            None => true,
+            Some(c) => {
+                let c = c.code();
+                c.starts_with("08") || c.starts_with("57P")
+            }
+        });
+    if gone && !Unavailable::is(&e) {
+        anyhow::Error::new(Unavailable(format!("{e:#}")))
+    } else {
+        e
+    }
+}
+
 /// A deadlock or serialisation failure: the commit runs again.
 fn retryable(e: &anyhow::Error) -> bool {
     use tokio_postgres::error::SqlState;
@@ -327,8 +347,8 @@ impl PgStore {
             let c = pool
                 .get()
                 .await
-                .map_err(|e| anyhow!("the database is unavailable: {e}"))?;
-            f(c).await
+                .map_err(|e| anyhow::Error::new(Unavailable(e.to_string())))?;
+            f(c).await.map_err(lost)
         })
     }
 
