@@ -810,13 +810,13 @@ async fn commit_in(c: &mut Object, w: &TurnWrites) -> Tx<Committed> {
     let mut done = Committed::default();
     let mut unlink = Unlink::default();
     if let Some(f) = &w.forget {
-        forget(&*t, f, &mut unlink).await?;
+        forget(&t, f, &mut unlink).await?;
     }
     for op in &w.bookings {
-        done.bookings.push(apply_booking(&*t, op).await?);
+        done.bookings.push(apply_booking(&t, op).await?);
     }
     for op in &w.queue {
-        apply_queue(&*t, op).await?;
+        apply_queue(&t, op).await?;
     }
     if let Some((k, s)) = &w.session {
         t.execute(
@@ -831,7 +831,7 @@ async fn commit_in(c: &mut Object, w: &TurnWrites) -> Tx<Committed> {
         if let Some(f) = &w.forget {
             unlink.apply(&mut e, &f.pseudonym);
         }
-        insert_log(&*t, &e).await?;
+        insert_log(&t, &e).await?;
     }
     if let Some(m) = &w.marker {
         t.execute(
@@ -898,7 +898,7 @@ async fn commit_in(c: &mut Object, w: &TurnWrites) -> Tx<Committed> {
         .await?;
     }
     for op in &w.records {
-        apply_record(&*t, op).await?;
+        apply_record(&t, op).await?;
     }
     t.commit().await?;
     Ok(done)
@@ -979,7 +979,7 @@ impl Storage for PgStore {
         self.with(move |mut c| async move {
             let t = c.transaction().await?;
             for e in &entries {
-                if let Err(Abort::Db(e)) = insert_log(&*t, e).await {
+                if let Err(Abort::Db(e)) = insert_log(&t, e).await {
                     return Err(e);
                 }
             }
