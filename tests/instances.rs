@@ -526,3 +526,31 @@ async fn a_database_restart_under_load_gives_503_and_recovers() {
         assert!(s.child.try_wait().unwrap().is_none(), "an instance died");
     }
 }
+
+/// `otklik migrate` applies the migrations alone, once; a second run has
+/// nothing to do; sled settings are refused with what to set.
+#[test]
+fn otklik_migrate_applies_the_migrations_once() {
+    let pg = pg::Pg::start();
+    let url = pg.database("migrate");
+    let run = |backend: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_otklik"))
+            .arg("migrate")
+            .env("OTKLIK_STORAGE_BACKEND", backend)
+            .env("OTKLIK_STORAGE_URL", &url)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, said) = run("postgres");
+    assert!(ok && said.contains("applied migrations: [1]"), "{said}");
+    assert!(pg.psql("migrate", "SELECT count(*) FROM sessions") == "0");
+    let (ok, said) = run("postgres");
+    assert!(ok && said.contains("up to date"), "{said}");
+    let (ok, said) = run("sled");
+    assert!(!ok && said.contains("storage.url"), "{said}");
+}

@@ -618,3 +618,34 @@ fn two_postgres_instances_share_one_database() {
         "one claim wins across instances"
     );
 }
+
+/// `sslmode=require`: the store talks TLS, checked against the CA it is
+/// given; a server whose certificate that CA did not sign is refused.
+#[test]
+fn postgres_over_tls_checks_the_server_certificate() {
+    let pg = pg::Pg::start_tls();
+    let url = pg.database("tls");
+    let ca = pg.ca();
+    let st = PgStore::open(&pg.tls_url("tls"), 2, ca.to_str().unwrap()).unwrap();
+    st.meta_put("k", b"v").unwrap();
+    assert_eq!(st.meta_get("k").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_ne!(
+        pg.psql(
+            "tls",
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE s.ssl AND a.datname = 'tls'"
+        ),
+        "0",
+        "the store's connections are TLS"
+    );
+    // Without TLS in the URL the same store connects in plain text.
+    assert!(PgStore::open(&url, 1, "").is_ok());
+    // The web PKI's roots do not include the test's CA: refused.
+    let refused = PgStore::open(&pg.tls_url("tls"), 1, "")
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{refused:#}").contains("cannot connect"),
+        "{refused:#}"
+    );
+}

@@ -3,6 +3,8 @@
 //! the `postgres` user when the tests run as root (PostgreSQL refuses to run
 //! as root), listening on a free loopback port with its socket in that
 //! folder. Stopped and removed when dropped, a failed test included.
+//! `start_tls` also serves TLS, with a server certificate for 127.0.0.1
+//! signed by a CA made for the test (openssl).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -14,6 +16,8 @@ pub struct Pg {
     pub port: u16,
     /// Whether commands run as the `postgres` user (the tests run as root).
     as_postgres: bool,
+    /// Server options beyond the defaults (TLS).
+    extra: String,
 }
 
 /// The folder of Debian's PostgreSQL programs (the newest version), or of
@@ -59,11 +63,49 @@ fn free_port() -> u16 {
 impl Pg {
     /// Creates and starts a cluster.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// A cluster that also serves TLS; its CA's certificate is `ca()`.
+    pub fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    /// The CA that signed the server's certificate (PEM).
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    fn start_with(tls: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("otklik-pg-")
             .tempdir()
             .unwrap();
         let as_postgres = unsafe { libc::geteuid() } == 0;
+        let mut extra = String::new();
+        if tls {
+            let d = dir.path();
+            let sh = |cmd: &str| {
+                let out = Command::new("sh")
+                    .args(["-c", cmd])
+                    .current_dir(d)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{cmd}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=otklik-test-ca");
+            sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1");
+            sh("printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > ext.cnf && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 1 -extfile ext.cnf");
+            sh("chmod 600 server.key");
+            extra = format!(
+                " -c ssl=on -c ssl_cert_file={0}/server.crt -c ssl_key_file={0}/server.key",
+                d.display()
+            );
+        }
         if as_postgres {
             let ok = Command::new("chown")
                 .args(["-R", "postgres:", dir.path().to_str().unwrap()])
@@ -77,6 +119,7 @@ impl Pg {
             bin: bindir(),
             port: free_port(),
             as_postgres,
+            extra,
         };
         pg.run(
             "initdb",
@@ -109,7 +152,10 @@ impl Pg {
         } else {
             Command::new(exe)
         };
-        c.args(args).current_dir(self.dir.path());
+        // psql's own connections in plain text (they are not counted as TLS)
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env("PGSSLMODE", "disable");
         c
     }
 
@@ -131,9 +177,10 @@ impl Pg {
     pub fn start_server(&self) {
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=300 -c shared_buffers=32MB",
+             -c full_page_writes=off -c max_connections=300 -c shared_buffers=32MB{}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.extra
         );
         let log = self.dir.path().join("log");
         self.run(
@@ -186,6 +233,14 @@ impl Pg {
             ],
         );
         self.url(name)
+    }
+
+    /// The URL of `db` over TLS (verified against `ca()`).
+    pub fn tls_url(&self, db: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{db}?sslmode=require",
+            self.port
+        )
     }
 
     pub fn url(&self, db: &str) -> String {
