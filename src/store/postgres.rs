@@ -1313,7 +1313,12 @@ impl Drop for Lead {
 /// Conversation locks across instances: first the in-process lock (so one
 /// instance holds at most one connection per conversation), then a
 /// session-level advisory lock keyed by the conversation, on a connection
-/// of the lock pool kept for the turn.
+/// of the lock pool kept for the turn. The lock pool holds twice
+/// `storage.pool_size` connections; when none frees within its wait
+/// timeout (10 s), or the database is down, the turn runs under the
+/// in-process lock alone (logged): its commit then fails while the
+/// database is down, and conditional writes (slots, claims) are still
+/// checked in the commit.
 pub struct PgLocks {
     store: Arc<PgStore>,
 }
