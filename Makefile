@@ -5,7 +5,7 @@ WHISPER := models/whisper-base/tokenizer.json
 TEST_MODEL := models/minilm/config.json
 VOSK_TEST_MODEL := models/vosk/model-ko/am/final.mdl
 
-.PHONY: run build test models test-models browser speech opus bench load eval train clippy fmt clean
+.PHONY: run build test models test-models browser speech opus postgres bench load eval train clippy fmt clean
 
 run: models speech build
 	./target/release/otklik serve
@@ -60,7 +60,16 @@ speech:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq festival festvox-ru espeak-ng asterisk-core-sounds-ru-wav opus-tools >/dev/null; }
 
-test: models test-models browser speech opus
+# Debian's PostgreSQL for the shared-storage tests (tests/pg/mod.rs starts a
+# throwaway cluster with its initdb and pg_ctl, as the postgres user). Not
+# needed to run: the default store is the embedded sled.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  echo "installing postgresql (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
+
+test: models test-models browser speech opus postgres
 	$(CARGO) run -q -- lint   # the answers and prompts against the plain-language rules
 	$(CARGO) test --benches   # each benchmark once, as a smoke test
 	$(CARGO) test --lib --bins --tests -- --test-threads=2

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::http::api::Admin;
 use crate::operator::console::Desk;
 use crate::services::SystemClock;
-use crate::store::{LocalLocks, Storage, Store};
+use crate::store::Storage;
 use axum::extract::DefaultBodyLimit;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,14 +29,10 @@ pub struct App {
 impl App {
     /// Everything but the model (loaded by `serve` in the background).
     pub fn new(cfg: Config) -> anyhow::Result<Self> {
-        let store: Arc<dyn Storage> = Arc::new(Store::open(&cfg.data_dir)?);
+        let store: Arc<dyn Storage> = cfg.storage.open(&cfg.data_dir)?;
         let keys = Keys::load(&cfg.api.keys_file)?;
-        let p = Pipeline::new(
-            cfg,
-            store,
-            Arc::new(LocalLocks::default()),
-            Arc::new(SystemClock),
-        );
+        let locks = store.clone().conversation_locks();
+        let p = Pipeline::new(cfg, store, locks, Arc::new(SystemClock));
         let sockets = Sockets::new(&p.cfg.http);
         let mut channels: Vec<Arc<dyn Channel>> = vec![
             Web::new(p.clone(), sockets.clone()),
@@ -215,6 +211,10 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
         tokio::spawn(p.clone().load_speech());
     }
     tokio::spawn(sweep(p.clone()));
+    let relay = p.clone();
+    tokio::spawn(async move {
+        crate::channels::hub::relay(&relay.hub, relay.shutdown.clone()).await;
+    });
     if p.cfg.notify.enabled {
         tokio::spawn(crate::channels::notify::run(p.clone()));
     }

@@ -44,6 +44,50 @@ pub struct Config {
     pub payments: PaymentsConfig,
     /// Token for the admin API (`Authorization: Bearer …`); empty: admin API closed.
     pub admin_token: String,
+    /// Where the store lives (`[storage]`): sled under `data_dir`, or PostgreSQL.
+    pub storage: StorageConfig,
+}
+
+/// `[storage]` in otklik.toml: the backend of the store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `sled` (embedded, under `data_dir`: one instance) or `postgres`
+    /// (shared: several instances on one database).
+    pub backend: String,
+    /// The PostgreSQL URL (OTKLIK_STORAGE_URL), e.g.
+    /// `postgres://otklik:secret@db.local/otklik?sslmode=require`; TLS is
+    /// used when `sslmode` is `require` (or `prefer`).
+    pub url: String,
+    /// Connections in the pool of one instance.
+    pub pool_size: usize,
+    /// The CA that signed the database's certificate (PEM), for
+    /// `sslmode=require`; empty: the web PKI's roots.
+    pub ca_file: String,
+}
+
+impl StorageConfig {
+    /// Opens the store these settings name (`data_dir` for sled).
+    pub fn open(&self, data_dir: &Path) -> Result<std::sync::Arc<dyn crate::store::Storage>> {
+        crate::store::open(
+            &self.backend,
+            data_dir,
+            &self.url,
+            self.pool_size,
+            &self.ca_file,
+        )
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            backend: "sled".into(),
+            url: String::new(),
+            pool_size: 16,
+            ca_file: String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -283,6 +327,7 @@ impl Default for Config {
             fees: FeesConfig::default(),
             payments: PaymentsConfig::default(),
             admin_token: String::new(),
+            storage: StorageConfig::default(),
         }
     }
 }

@@ -33,6 +33,9 @@ struct Cli {
 enum Cmd {
     /// Serve the web chat, the operator console and the HTTP API.
     Serve,
+    /// Apply the PostgreSQL store's migrations and exit (`[storage] backend
+    /// = "postgres"`; `serve` applies them too, under the same lock).
+    Migrate,
     /// Hash an operator's password (read from stdin) for the accounts file.
     HashPassword,
     /// Make a key for an integration of the REST API: prints the key (give it
@@ -264,6 +267,19 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Serve => serve(cfg, &cli.config),
+        Cmd::Migrate => {
+            if cfg.storage.backend != "postgres" || cfg.storage.url.is_empty() {
+                anyhow::bail!("`otklik migrate` is for [storage] backend = \"postgres\" with storage.url (or OTKLIK_STORAGE_URL) set");
+            }
+            let done =
+                otklik::store::PgStore::migrate_only(&cfg.storage.url, &cfg.storage.ca_file)?;
+            if done.is_empty() {
+                println!("the database is up to date");
+            } else {
+                println!("applied migrations: {done:?}");
+            }
+            Ok(())
+        }
         Cmd::Stats {
             since,
             until,
@@ -502,8 +518,8 @@ fn read_stdin() -> Result<String> {
 
 /// `otklik export`: the log's utterances, JSONL or `intent<TAB>text`.
 fn export(cfg: &Config, since: Option<&str>, json: bool) -> Result<()> {
-    let store = otklik::store::Store::open(&cfg.data_dir)?;
-    let log = log_since(cfg, &store, since)?;
+    let store = cfg.storage.open(&cfg.data_dir)?;
+    let log = log_since(cfg, store.as_ref(), since)?;
     let mut o = std::io::BufWriter::new(std::io::stdout().lock());
     use std::io::Write;
     for u in otklik::analytics::export::utterances(&log) {
@@ -527,8 +543,8 @@ fn suggest(
     let utterances = match &from {
         Some(path) => read_utterances(path)?,
         None => {
-            let store = otklik::store::Store::open(&cfg.data_dir)?;
-            otklik::analytics::export::utterances(&log_since(cfg, &store, since)?)
+            let store = cfg.storage.open(&cfg.data_dir)?;
+            otklik::analytics::export::utterances(&log_since(cfg, store.as_ref(), since)?)
         }
     };
     let nlu = Nlu::load(cfg, nlu::load_encoder(cfg)?)?;
@@ -843,7 +859,6 @@ fn stats(
     json: bool,
 ) -> Result<()> {
     use otklik::analytics::indicators::{self as ind, Dimension, Period, Query};
-    use otklik::store::Storage;
     let tz = otklik::services::hours::parse_tz(&cfg.hours.timezone)?;
     let (since, until) =
         ind::bounds(since.as_deref(), until.as_deref(), &tz).map_err(|e| anyhow::anyhow!(e))?;
@@ -853,8 +868,8 @@ fn stats(
         by: by.as_deref().and_then(Dimension::parse),
         period: Period::parse(period).unwrap_or_default(),
     };
-    let store = otklik::store::Store::open(&cfg.data_dir).context(
-        "`otklik stats` reads the database itself: stop the server first, or use the /analytics page",
+    let store = cfg.storage.open(&cfg.data_dir).context(
+        "`otklik stats` reads the database itself: with sled, stop the server first, or use the /analytics page",
     )?;
     let log = store.log_entries()?;
     let r = ind::report(&log, &q, &cfg.analytics.stars, &tz);

@@ -1,11 +1,15 @@
 //! The storage conformance suite: what every `Storage` backend must do.
-//! Each check takes a fresh backend from `open`; `sled` runs it here, and a
-//! shared backend (PostgreSQL) runs the same checks.
+//! Each check takes a fresh backend from `open`; `sled` and PostgreSQL (a
+//! throwaway cluster, `pg/mod.rs`) run the same checks, and PostgreSQL's
+//! two instances on one database share capacity, locks, ids and claims.
+
+mod pg;
 
 use otklik::analytics::LogEntry;
 use otklik::store::{
     Appointment, BookingError, BookingOp, Callback, Conflict, ConversationLock, Forget, Keep,
-    LocalLocks, QueueItem, QueueOp, RecordOp, Retention, SessionKey, Storage, Store, TurnWrites,
+    LocalLocks, PgStore, QueueItem, QueueOp, RecordOp, Retention, SessionKey, Storage, Store,
+    TurnWrites,
 };
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -121,13 +125,15 @@ fn atomic_turn_commit(open: Open) {
     );
 }
 
-/// One turn of a conversation at a time; other conversations go on.
-fn lock_exclusion(locks: Arc<dyn ConversationLock>) {
+/// One turn of a conversation at a time (through any of the instances'
+/// `locks`); other conversations go on.
+fn lock_exclusion(all: &[Arc<dyn ConversationLock>]) {
     let inside = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
+    let locks = all[0].clone();
     std::thread::scope(|sc| {
-        for _ in 0..8 {
-            let (locks, inside, most) = (locks.clone(), inside.clone(), most.clone());
+        for i in 0..8 {
+            let (locks, inside, most) = (all[i % all.len()].clone(), inside.clone(), most.clone());
             sc.spawn(move || {
                 for _ in 0..20 {
                     let _g = locks.lock("web:same");
@@ -144,7 +150,7 @@ fn lock_exclusion(locks: Arc<dyn ConversationLock>) {
         1,
         "two turns of one conversation ran at once"
     );
-    let held = locks.lock("web:a");
+    let held = all[all.len() - 1].lock("web:a");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|sc| {
         sc.spawn(|| {
@@ -494,7 +500,7 @@ fn records(open: Open) {
 fn conformance(open: Open, locks: Arc<dyn ConversationLock>) {
     records(open);
     atomic_turn_commit(open);
-    lock_exclusion(locks);
+    lock_exclusion(&[locks]);
     booking_capacity_under_threads(open);
     consent_withdrawal_deletes_personal_data(open);
     sweeps(open);
@@ -512,4 +518,134 @@ fn sled_passes_the_storage_conformance_suite() {
         Arc::new(st)
     };
     conformance(&open, Arc::new(LocalLocks::default()));
+}
+
+#[test]
+fn postgres_passes_the_storage_conformance_suite() {
+    let pg = pg::Pg::start();
+    let n = AtomicUsize::new(0);
+    let open = || -> Arc<dyn Storage> {
+        let url = pg.database(&format!("t{}", n.fetch_add(1, Ordering::SeqCst)));
+        Arc::new(PgStore::open(&url, 8, "").unwrap())
+    };
+    let locks = open().conversation_locks();
+    conformance(&open, locks);
+}
+
+/// Two instances on one database: a slot's capacity, the conversation
+/// locks, the ids and a claim hold across them; a second start applies no
+/// migration again.
+#[test]
+fn two_postgres_instances_share_one_database() {
+    let pg = pg::Pg::start();
+    let url = pg.database("shared");
+    let (a, b): (Arc<dyn Storage>, Arc<dyn Storage>) = std::thread::scope(|sc| {
+        // started together: the migrations run once, under their lock
+        let a = sc.spawn(|| PgStore::open(&url, 8, "").unwrap());
+        let b = sc.spawn(|| PgStore::open(&url, 8, "").unwrap());
+        let a: Arc<dyn Storage> = Arc::new(a.join().unwrap());
+        let b: Arc<dyn Storage> = Arc::new(b.join().unwrap());
+        (a, b)
+    });
+    assert_eq!(
+        pg.psql("shared", "SELECT count(*) FROM schema_migrations"),
+        "1"
+    );
+    assert!(PgStore::migrate_only(&url, "").unwrap().is_empty());
+    let both = [a.clone(), b.clone()];
+
+    let won: usize = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..16)
+            .map(|i| {
+                let st = both[i % 2].clone();
+                sc.spawn(move || {
+                    st.book(appt(&format!("web:u{i}"), "10:00"), 3)
+                        .unwrap()
+                        .is_ok()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap() as usize).sum()
+    });
+    assert_eq!(won, 3, "exactly the capacity is booked across instances");
+    assert_eq!(
+        b.booked("benefits", "central", "2026-11-27", "10:00")
+            .unwrap(),
+        3
+    );
+
+    lock_exclusion(&[
+        a.clone().conversation_locks(),
+        b.clone().conversation_locks(),
+    ]);
+
+    let mut ids: Vec<u64> = (0..50)
+        .flat_map(|_| [a.next_id().unwrap(), b.next_id().unwrap()])
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 100, "ids are unique across instances");
+
+    a.write_records(vec![RecordOp::Put {
+        kind: "note".into(),
+        key: "1".into(),
+        value: b"due".to_vec(),
+    }])
+    .unwrap()
+    .unwrap();
+    let won = AtomicUsize::new(0);
+    std::thread::scope(|sc| {
+        for i in 0..8 {
+            let (st, won) = (both[i % 2].clone(), &won);
+            sc.spawn(move || {
+                let r = st
+                    .write_records(vec![RecordOp::Swap {
+                        kind: "note".into(),
+                        key: "1".into(),
+                        expected: Some(b"due".to_vec()),
+                        value: Some(format!("sent by {i}").into_bytes()),
+                    }])
+                    .unwrap();
+                if r.is_ok() {
+                    won.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(
+        won.load(Ordering::SeqCst),
+        1,
+        "one claim wins across instances"
+    );
+}
+
+/// `sslmode=require`: the store talks TLS, checked against the CA it is
+/// given; a server whose certificate that CA did not sign is refused.
+#[test]
+fn postgres_over_tls_checks_the_server_certificate() {
+    let pg = pg::Pg::start_tls();
+    let url = pg.database("tls");
+    let ca = pg.ca();
+    let st = PgStore::open(&pg.tls_url("tls"), 2, ca.to_str().unwrap()).unwrap();
+    st.meta_put("k", b"v").unwrap();
+    assert_eq!(st.meta_get("k").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_ne!(
+        pg.psql(
+            "tls",
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE s.ssl AND a.datname = 'tls'"
+        ),
+        "0",
+        "the store's connections are TLS"
+    );
+    // Without TLS in the URL the same store connects in plain text.
+    assert!(PgStore::open(&url, 1, "").is_ok());
+    // The web PKI's roots do not include the test's CA: refused.
+    let refused = PgStore::open(&pg.tls_url("tls"), 1, "")
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{refused:#}").contains("cannot connect"),
+        "{refused:#}"
+    );
 }

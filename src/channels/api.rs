@@ -215,7 +215,7 @@ fn unprocessable(code: &str, message: &str) -> Response {
 /// Sends a message (or a choice, digits, a start) and returns the bot's turn.
 #[utoipa::path(post, path = "/api/v1/messages", request_body = MessageRequest,
     security(("api_key" = [])),
-    responses((status = 200, body = Turn), (status = 400, body = crate::errors::ErrorBody), (status = 401, description = "no or unknown key", body = crate::errors::ErrorBody), (status = 422, body = crate::errors::ErrorBody), (status = 429, body = crate::errors::ErrorBody)))]
+    responses((status = 200, body = Turn), (status = 400, body = crate::errors::ErrorBody), (status = 401, description = "no or unknown key", body = crate::errors::ErrorBody), (status = 422, body = crate::errors::ErrorBody), (status = 429, body = crate::errors::ErrorBody), (status = 503, description = "starting, or the database is unavailable", body = crate::errors::ErrorBody)))]
 pub async fn message(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
@@ -286,6 +286,10 @@ pub async fn message(
         Err(TurnError::RateLimited) => rate_limited(),
         Err(TurnError::Starting) => crate::errors::starting(),
         Err(e @ TurnError::TooLong(_)) => unprocessable(e.code(), &e.message()),
+        Err(e) if e.code() == "unavailable" => {
+            tracing::warn!("api: {e}");
+            error(StatusCode::SERVICE_UNAVAILABLE, e.code(), &e.message())
+        }
         Err(e) => internal(e),
     }
 }

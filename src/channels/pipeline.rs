@@ -82,6 +82,9 @@ impl TurnError {
             }
             TurnError::RateLimited => crate::errors::RATE_LIMITED.into(),
             TurnError::Duplicate => String::new(),
+            TurnError::Failed(e) if crate::store::Unavailable::is(e) => {
+                "Сервис временно недоступен. Попробуйте ещё раз через минуту.".into()
+            }
             TurnError::Failed(_) => "Не получилось ответить. Попробуйте ещё раз.".into(),
         }
     }
@@ -92,6 +95,7 @@ impl TurnError {
             TurnError::TooLong(_) => "too_long",
             TurnError::RateLimited => "rate_limited",
             TurnError::Duplicate => "duplicate",
+            TurnError::Failed(e) if crate::store::Unavailable::is(e) => "unavailable",
             TurnError::Failed(_) => "internal",
         }
     }
@@ -154,6 +158,7 @@ impl Pipeline {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let per_minute = NonZeroU32::new(cfg.http.messages_per_minute.max(1)).unwrap();
         let per_address = NonZeroU32::new(cfg.http.messages_per_address_per_minute.max(1)).unwrap();
+        let hub = Hub::shared(store.clone());
         Arc::new(Self {
             limiter: governor::RateLimiter::keyed(Quota::per_minute(per_minute)),
             by_address: governor::RateLimiter::keyed(Quota::per_minute(per_address)),
@@ -163,7 +168,7 @@ impl Pipeline {
             store,
             locks,
             clock,
-            hub: Hub::default(),
+            hub,
             metrics: Metrics::default(),
             running: Arc::new(tokio::sync::Semaphore::new(turn_threads())),
             speech: Arc::default(),

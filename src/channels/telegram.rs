@@ -15,7 +15,10 @@
 //! backoff. A reply (or an operator's message, see `keep`) is committed with
 //! its turn as undelivered until sendMessage succeeds; one left over by a
 //! crash or a failed send goes out when the update comes again, at start-up,
-//! or by a periodic sweep (at least once rather than never). Turns go
+//! or by a periodic sweep (at least once rather than never). With a shared
+//! store, one instance leads the bot (`Storage::try_lead`): it alone polls
+//! and sweeps; another takes over from the persisted offset when it dies;
+//! webhook updates are served by every instance. Turns go
 //! through the shared turn service, so the conversation's rate limit and the
 //! length limit hold here too (a voice message takes its rate limit before
 //! it is downloaded).
@@ -914,55 +917,104 @@ async fn redeliver(tg: &Telegram, marker: Option<&str>, min_age_s: i64) -> anyho
 /// blocked the bot, or the message is refused for good).
 const GIVE_UP_S: i64 = 86_400;
 
-/// Replies left undelivered by a send that failed after its retries: every
-/// minute, those at least a minute old.
-async fn redelivery(tg: Arc<Telegram>) {
+/// How often the leader sends the replies left undelivered by a send that
+/// failed after its retries (those at least this old).
+const REDELIVER_EVERY: Duration = Duration::from_secs(60);
+/// How often an instance that does not lead tries to.
+const LEAD_RETRY: Duration = Duration::from_secs(1);
+
+/// Runs `work` while this instance leads the bot (`Storage::try_lead`: one
+/// instance among those sharing a store; alone, always), and tries again
+/// when another instance leads or leadership is lost.
+async fn lead<F, Fut>(tg: Arc<Telegram>, work: F)
+where
+    F: Fn(Arc<Telegram>, Arc<dyn crate::store::Leadership>) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let mut shutdown = tg.p.shutdown.clone();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-            _ = shutdown.changed() => return,
-        }
-        if let Err(e) = redeliver(&tg, None, 60).await {
-            tracing::error!("telegram redelivery: {e:#}");
-        }
-    }
-}
-
-/// At start-up: every reply a previous run left undelivered, then the sweep.
-async fn start_redelivery(tg: Arc<Telegram>) {
-    if let Err(e) = redeliver(&tg, None, 0).await {
-        tracing::error!("telegram redelivery: {e:#}");
-    }
-    tokio::spawn(redelivery(tg));
-}
-
-/// Long polling: reads updates from the persisted offset, processes each,
-/// and persists the next offset.
-pub async fn poll(tg: Arc<Telegram>) {
-    let st = tg.p.clone();
-    let mut shutdown = st.shutdown.clone();
-    while st.engine().is_none() {
+    while tg.p.engine().is_none() {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             _ = shutdown.changed() => return,
         }
     }
+    let mut waiting = false;
+    loop {
+        let st = tg.p.store.clone();
+        let got = tokio::task::spawn_blocking(move || st.try_lead("telegram")).await;
+        match got {
+            Ok(Ok(Some(l))) => {
+                tracing::info!("telegram: this instance leads the bot");
+                waiting = false;
+                work(tg.clone(), Arc::from(l)).await;
+                if *shutdown.borrow() {
+                    return;
+                }
+                tracing::warn!("telegram: leadership lost");
+            }
+            Ok(Ok(None)) if !waiting => {
+                waiting = true;
+                tracing::info!("telegram: another instance leads the bot");
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::error!("telegram: cannot take the lead: {e:#}"),
+            Err(e) => tracing::error!("telegram: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(LEAD_RETRY) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The leader's sweep in webhook mode: at the start every reply a previous
+/// run left undelivered, then every minute those a minute old.
+async fn sweep_undelivered(tg: Arc<Telegram>, l: Arc<dyn crate::store::Leadership>) {
+    let mut shutdown = tg.p.shutdown.clone();
+    let mut min_age = 0;
+    while l.held() {
+        if let Err(e) = redeliver(&tg, None, min_age).await {
+            tracing::error!("telegram redelivery: {e:#}");
+        }
+        min_age = REDELIVER_EVERY.as_secs() as i64;
+        tokio::select! {
+            _ = tokio::time::sleep(REDELIVER_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Long polling by the leader: reads updates from the persisted offset,
+/// processes each, and persists the next offset; sends the replies left
+/// undelivered first, then every minute. Stops when leadership is lost.
+pub async fn poll(tg: Arc<Telegram>, l: Arc<dyn crate::store::Leadership>) {
+    let st = tg.p.clone();
+    let mut shutdown = st.shutdown.clone();
     if let Err(e) = retry("deleteWebhook", || tg.bot.delete_webhook().send()).await {
         tracing::error!("telegram: cannot switch to polling: {e}");
     }
-    let mut offset: i32 = st
-        .store
-        .meta_get(OFFSET_KEY)
+    let store = st.store.clone();
+    let mut offset: i32 = tokio::task::spawn_blocking(move || store.meta_get(OFFSET_KEY))
+        .await
         .ok()
+        .and_then(|r| r.ok())
         .flatten()
         .and_then(|v| v.try_into().ok().map(i32::from_be_bytes))
         .unwrap_or(0);
     tracing::info!("telegram: polling from update {offset}");
     // Before new updates, so that none of them races with these replies.
-    start_redelivery(tg.clone()).await;
+    if let Err(e) = redeliver(&tg, None, 0).await {
+        tracing::error!("telegram redelivery: {e:#}");
+    }
+    let mut swept = std::time::Instant::now();
     let timeout = st.cfg.telegram.poll_timeout_s;
-    loop {
+    while l.held() {
+        if swept.elapsed() >= REDELIVER_EVERY {
+            swept = std::time::Instant::now();
+            if let Err(e) = redeliver(&tg, None, REDELIVER_EVERY.as_secs() as i64).await {
+                tracing::error!("telegram redelivery: {e:#}");
+            }
+        }
         let updates = tokio::select! {
             r = retry("getUpdates", || tg.bot.get_updates().offset(offset).timeout(timeout).send()) => r,
             _ = shutdown.changed() => return,
@@ -981,7 +1033,12 @@ pub async fn poll(tg: Arc<Telegram>) {
                 tracing::error!("telegram update: {e:#}");
             }
             offset = offset.max(next);
-            if let Err(e) = st.store.meta_put(OFFSET_KEY, &offset.to_be_bytes()) {
+            let store = st.store.clone();
+            let saved = tokio::task::spawn_blocking(move || {
+                store.meta_put(OFFSET_KEY, &offset.to_be_bytes())
+            })
+            .await;
+            if let Ok(Err(e)) = saved {
                 tracing::error!("telegram offset: {e:#}");
             }
         }
@@ -993,7 +1050,7 @@ async fn start(tg: Arc<Telegram>) -> anyhow::Result<()> {
     let cfg = &tg.p.cfg.telegram;
     match cfg.mode.as_str() {
         "polling" => {
-            tokio::spawn(poll(tg.clone()));
+            tokio::spawn(lead(tg.clone(), poll));
         }
         "webhook" => {
             if cfg.webhook_url.is_empty() || cfg.webhook_secret.len() < 16 {
@@ -1001,7 +1058,7 @@ async fn start(tg: Arc<Telegram>) -> anyhow::Result<()> {
             }
             let url = url::Url::parse(&cfg.webhook_url)?;
             let secret = cfg.webhook_secret.clone();
-            tokio::spawn(start_redelivery(tg.clone()));
+            tokio::spawn(lead(tg.clone(), sweep_undelivered));
             // Registered in the background: a slow Bot API must not hold up serving.
             tokio::spawn(async move {
                 match retry("setWebhook", || {

@@ -133,7 +133,7 @@ impl Channel for Web {
     ) -> BoxFuture<'a, anyhow::Result<Delivery>> {
         Box::pin(async move {
             for m in &sent.committed.outbox {
-                self.p.hub.send(&key.to_string(), &m.to_string());
+                self.p.hub.outbox(key, m);
             }
             Ok(Delivery::Sent)
         })

@@ -50,7 +50,7 @@ use crate::services::appointments::Schedule;
 use crate::services::hours::Hours;
 use crate::services::status::{self, StatusProvider};
 use crate::services::{Clock, SystemClock};
-use crate::store::{ConversationLock, LocalLocks, Storage, Store, TurnWrites};
+use crate::store::{ConversationLock, Storage, TurnWrites};
 use anyhow::Result;
 use graph::Graph;
 use session::ChoiceOut;
@@ -158,7 +158,7 @@ impl Engine {
     pub fn new(cfg: &Config, nlu: Arc<Nlu>, clock: Arc<dyn Clock>) -> Result<Self> {
         let ids: Vec<String> = nlu.kb.intents.iter().map(|i| i.id.clone()).collect();
         let graph = Graph::load_dir(&cfg.dialog.dialogs_dir, &ids)?;
-        let store: Arc<dyn Storage> = Arc::new(Store::open(&cfg.data_dir)?);
+        let store: Arc<dyn Storage> = cfg.storage.open(&cfg.data_dir)?;
         let status = status::provider(&cfg.status, &store)?;
         Self::with_parts(cfg, nlu, graph, store, status, clock)
     }
@@ -196,6 +196,7 @@ impl Engine {
             }
         }
         let applications = crate::services::applications::provider(&cfg.applications, &store)?;
+        let locks = store.clone().conversation_locks();
         Ok(Self {
             nlu,
             graph: Arc::new(graph),
@@ -214,7 +215,7 @@ impl Engine {
             pay: crate::services::payments::Payments::new(&cfg.fees, &cfg.payments)?,
             cfg: cfg.dialog.clone(),
             notify: cfg.notify.clone(),
-            locks: Arc::new(LocalLocks::default()),
+            locks,
         })
     }
 

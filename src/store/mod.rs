@@ -7,15 +7,79 @@
 //! nothing commits on its own in the middle of a turn. Conditional writes
 //! (a slot's capacity, an appointment's owner, a queued conversation's
 //! holder) are checked again inside the commit, so a race is a `Conflict`,
-//! never a double booking. `sled` is the embedded default backend; a SQL
-//! backend implements the same trait (one transaction per commit) and must
-//! pass the same conformance suite (`tests/storage.rs`).
+//! never a double booking. `sled` is the embedded default backend (one
+//! instance); `postgres` is the shared one (several instances on one
+//! database: its conversation locks, leadership and news between instances
+//! too). Both pass the same conformance suite (`tests/storage.rs`).
 
 mod lock;
+mod postgres;
 mod sled;
 
 pub use self::lock::{ConversationLock, LocalLocks, LockGuard};
+pub use self::postgres::{PgLocks, PgStore};
 pub use self::sled::Store;
+
+/// Opens the store `backend` names: `sled` under `data_dir`, or `postgres`
+/// at `url` (migrated at start-up).
+pub fn open(
+    backend: &str,
+    data_dir: &std::path::Path,
+    url: &str,
+    pool_size: usize,
+    ca_file: &str,
+) -> Result<std::sync::Arc<dyn Storage>> {
+    Ok(match backend {
+        "sled" => std::sync::Arc::new(Store::open(data_dir)?),
+        "postgres" => {
+            if url.is_empty() {
+                anyhow::bail!(
+                    "storage.backend = \"postgres\" needs storage.url (or OTKLIK_STORAGE_URL)"
+                );
+            }
+            std::sync::Arc::new(PgStore::open(url, pool_size, ca_file)?)
+        }
+        other => anyhow::bail!("storage.backend must be \"sled\" or \"postgres\", got {other:?}"),
+    })
+}
+
+/// The store cannot be reached now (a shared database restarting or out
+/// of connections): callers answer 503 and the client tries again.
+#[derive(Debug, thiserror::Error)]
+#[error("the database is unavailable: {0}")]
+pub struct Unavailable(pub String);
+
+impl Unavailable {
+    /// Whether `e` (or one of its causes) is the store being unavailable.
+    pub fn is(e: &anyhow::Error) -> bool {
+        e.chain().any(|c| c.is::<Unavailable>())
+    }
+}
+
+/// News one instance gives the others sharing its store (PostgreSQL
+/// NOTIFY): hints only, the store stays the source of truth.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub enum News {
+    /// A message was added to a session's web outbox.
+    Outbox { session: String, seq: u64 },
+    /// The operators' queue changed.
+    Queue,
+}
+
+/// Held while this instance leads (`Storage::try_lead`).
+pub trait Leadership: Send + Sync {
+    /// Whether it still leads (its connection to the database lives).
+    fn held(&self) -> bool;
+}
+
+struct Alone;
+
+impl Leadership for Alone {
+    fn held(&self) -> bool {
+        true
+    }
+}
 
 use crate::analytics::LogEntry;
 use anyhow::Result;
@@ -395,6 +459,27 @@ pub trait Storage: Send + Sync {
     /// Removes markers, outbox messages and undelivered replies older than
     /// the retention allows (`now` in Unix seconds).
     fn sweep(&self, now: i64, keep: &Retention) -> Result<Swept>;
+
+    /// The locks that serialise a conversation's turns: within this process
+    /// for an embedded store, across instances for a shared one.
+    fn conversation_locks(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn ConversationLock> {
+        std::sync::Arc::new(LocalLocks::default())
+    }
+
+    /// Tells the other instances sharing this store (nothing when alone).
+    fn announce(&self, _news: &News) {}
+
+    /// The other instances' news; `None` when no other instance can share
+    /// this store.
+    fn news(&self) -> Option<tokio::sync::broadcast::Receiver<News>> {
+        None
+    }
+
+    /// Leads `name` (one Telegram poller among the instances) unless
+    /// another instance does: `None` then. Alone, always leads.
+    fn try_lead(&self, _name: &str) -> Result<Option<Box<dyn Leadership>>> {
+        Ok(Some(Box::new(Alone)))
+    }
 }
 
 impl dyn Storage {
@@ -457,6 +542,38 @@ impl dyn Storage {
             ..Default::default()
         };
         Ok(self.commit(&w)?.map(|_| ()))
+    }
+}
+
+/// The pseudonyms a withdrawal gives the client's log entries: one new
+/// client pseudonym, and one per conversation, so the entries still count as
+/// one client's without naming them.
+pub(crate) struct Unlink {
+    client: String,
+    conversations: std::collections::HashMap<String, String>,
+}
+
+impl Default for Unlink {
+    fn default() -> Self {
+        Self {
+            client: crate::analytics::unlinked(),
+            conversations: Default::default(),
+        }
+    }
+}
+
+impl Unlink {
+    /// Re-keys an entry of the withdrawing client (and leaves others be).
+    pub(crate) fn apply(&mut self, e: &mut LogEntry, pseudonym: &str) {
+        if e.client != pseudonym || pseudonym.is_empty() {
+            return;
+        }
+        e.client = self.client.clone();
+        e.conversation = self
+            .conversations
+            .entry(e.conversation.clone())
+            .or_insert_with(crate::analytics::unlinked)
+            .clone();
     }
 }
 

@@ -7,14 +7,13 @@
 use super::{
     dec, enc, scrub_message, AppStatus, Appointment, BookingError, BookingOp, Callback, Committed,
     Conflict, Consent, Feedback, Forget, QueueItem, QueueOp, RecordOp, Retention, SessionKey,
-    Storage, Swept, TurnWrites,
+    Storage, Swept, TurnWrites, Unlink,
 };
 use crate::analytics::LogEntry;
 use anyhow::{Context, Result};
 use sled::transaction::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Tree;
-use std::collections::HashMap;
 use std::path::Path;
 
 #[derive(Clone)]
@@ -106,23 +105,12 @@ struct ForgetPlan {
     undelivered: Vec<(String, Vec<u8>)>,
     /// Analytics log entries re-keyed to pseudonyms that link to no one.
     log: Vec<(Vec<u8>, Vec<u8>)>,
-    /// The client's new pseudonym, and the new one of each conversation.
-    client: String,
-    conversations: HashMap<String, String>,
+    unlink: Unlink,
 }
 
 impl ForgetPlan {
-    /// Re-keys an entry of the withdrawing client (and leaves others be).
     fn unlink(&mut self, e: &mut LogEntry, pseudonym: &str) {
-        if e.client != pseudonym || pseudonym.is_empty() {
-            return;
-        }
-        e.client = self.client.clone();
-        e.conversation = self
-            .conversations
-            .entry(e.conversation.clone())
-            .or_insert_with(crate::analytics::unlinked)
-            .clone();
+        self.unlink.apply(e, pseudonym);
     }
 }
 
@@ -242,9 +230,6 @@ impl Store {
                     .push((String::from_utf8_lossy(&k).into_owned(), enc(&r)?));
             }
         }
-        // One new client pseudonym, and one per conversation, so the entries
-        // still count as one client's without naming them.
-        p.client = crate::analytics::unlinked();
         if !f.pseudonym.is_empty() {
             for kv in self.log.iter() {
                 let (k, v) = kv?;
