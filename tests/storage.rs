@@ -163,13 +163,13 @@ fn lock_exclusion(all: &[Arc<dyn ConversationLock>]) {
     drop(held);
 }
 
-/// Bookings from 16 threads at once never pass the slot's capacity.
-fn booking_capacity_under_threads(open: Open) {
-    let st = open();
-    let won: usize = std::thread::scope(|sc| {
+/// 16 threads book one slot of capacity 3 at once, thread `i` through
+/// `stores[i % len]`; how many bookings were accepted.
+fn book_from_16_threads(stores: &[Arc<dyn Storage>]) -> usize {
+    std::thread::scope(|sc| {
         let hs: Vec<_> = (0..16)
             .map(|i| {
-                let st = st.clone();
+                let st = stores[i % stores.len()].clone();
                 sc.spawn(move || {
                     st.book(appt(&format!("web:u{i}"), "10:00"), 3)
                         .unwrap()
@@ -178,7 +178,13 @@ fn booking_capacity_under_threads(open: Open) {
             })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap() as usize).sum()
-    });
+    })
+}
+
+/// Bookings from 16 threads at once never pass the slot's capacity.
+fn booking_capacity_under_threads(open: Open) {
+    let st = open();
+    let won = book_from_16_threads(std::slice::from_ref(&st));
     assert_eq!(won, 3, "exactly the capacity is booked");
     assert_eq!(
         st.booked("benefits", "central", "2026-11-27", "10:00")
@@ -552,21 +558,9 @@ fn two_postgres_instances_share_one_database() {
         "1"
     );
     assert!(PgStore::migrate_only(&url, "").unwrap().is_empty());
-    let both = [a.clone(), b.clone()];
+    let both: [Arc<dyn Storage>; 2] = [a.clone(), b.clone()];
 
-    let won: usize = std::thread::scope(|sc| {
-        let hs: Vec<_> = (0..16)
-            .map(|i| {
-                let st = both[i % 2].clone();
-                sc.spawn(move || {
-                    st.book(appt(&format!("web:u{i}"), "10:00"), 3)
-                        .unwrap()
-                        .is_ok()
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap() as usize).sum()
-    });
+    let won = book_from_16_threads(&both);
     assert_eq!(won, 3, "exactly the capacity is booked across instances");
     assert_eq!(
         b.booked("benefits", "central", "2026-11-27", "10:00")

@@ -215,23 +215,7 @@ impl Pg {
 
     /// Creates a database; its URL.
     pub fn database(&self, name: &str) -> String {
-        self.run(
-            "psql",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-qc",
-                &format!("CREATE DATABASE \"{name}\""),
-            ],
-        );
+        self.psql("postgres", &format!("CREATE DATABASE \"{name}\""));
         self.url(name)
     }
 
