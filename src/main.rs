@@ -458,17 +458,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Train { json } => {
             let encoder = nlu::load_encoder(&cfg)?;
-            let kb = nlu::load_kb(&cfg)?;
-            let items = nlu::training_items(&cfg, &kb);
             let before = otklik::trainer::heldout::score(&cfg, encoder.clone())?;
-            let (_, trained, path) = nlu::tune::train_and_save(
-                &cfg.model.path,
-                &encoder,
-                &items,
-                &cfg.model.query_prefix,
-                &cfg.tune,
-                json,
-            )?;
+            let (trained, path) = otklik::trainer::retrain::train(&cfg, &encoder, json)?;
             let after = otklik::trainer::heldout::score(&cfg, encoder)?;
             if json {
                 println!(
